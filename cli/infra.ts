@@ -1,0 +1,27 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { Command } from './command.ts';
+import { wantsHelp } from './command.ts';
+
+const script = fileURLToPath(new URL('../infra/local.sh', import.meta.url));
+
+export const infraCommand: Command = {
+  summary: 'start, stop or report the local Kafka, Redis and Prometheus (no Docker needed)',
+  help: `usage: emotionmuse infra up|down|status|install [kafka|redis|prometheus]...
+
+up       starts a single-node KRaft Kafka broker (jars from Maven Central, cached in .cache/) and
+         Redis on loopback, data in .data/; idempotent, and reuses a service already listening.
+down     stops what \`up\` started.
+status   says what listens on the configured ports.
+install  fetches the Kafka jars and installs the Debian packages (redis-server, prometheus).
+
+environment: EM_KAFKA_VERSION (3.9.1), EM_KAFKA_PORT (9092), EM_KAFKA_CONTROLLER_PORT (9093),
+EM_REDIS_PORT (6379), EM_PROMETHEUS_PORT (9090), EM_DATA_DIR (.data), EM_CACHE_DIR (.cache)`,
+  async run(argv) {
+    if (argv.length === 0 || wantsHelp(argv)) {
+      console.log(this.help);
+      return argv.length === 0 ? 2 : 0;
+    }
+    return spawnSync('bash', [script, ...argv], { stdio: 'inherit' }).status ?? 1;
+  },
+};

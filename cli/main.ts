@@ -1,0 +1,46 @@
+import { EmotionMuseError, errorMessage } from '../runtime/errors.ts';
+import type { Command } from './command.ts';
+import { infraCommand } from './infra.ts';
+import { pipelineCommand } from './pipeline.ts';
+import { runCommand } from './run.ts';
+import { topicsCommand } from './topics.ts';
+
+const COMMANDS: Record<string, Command> = {
+  pipeline: pipelineCommand,
+  run: runCommand,
+  topics: topicsCommand,
+  infra: infraCommand,
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((k) => k.length));
+  return `emotionmuse: camera frames in, emotion-aware music recommendations out (a Kafka pipeline)
+
+usage: emotionmuse <command> [options]     (emotionmuse <command> --help for its options)
+
+commands:
+${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`).join('\n')}`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(usage());
+    return name ? 0 : 2;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    console.error(`unknown command "${name}"\n\n${usage()}`);
+    return 2;
+  }
+  try {
+    return await command.run(rest);
+  } catch (err) {
+    if (err instanceof EmotionMuseError) {
+      console.error(`error [${err.code}]: ${err.message}`);
+      return 2;
+    }
+    console.error(`error: ${errorMessage(err)}`);
+    return 1;
+  }
+}

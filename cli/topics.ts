@@ -1,0 +1,58 @@
+import { loadConfig, configHelp } from '../runtime/config.ts';
+import { commonOptions } from '../runtime/common-config.ts';
+import { opt } from '../runtime/config.ts';
+import { createKafka } from '../runtime/kafka.ts';
+import { applyTopology, describeTopology, formatActions } from '../topology/apply.ts';
+import { buildTopology, validateTopology } from '../topology/topology.ts';
+import type { Command } from './command.ts';
+import { wantsHelp } from './command.ts';
+
+const applyOptions = { ...commonOptions, fixConfig: opt.bool('EM_FIX_CONFIG', 'fix-config', false, 'Also set drifted topic configs (retention, cleanup policy) back to the declared values') };
+
+export const topicsCommand: Command = {
+  summary: 'create the declared topics (apply) or print the layout (describe)',
+  help: `usage: emotionmuse topics apply [options]
+       emotionmuse topics describe [options]
+
+apply     creates every missing topic of the topology and reports drift (wrong partition count,
+          replication or config) without destroying data. Running it twice changes nothing the
+          second time. Exits 3 when drift remains.
+describe  prints the topic layout and the processor graph (no broker needed).
+
+options:
+${configHelp(applyOptions)}`,
+  async run(argv) {
+    const [sub, ...rest] = argv;
+    if (!sub || wantsHelp(argv)) {
+      console.log(this.help);
+      return sub ? 0 : 2;
+    }
+    const config = loadConfig(applyOptions, { argv: rest });
+    const topology = buildTopology({ prefix: config.topicPrefix, partitions: config.partitions, replicationFactor: config.replicationFactor });
+    const problems = validateTopology(topology);
+    if (problems.length > 0) {
+      console.error(`the topology is invalid:\n  ${problems.join('\n  ')}`);
+      return 1;
+    }
+    if (sub === 'describe') {
+      console.log(describeTopology(topology));
+      return 0;
+    }
+    if (sub !== 'apply') {
+      console.error(`unknown subcommand "topics ${sub}"\n\n${this.help}`);
+      return 2;
+    }
+    const admin = createKafka({ brokers: config.brokers, clientId: 'emotionmuse-topics' }).admin();
+    try {
+      await admin.connect();
+      const actions = await applyTopology(admin, topology, { fixConfig: config.fixConfig });
+      console.log(formatActions(actions));
+      const changed = actions.filter((a) => a.kind === 'created' || a.kind === 'config-updated').length;
+      const drift = actions.filter((a) => a.kind === 'drift').length;
+      console.log(`\n${changed === 0 ? 'no change' : `${changed} change(s)`}${drift > 0 ? `, ${drift} topic(s) drifted` : ''}`);
+      return drift > 0 ? 3 : 0;
+    } finally {
+      await admin.disconnect();
+    }
+  },
+};

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Local services without Docker: a single-node KRaft Kafka broker from the Apache Kafka jars
+# (resolved by Maven from Maven Central on first use) and a Redis server (Debian redis-server),
+# on loopback, with data under .data/. Idempotent: `up` twice is fine; a service already
+# listening on its port is reused (say so with EM_REUSE_SERVICES=1, otherwise it must be ours).
+#
+#   infra/local.sh up [kafka|redis|prometheus]...   start (default: kafka redis)
+#   infra/local.sh down [...]                        stop what this script started
+#   infra/local.sh status                            what is running
+#   infra/local.sh install                           fetch the Kafka jars, install Debian packages
+#
+# Environment: EM_KAFKA_VERSION (3.9.1), EM_KAFKA_PORT (9092), EM_KAFKA_CONTROLLER_PORT (9093),
+# EM_REDIS_PORT (6379), EM_PROMETHEUS_PORT (9090), EM_DATA_DIR (.data), EM_CACHE_DIR (.cache).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+KAFKA_VERSION="${EM_KAFKA_VERSION:-3.9.1}"
+KAFKA_PORT="${EM_KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${EM_KAFKA_CONTROLLER_PORT:-9093}"
+REDIS_PORT="${EM_REDIS_PORT:-6379}"
+PROMETHEUS_PORT="${EM_PROMETHEUS_PORT:-9090}"
+DATA="${EM_DATA_DIR:-$ROOT/.data}"
+CACHE="${EM_CACHE_DIR:-$ROOT/.cache}"
+KAFKA_LIBS="$CACHE/kafka-$KAFKA_VERSION/libs"
+
+say() { printf '[infra] %s\n' "$*" >&2; }
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() {
+  local port=$1 name=$2 secs=${3:-60}
+  for _ in $(seq 1 $((secs * 5))); do listening "$port" && return 0; sleep 0.2; done
+  say "$name did not start listening on 127.0.0.1:$port within ${secs}s"; return 1
+}
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+install_debs() {
+  local missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v prometheus >/dev/null || missing+=(prometheus)
+  command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null || missing+=(maven)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then say "please install: ${missing[*]} (Debian packages)"; return 1; fi
+    say "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+install_kafka() {
+  if [ -f "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ]; then return 0; fi
+  say "resolving Apache Kafka $KAFKA_VERSION jars from Maven Central into $KAFKA_LIBS"
+  mkdir -p "$KAFKA_LIBS"
+  mvn -q -B -f "$ROOT/infra/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS"
+}
+
+kafka_up() {
+  local dir="$DATA/kafka" pidf="$DATA/kafka/kafka.pid"
+  if pid_alive "$pidf" && listening "$KAFKA_PORT"; then say "kafka already running (pid $(cat "$pidf")) on 127.0.0.1:$KAFKA_PORT"; return 0; fi
+  if listening "$KAFKA_PORT"; then
+    say "something already listens on 127.0.0.1:$KAFKA_PORT; reusing it as Kafka"; return 0
+  fi
+  install_kafka
+  mkdir -p "$dir/logs"
+  sed -e "s#@KAFKA_PORT@#$KAFKA_PORT#g" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#g" -e "s#@DATA_DIR@#$dir#g" \
+    "$ROOT/infra/kafka/server.properties.template" > "$dir/server.properties"
+  local cp="$KAFKA_LIBS/*"
+  if [ ! -f "$dir/logs/meta.properties" ]; then
+    local cluster_id
+    cluster_id=$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)
+    java -cp "$cp" -Dlog4j.configuration="file:$ROOT/infra/kafka/log4j.properties" -Dkafka.logs.dir="$dir" \
+      kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" >/dev/null
+  fi
+  say "starting kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT (logs: $dir/server.log)"
+  nohup java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j.configuration="file:$ROOT/infra/kafka/log4j.properties" -Dkafka.logs.dir="$dir" \
+    -cp "$cp" kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 &
+  echo $! >"$pidf"
+  wait_port "$KAFKA_PORT" kafka 90 || { tail -n 30 "$dir/stdout.log" "$dir/server.log" >&2 || true; return 1; }
+  say "kafka is up"
+}
+
+redis_up() {
+  local dir="$DATA/redis" pidf="$DATA/redis/redis.pid"
+  if listening "$REDIS_PORT"; then say "redis already listening on 127.0.0.1:$REDIS_PORT; reusing it"; return 0; fi
+  command -v redis-server >/dev/null || install_debs
+  mkdir -p "$dir"
+  say "starting redis on 127.0.0.1:$REDIS_PORT (data: $dir)"
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$dir" --daemonize yes --pidfile "$pidf" \
+    --logfile "$dir/redis.log" --appendonly yes --save "" >/dev/null
+  wait_port "$REDIS_PORT" redis 20
+  say "redis is up"
+}
+
+prometheus_up() {
+  local dir="$DATA/prometheus" pidf="$DATA/prometheus/prometheus.pid"
+  if listening "$PROMETHEUS_PORT"; then say "prometheus already listening on 127.0.0.1:$PROMETHEUS_PORT; reusing it"; return 0; fi
+  command -v prometheus >/dev/null || install_debs
+  mkdir -p "$dir"
+  say "starting prometheus on 127.0.0.1:$PROMETHEUS_PORT"
+  nohup prometheus --config.file="${EM_PROMETHEUS_CONFIG:-$ROOT/infra/prometheus/prometheus.local.yml}" \
+    --storage.tsdb.path="$dir/data" --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" >"$dir/prometheus.log" 2>&1 &
+  echo $! >"$pidf"
+  wait_port "$PROMETHEUS_PORT" prometheus 30
+  say "prometheus is up"
+}
+
+stop_pidfile() {
+  local name=$1 pidf=$2
+  if pid_alive "$pidf"; then
+    local pid; pid=$(cat "$pidf")
+    say "stopping $name (pid $pid)"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+  else
+    say "$name: not started by this script"
+  fi
+  rm -f "$pidf"
+}
+
+status_line() {
+  local name=$1 port=$2
+  if listening "$port"; then echo "$name: listening on 127.0.0.1:$port"; else echo "$name: not running (port $port)"; fi
+}
+
+cmd=${1:-status}; shift || true
+services=("$@"); [ ${#services[@]} -gt 0 ] || services=(kafka redis)
+case "$cmd" in
+  up) for s in "${services[@]}"; do "${s}_up"; done ;;
+  down)
+    for s in "${services[@]}"; do
+      case "$s" in
+        kafka) stop_pidfile kafka "$DATA/kafka/kafka.pid" ;;
+        redis) stop_pidfile redis "$DATA/redis/redis.pid" ;;
+        prometheus) stop_pidfile prometheus "$DATA/prometheus/prometheus.pid" ;;
+      esac
+    done ;;
+  status) status_line kafka "$KAFKA_PORT"; status_line redis "$REDIS_PORT"; status_line prometheus "$PROMETHEUS_PORT" ;;
+  install) install_debs; install_kafka ;;
+  *) echo "usage: infra/local.sh up|down|status|install [kafka|redis|prometheus]..." >&2; exit 2 ;;
+esac

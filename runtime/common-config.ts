@@ -1,0 +1,24 @@
+import { opt } from './config.ts';
+
+/** Options every EmotionMuse process takes. Each default is written here and nowhere else. */
+export const commonOptions = {
+  brokers: opt.list('EM_KAFKA_BROKERS', 'brokers', ['127.0.0.1:9092'], 'Kafka bootstrap servers, comma-separated'),
+  topicPrefix: opt.string('EM_TOPIC_PREFIX', 'topic-prefix', 'emotionmuse.', 'Prefix of every topic name (and of consumer groups)'),
+  partitions: opt.int('EM_PARTITIONS', 'partitions', 6, 'Partitions of every user-keyed topic (co-partitioned)', { min: 1, max: 1000 }),
+  replicationFactor: opt.int('EM_REPLICATION_FACTOR', 'replication-factor', 1, 'Replication factor of new topics', { min: 1 }),
+  redisUrl: opt.string('EM_REDIS_URL', 'redis-url', 'redis://127.0.0.1:6379', 'Redis server'),
+  logLevel: opt.oneOf('EM_LOG_LEVEL', 'log-level', 'info', ['debug', 'info', 'warn', 'error'], 'Log level'),
+} as const;
+
+/** Options of a processor process (`emotionmuse run <processor>`). */
+export const processorOptions = {
+  ...commonOptions,
+  httpPort: opt.int('EM_HTTP_PORT', 'http-port', -1, 'Port of /metrics, /healthz, /readyz; -1 takes the processor\'s own port (passthrough 9100, classifier 9101, smoother 9102, recommender 9103), 0 any free port', { min: -1, max: 65535 }),
+  groupId: opt.string('EM_GROUP_ID', 'group-id', '', 'Consumer group; empty means <topic-prefix><processor>'),
+  maxBatchRecords: opt.int('EM_MAX_BATCH_RECORDS', 'max-batch-records', 500, 'Most input records processed in one transaction', { min: 1 }),
+  concurrency: opt.int('EM_PARTITIONS_CONCURRENTLY', 'concurrency', 1, 'Input partitions processed at the same time', { min: 1 }),
+  sessionTimeoutMs: opt.int('EM_SESSION_TIMEOUT_MS', 'session-timeout-ms', 10_000, 'Consumer session timeout (ms)', { min: 1000 }),
+  maxBacklog: opt.int('EM_MAX_BACKLOG', 'max-backlog', 1000, 'Pause consuming while this much work is pending downstream', { min: 1 }),
+  maxRecordBytes: opt.int('EM_MAX_RECORD_BYTES', 'max-record-bytes', 4 * 1024 * 1024, 'Larger input records go to the dead-letter topic (OVERSIZED_RECORD)', { min: 1 }),
+  shutdownTimeoutMs: opt.int('EM_SHUTDOWN_TIMEOUT_MS', 'shutdown-timeout-ms', 8000, 'On SIGTERM/SIGINT, exit after at most this long', { min: 100 }),
+} as const;

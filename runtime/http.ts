@@ -1,0 +1,68 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+
+export type RouteHandler = (req: http.IncomingMessage, url: URL) => Promise<{ status: number; body: unknown } | undefined>;
+
+export interface HttpServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Every process serves /metrics (Prometheus text), /healthz (the process is alive) and /readyz
+ * (it is consuming and its dependencies answer). Extra routes (for example the recommender's
+ * read-back) are tried first; returning undefined passes the request on.
+ */
+export async function startHttpServer(options: {
+  port: number;
+  host?: string;
+  registry: Registry;
+  ready: () => { ready: boolean; reason?: string };
+  routes?: RouteHandler[];
+}): Promise<HttpServer> {
+  const server = http.createServer((req, res) => {
+    void handle(req, res).catch((err: unknown) => {
+      res.writeHead(500, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: String(err) }));
+    });
+  });
+
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    for (const route of options.routes ?? []) {
+      const answer = await route(req, url);
+      if (answer) {
+        res.writeHead(answer.status, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(answer.body));
+        return;
+      }
+    }
+    if (url.pathname === '/metrics') {
+      res.writeHead(200, { 'content-type': options.registry.contentType });
+      res.end(await options.registry.metrics());
+    } else if (url.pathname === '/healthz') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"status":"ok"}');
+    } else if (url.pathname === '/readyz') {
+      const r = options.ready();
+      res.writeHead(r.ready ? 200 : 503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ status: r.ready ? 'ready' : 'not ready', reason: r.reason }));
+    } else {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end('{"error":"not found"}');
+    }
+  };
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host ?? '0.0.0.0', () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}

@@ -1,0 +1,56 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Latency buckets in seconds that resolve single milliseconds at the low end. */
+export const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5];
+export const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+
+type MetricKind = 'counter' | 'gauge' | 'histogram';
+interface MetricSpec {
+  readonly kind: MetricKind;
+  readonly name: string;
+  readonly help: string;
+  readonly labels: readonly string[];
+  readonly buckets?: readonly number[];
+}
+
+/**
+ * The one table of metrics. Code registers from it and the dashboards are written against these
+ * names. No label ever carries a user id.
+ */
+export const METRICS = {
+  recordsIn: { kind: 'counter', name: 'emotionmuse_records_in_total', help: 'Records consumed, by stage and source topic.', labels: ['stage', 'topic'] },
+  recordsOut: { kind: 'counter', name: 'emotionmuse_records_out_total', help: 'Records produced, by stage and destination topic.', labels: ['stage', 'topic'] },
+  deadLetters: { kind: 'counter', name: 'emotionmuse_dead_letters_total', help: 'Records sent to the dead-letter topic, by stage and error code.', labels: ['stage', 'code'] },
+  skipped: { kind: 'counter', name: 'emotionmuse_records_skipped_total', help: 'Records deliberately skipped (late, duplicate, already processed), by stage and reason.', labels: ['stage', 'reason'] },
+  batchSize: { kind: 'histogram', name: 'emotionmuse_batch_size', help: 'Records per processed batch (one transaction).', labels: ['stage'], buckets: BATCH_BUCKETS },
+  transactionSeconds: { kind: 'histogram', name: 'emotionmuse_transaction_seconds', help: 'Time to process and commit one batch transaction.', labels: ['stage'], buckets: LATENCY_BUCKETS },
+  stepSeconds: { kind: 'histogram', name: 'emotionmuse_stage_step_seconds', help: 'Per-step latency inside a stage (decode, detect, preprocess, infer, smooth, score, rerank, redis).', labels: ['stage', 'step'], buckets: LATENCY_BUCKETS },
+  consumerLag: { kind: 'gauge', name: 'emotionmuse_consumer_lag', help: 'Records between the last processed offset and the high watermark, per topic and partition.', labels: ['stage', 'topic', 'partition'] },
+  assignedPartitions: { kind: 'gauge', name: 'emotionmuse_assigned_partitions', help: 'Input partitions currently assigned to this instance.', labels: ['stage'] },
+  pausedPartitions: { kind: 'gauge', name: 'emotionmuse_paused_partitions', help: 'Input partitions paused for backpressure.', labels: ['stage'] },
+  rebalances: { kind: 'counter', name: 'emotionmuse_rebalances_total', help: 'Consumer-group joins seen by this instance.', labels: ['stage'] },
+  transactionsAborted: { kind: 'counter', name: 'emotionmuse_transactions_aborted_total', help: 'Batch transactions aborted (the batch is retried from the committed offsets).', labels: ['stage'] },
+  stateRestoreSeconds: { kind: 'histogram', name: 'emotionmuse_state_restore_seconds', help: 'Time to restore a partition\'s state from its changelog.', labels: ['stage'], buckets: LATENCY_BUCKETS },
+} as const satisfies Record<string, MetricSpec>;
+
+export type MetricId = keyof typeof METRICS;
+type Instrument<S extends MetricSpec> = S['kind'] extends 'counter' ? Counter<string> : S['kind'] extends 'gauge' ? Gauge<string> : Histogram<string>;
+export type Metrics = { readonly [K in MetricId]: Instrument<(typeof METRICS)[K]> } & { readonly registry: Registry };
+
+/** Registers every metric of the table on `registry` (idempotent: a second call returns the same instruments). */
+export function createMetrics(registry: Registry = new Registry()): Metrics {
+  const out: Record<string, unknown> = { registry };
+  for (const [id, spec] of Object.entries(METRICS) as Array<[MetricId, MetricSpec]>) {
+    const existing = registry.getSingleMetric(spec.name);
+    if (existing) {
+      out[id] = existing;
+      continue;
+    }
+    const common = { name: spec.name, help: spec.help, labelNames: [...spec.labels], registers: [registry] };
+    out[id] =
+      spec.kind === 'counter' ? new Counter(common)
+      : spec.kind === 'gauge' ? new Gauge(common)
+      : new Histogram({ ...common, buckets: [...(spec.buckets ?? LATENCY_BUCKETS)] });
+  }
+  return out as Metrics;
+}

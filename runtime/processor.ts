@@ -1,0 +1,50 @@
+import type { TopicId } from '../topology/topology.ts';
+
+/** A decoded input record, immutable. */
+export interface InputRecord<V = unknown> {
+  /** Topology id of the source topic. */
+  readonly topic: TopicId;
+  readonly topicName: string;
+  readonly partition: number;
+  readonly offset: string;
+  readonly key: string;
+  readonly value: V;
+  /** Kafka record timestamp, epoch ms. */
+  readonly timestamp: number;
+}
+
+/** A record for the runtime to encode (with the destination topic's schema) and produce. */
+export interface OutputRecord {
+  readonly to: TopicId;
+  readonly key: string;
+  readonly value: unknown;
+}
+
+export interface StepResult<S> {
+  /** The key's new state; undefined deletes it. */
+  readonly state: S | undefined;
+  readonly outputs: readonly OutputRecord[];
+}
+
+/**
+ * A processor's pure core. The runtime calls `prepare` once per batch for work that is batched
+ * and asynchronous but stateless (model inference), then `process` for each record in order with
+ * the record key's state. `process` throws an EmotionMuseError to reject a record: not retriable
+ * sends it to the dead-letter topic, retriable aborts the batch and retries it.
+ *
+ * @example
+ * const counter: ProcessorCore<number> = {
+ *   name: 'counter',
+ *   process: (n = 0, record) => ({ state: n + 1, outputs: [{ to: 'passthrough', key: record.key, value: record.value }] }),
+ * };
+ */
+export interface ProcessorCore<S = unknown, P = unknown> {
+  /** The stage name used in metrics, logs and dead letters. */
+  readonly name: string;
+  prepare?(records: readonly InputRecord[], signal: AbortSignal): Promise<ReadonlyArray<P | Error>>;
+  process(state: S | undefined, record: InputRecord, prepared: P | undefined): StepResult<S>;
+  /** Work accepted but not finished; above the runtime's limit, consumption pauses. */
+  backlog?(): number;
+  ready?(): { ready: boolean; reason?: string };
+  close?(): Promise<void>;
+}

@@ -1,0 +1,78 @@
+import { PROCESSORS } from '../processors/index.ts';
+import { SchemaRegistry } from '../schemas/registry.ts';
+import { buildTopology, processorSpec } from '../topology/topology.ts';
+import { loadConfig, type ConfigOf } from './config.ts';
+import { processorOptions } from './common-config.ts';
+import { errorMessage } from './errors.ts';
+import { startHttpServer } from './http.ts';
+import { createKafka } from './kafka.ts';
+import { createLogger } from './log.ts';
+import { createMetrics } from './metrics.ts';
+import { StreamRuntime } from './stream-runtime.ts';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+
+export type ProcessorConfig = ConfigOf<typeof processorOptions>;
+
+/**
+ * Runs one processor as this process: HTTP endpoints, the stream runtime, and a clean stop on
+ * SIGTERM/SIGINT (the batch in flight finishes and commits, the group is left) within the
+ * shutdown timeout. Resolves when the processor has stopped.
+ */
+export async function runProcessor(name: string, argv: readonly string[]): Promise<number> {
+  const entry = PROCESSORS[name];
+  if (!entry) throw new Error(`unknown processor "${name}" (known: ${Object.keys(PROCESSORS).join(', ')})`);
+  const config = loadConfig(processorOptions, { argv });
+  const logger = createLogger(config.logLevel, { processor: name, pid: process.pid });
+  const topology = buildTopology({ prefix: config.topicPrefix, partitions: config.partitions, replicationFactor: config.replicationFactor });
+  const spec = processorSpec(topology, name);
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'emotionmuse_process_' });
+  registry.setDefaultLabels({ processor: name });
+  const metrics = createMetrics(registry);
+  const core = await entry.create({ metrics });
+  const kafka = createKafka({ brokers: config.brokers, clientId: `emotionmuse-${name}`, logger });
+  const runtime = new StreamRuntime({
+    kafka, topology, spec, core, logger, metrics,
+    registry: SchemaRegistry.load(),
+    groupId: config.groupId || `${config.topicPrefix}${name}`,
+    maxBatchRecords: config.maxBatchRecords,
+    partitionsConsumedConcurrently: config.concurrency,
+    sessionTimeoutMs: config.sessionTimeoutMs,
+    maxBacklog: config.maxBacklog,
+    maxRecordBytes: config.maxRecordBytes,
+  });
+  const http = await startHttpServer({
+    port: config.httpPort === -1 ? entry.port : config.httpPort,
+    registry,
+    ready: () => runtime.readiness(),
+  });
+  logger.info('processor starting', { http: http.port, brokers: config.brokers, groupId: config.groupId || `${config.topicPrefix}${name}` });
+
+  return new Promise<number>((resolve) => {
+    let exiting = false;
+    const exit = async (code: number, why: string) => {
+      if (exiting) return;
+      exiting = true;
+      logger.info('stopping', { why });
+      const timer = setTimeout(() => {
+        logger.error('shutdown timed out; exiting with the batch in flight uncommitted (it will be aborted)');
+        resolve(code || 1);
+      }, config.shutdownTimeoutMs);
+      try {
+        await runtime.stop();
+      } catch (err) {
+        logger.error('error while stopping', { error: errorMessage(err) });
+      }
+      await http.close();
+      clearTimeout(timer);
+      logger.info('stopped', { why });
+      resolve(code);
+    };
+    process.once('SIGTERM', () => void exit(0, 'SIGTERM'));
+    process.once('SIGINT', () => void exit(0, 'SIGINT'));
+    runtime.start((err) => void exit(1, `consumer crashed: ${errorMessage(err)}`)).catch((err: unknown) => {
+      logger.error('could not start', { error: errorMessage(err), hint: 'is Kafka running? `emotionmuse infra up` starts a local broker' });
+      void exit(1, 'start failed');
+    });
+  });
+}

@@ -1,0 +1,138 @@
+// Generated from schemas/avro by `npm run schemas:gen`. Do not edit.
+
+export type FrameEncoding = 'JPEG' | 'PNG' | 'GRAY8';
+
+export interface FaceBox {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+/** One camera frame from an edge client. Short retention: raw faces are personal data. */
+export interface Frame {
+  userId: string;
+  sessionId: string;
+  /** Frame sequence number within the session, strictly increasing. */
+  seq: number;
+  /** Capture time on the edge device, Unix epoch milliseconds. */
+  captureTimeMs: number;
+  /** GRAY8: raw 8-bit grey pixels, row-major, width*height bytes (edge clients that send only the face crop). */
+  encoding: FrameEncoding;
+  /** Pixel width; 0 when unknown for JPEG/PNG. */
+  width: number;
+  /** Pixel height; 0 when unknown for JPEG/PNG. */
+  height: number;
+  data: Buffer;
+  /** Face box found on the edge, in pixels, if any. */
+  faceBox: null | FaceBox;
+}
+
+export interface StageTimings {
+  decodeMs: number;
+  detectMs: number;
+  preprocessMs: number;
+  inferMs: number;
+}
+
+/** Per-frame emotion probabilities from the classifier. */
+export interface EmotionScore {
+  userId: string;
+  sessionId: string;
+  seq: number;
+  captureTimeMs: number;
+  faceFound: boolean;
+  /** 7 probabilities in FER order: angry, disgust, fear, happy, sad, surprise, neutral. Empty when no face was found. */
+  probabilities: Array<number>;
+  faceBox: null | FaceBox;
+  modelVersion: string;
+  timings: StageTimings;
+  processedTimeMs: number;
+}
+
+export type Emotion = 'angry' | 'disgust' | 'fear' | 'happy' | 'sad' | 'surprise' | 'neutral';
+
+/** A change of the smoothed emotion label (the smoother's hysteresis output). */
+export interface EmotionChange {
+  userId: string;
+  sessionId: string;
+  /** null for the first label of a session. */
+  previousLabel: null | Emotion;
+  label: Emotion;
+  /** Smoothed 7-class probabilities, FER order. */
+  probabilities: Array<number>;
+  valence: number;
+  arousal: number;
+  windowIndex: number;
+  /** Sequence number of the window's last frame. */
+  windowEndSeq: number;
+  /** Capture time of the window's last frame. */
+  captureTimeMs: number;
+  emittedTimeMs: number;
+}
+
+export type ListenOutcome = 'COMPLETED' | 'SKIPPED';
+
+/** A play of a track, reported by a player. */
+export interface Listen {
+  listenId: string;
+  userId: string;
+  trackId: string;
+  startTimeMs: number;
+  listenedMs: number;
+  outcome: ListenOutcome;
+}
+
+export type Trigger = 'EMOTION_CHANGE' | 'LISTEN' | 'REQUEST';
+
+export interface EmotionContext {
+  label: Emotion;
+  probabilities: Array<number>;
+  valence: number;
+  arousal: number;
+}
+
+export interface RecommendedItem {
+  trackId: string;
+  rank: number;
+  finalScore: number;
+  preferenceScore: number;
+  emotionScore: number;
+}
+
+/** A ranked list of tracks for one user. */
+export interface Recommendation {
+  listId: string;
+  userId: string;
+  trigger: Trigger;
+  /** Id of the record that caused this list (topic/partition/offset or request id). */
+  causeId: string;
+  emotion: null | EmotionContext;
+  items: Array<RecommendedItem>;
+  modelVersion: string;
+  createdTimeMs: number;
+}
+
+/** A record that a stage could not process, with where it came from and why. */
+export interface DeadLetter {
+  sourceTopic: string;
+  sourcePartition: number;
+  sourceOffset: number;
+  key: null | Buffer;
+  value: null | Buffer;
+  stage: string;
+  errorCode: string;
+  errorMessage: string;
+  failedTimeMs: number;
+}
+
+/** The value type of each message kind, at its newest schema version. */
+export interface MessageTypes {
+  'frame': Frame;
+  'emotion-score': EmotionScore;
+  'emotion-change': EmotionChange;
+  'listen': Listen;
+  'recommendation': Recommendation;
+  'dead-letter': DeadLetter;
+}
+

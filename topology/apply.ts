@@ -1,0 +1,107 @@
+import kafkajs, { type Admin } from 'kafkajs';
+
+const { ConfigResourceTypes } = kafkajs;
+import { allTopics, type Topology, type TopicSpec } from './topology.ts';
+
+export type TopicAction =
+  | { kind: 'created'; topic: string }
+  | { kind: 'unchanged'; topic: string }
+  | { kind: 'config-updated'; topic: string; changes: string[] }
+  | { kind: 'drift'; topic: string; problems: string[] };
+
+function desiredConfig(spec: TopicSpec): Record<string, string> {
+  return { 'retention.ms': String(spec.retentionMs), 'cleanup.policy': spec.cleanupPolicy };
+}
+
+/**
+ * Makes the cluster match the topology without destroying data: creates missing topics, reports
+ * drift in partition count or replication (never changed here: more partitions would move keys),
+ * and, with `fixConfig`, sets retention and cleanup policy back to the declared values.
+ * Running it twice reports only `unchanged` the second time.
+ */
+export async function applyTopology(admin: Admin, topology: Topology, options: { fixConfig?: boolean } = {}): Promise<TopicAction[]> {
+  const specs = allTopics(topology);
+  const existing = new Set(await admin.listTopics());
+  const missing = specs.filter((s) => !existing.has(s.name));
+  const actions: TopicAction[] = [];
+  if (missing.length > 0) {
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: missing.map((s) => ({
+        topic: s.name,
+        numPartitions: s.partitions,
+        replicationFactor: s.replicationFactor,
+        configEntries: Object.entries(desiredConfig(s)).map(([name, value]) => ({ name, value })),
+      })),
+    });
+    for (const s of missing) actions.push({ kind: 'created', topic: s.name });
+  }
+  const present = specs.filter((s) => existing.has(s.name));
+  if (present.length === 0) return actions;
+
+  const metadata = await admin.fetchTopicMetadata({ topics: present.map((s) => s.name) });
+  const configs = await admin.describeConfigs({
+    includeSynonyms: false,
+    resources: present.map((s) => ({ type: ConfigResourceTypes.TOPIC, name: s.name, configNames: Object.keys(desiredConfig(s)) })),
+  });
+  for (const spec of present) {
+    const meta = metadata.topics.find((t) => t.name === spec.name);
+    const problems: string[] = [];
+    const partitions = meta?.partitions.length ?? 0;
+    if (partitions !== spec.partitions) problems.push(`partitions: declared ${spec.partitions}, found ${partitions} (not changed: repartitioning moves keys; migrate to a new topic version)`);
+    const replicas = meta?.partitions[0]?.replicas.length ?? 0;
+    if (replicas !== spec.replicationFactor) problems.push(`replication factor: declared ${spec.replicationFactor}, found ${replicas} (not changed)`);
+
+    const resource = configs.resources.find((r) => r.resourceName === spec.name);
+    const want = desiredConfig(spec);
+    const configDiffs = Object.entries(want)
+      .map(([name, value]) => ({ name, value, found: resource?.configEntries.find((c) => c.configName === name)?.configValue }))
+      .filter((c) => c.found !== c.value);
+    if (configDiffs.length > 0 && options.fixConfig) {
+      await admin.alterConfigs({
+        validateOnly: false,
+        resources: [{ type: ConfigResourceTypes.TOPIC, name: spec.name, configEntries: Object.entries(want).map(([name, value]) => ({ name, value })) }],
+      });
+      actions.push({ kind: 'config-updated', topic: spec.name, changes: configDiffs.map((c) => `${c.name}: ${c.found} -> ${c.value}`) });
+    } else {
+      for (const c of configDiffs) problems.push(`${c.name}: declared ${c.value}, found ${c.found} (run with --fix-config to set it)`);
+    }
+    const updated = configDiffs.length > 0 && options.fixConfig;
+    if (problems.length > 0) actions.push({ kind: 'drift', topic: spec.name, problems });
+    else if (!updated) actions.push({ kind: 'unchanged', topic: spec.name });
+  }
+  return actions;
+}
+
+export function formatActions(actions: readonly TopicAction[]): string {
+  return actions
+    .map((a) => {
+      switch (a.kind) {
+        case 'created': return `created    ${a.topic}`;
+        case 'unchanged': return `unchanged  ${a.topic}`;
+        case 'config-updated': return `updated    ${a.topic}: ${a.changes.join('; ')}`;
+        case 'drift': return `DRIFT      ${a.topic}:\n${a.problems.map((p) => `             - ${p}`).join('\n')}`;
+      }
+    })
+    .join('\n');
+}
+
+function formatRetention(ms: number): string {
+  if (ms < 0) return 'forever';
+  if (ms % 86_400_000 === 0) return `${ms / 86_400_000}d`;
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  return `${ms}ms`;
+}
+
+/** The layout as a table, and the processor graph below it. */
+export function describeTopology(topology: Topology): string {
+  const specs = allTopics(topology);
+  const header = ['topic', 'partitions', 'rf', 'retention', 'cleanup', 'key', 'value'];
+  const rows = specs.map((s) => [s.name, String(s.partitions), String(s.replicationFactor), formatRetention(s.retentionMs), s.cleanupPolicy, s.key, s.valueKind]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const processors = topology.processors.map(
+    (p) => `  ${p.name}: ${p.inputs.join(' + ')} -> ${p.outputs.join(', ')}${p.stateful ? ` (state: ${p.name}.state-${p.stateVersion ?? 'v1'}.changelog)` : ''}\n      ${p.description}`,
+  );
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line), '', 'processors:', ...processors].join('\n');
+}

@@ -1,0 +1,133 @@
+import type { MessageKind } from '../schemas/kinds.ts';
+
+export type TopicId = 'frames' | 'emotion-scores' | 'emotion-changes' | 'listens' | 'recommendations' | 'dead-letter' | 'passthrough';
+
+/** A topic as data. `name` is the full name with its version suffix and the deployment's prefix. */
+export interface TopicSpec {
+  readonly id: TopicId | 'changelog';
+  readonly name: string;
+  readonly partitions: number;
+  readonly replicationFactor: number;
+  /** retention.ms; -1 keeps forever. */
+  readonly retentionMs: number;
+  readonly cleanupPolicy: 'delete' | 'compact' | 'compact,delete';
+  /** What the record key holds. */
+  readonly key: 'userId';
+  /** The Avro message kind of the values; `state` for a changelog of processor state (JSON). */
+  readonly valueKind: MessageKind | 'state';
+  readonly description: string;
+}
+
+/** A processor as data: what it reads, what it writes, and whether it keeps per-key state. */
+export interface ProcessorSpec {
+  readonly name: string;
+  readonly inputs: readonly TopicId[];
+  readonly outputs: readonly TopicId[];
+  /** Per-key state kept in a compacted changelog topic, written in the processing transaction. */
+  readonly stateful: boolean;
+  /** Part of the changelog's name: bump it when the state's shape or its parameters change. */
+  readonly stateVersion?: string;
+  readonly description: string;
+}
+
+export interface Topology {
+  readonly prefix: string;
+  readonly topics: readonly TopicSpec[];
+  readonly processors: readonly ProcessorSpec[];
+}
+
+export interface TopologyOptions {
+  /** Prepended to every topic name; tests use a random one. @defaultValue "emotionmuse." */
+  readonly prefix?: string;
+  /** Partitions of every user-keyed topic (they are co-partitioned). @defaultValue 6 */
+  readonly partitions?: number;
+  /** @defaultValue 1 (single local broker) */
+  readonly replicationFactor?: number;
+}
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+
+/**
+ * The whole topic layout and processor graph of EmotionMuse, in one place.
+ *
+ * @example
+ * const t = buildTopology({ prefix: 'emotionmuse.' });
+ * topicName(t, 'frames'); // "emotionmuse.frames.v1"
+ */
+export function buildTopology(options: TopologyOptions = {}): Topology {
+  const prefix = options.prefix ?? 'emotionmuse.';
+  const partitions = options.partitions ?? 6;
+  const replicationFactor = options.replicationFactor ?? 1;
+  const topic = (id: TopicId, version: number, rest: Omit<TopicSpec, 'id' | 'name' | 'replicationFactor' | 'key'> ): TopicSpec => ({
+    id, name: `${prefix}${id}.v${version}`, replicationFactor, key: 'userId', ...rest,
+  });
+  return {
+    prefix,
+    topics: [
+      topic('frames', 1, { partitions, retentionMs: 1 * HOUR, cleanupPolicy: 'delete', valueKind: 'frame', description: 'Camera frames from edge clients. Short retention: raw faces are personal data.' }),
+      topic('emotion-scores', 1, { partitions, retentionMs: 1 * DAY, cleanupPolicy: 'delete', valueKind: 'emotion-score', description: 'Per-frame 7-class emotion probabilities.' }),
+      topic('emotion-changes', 1, { partitions, retentionMs: 7 * DAY, cleanupPolicy: 'delete', valueKind: 'emotion-change', description: 'Smoothed emotion label changes (hysteresis output).' }),
+      topic('listens', 1, { partitions, retentionMs: 7 * DAY, cleanupPolicy: 'delete', valueKind: 'listen', description: 'Plays reported by players.' }),
+      topic('recommendations', 1, { partitions, retentionMs: 7 * DAY, cleanupPolicy: 'delete', valueKind: 'recommendation', description: 'Ranked track lists per user.' }),
+      topic('dead-letter', 1, { partitions: 3, retentionMs: 14 * DAY, cleanupPolicy: 'delete', valueKind: 'dead-letter', description: 'Records a stage could not process, with source coordinates and error code.' }),
+      topic('passthrough', 1, { partitions, retentionMs: 1 * HOUR, cleanupPolicy: 'delete', valueKind: 'frame', description: 'Output of the pass-through processor (validated frames); used to exercise the runtime.' }),
+    ],
+    processors: [
+      { name: 'passthrough', inputs: ['frames'], outputs: ['passthrough', 'dead-letter'], stateful: true, stateVersion: 'v1', description: 'Validates frames and forwards them, counting frames per user in changelogged state.' },
+    ],
+  };
+}
+
+export function topicSpec(topology: Topology, id: TopicId): TopicSpec {
+  const spec = topology.topics.find((t) => t.id === id);
+  if (!spec) throw new Error(`topology has no topic "${id}"`);
+  return spec;
+}
+
+export function topicName(topology: Topology, id: TopicId): string {
+  return topicSpec(topology, id).name;
+}
+
+/** The compacted changelog topic of a stateful processor, co-partitioned with its inputs. */
+export function changelogTopic(topology: Topology, processor: ProcessorSpec): TopicSpec {
+  const input = topicSpec(topology, processor.inputs[0]!);
+  return {
+    id: 'changelog',
+    name: `${topology.prefix}${processor.name}.state-${processor.stateVersion ?? 'v1'}.changelog`,
+    partitions: input.partitions,
+    replicationFactor: input.replicationFactor,
+    retentionMs: -1,
+    cleanupPolicy: 'compact',
+    key: 'userId',
+    valueKind: 'state',
+    description: `State changelog of ${processor.name} (compacted, written in the processing transaction).`,
+  };
+}
+
+/** Every topic the deployment needs: the declared ones and the changelogs of stateful processors. */
+export function allTopics(topology: Topology): TopicSpec[] {
+  return [...topology.topics, ...topology.processors.filter((p) => p.stateful).map((p) => changelogTopic(topology, p))];
+}
+
+export function processorSpec(topology: Topology, name: string): ProcessorSpec {
+  const spec = topology.processors.find((p) => p.name === name);
+  if (!spec) throw new Error(`topology has no processor "${name}"`);
+  return spec;
+}
+
+/** Checks the rules the runtime relies on: unique names, and co-partitioned inputs of every processor. */
+export function validateTopology(topology: Topology): string[] {
+  const problems: string[] = [];
+  const names = new Set<string>();
+  for (const t of topology.topics) {
+    if (names.has(t.name)) problems.push(`duplicate topic name ${t.name}`);
+    names.add(t.name);
+    if (t.partitions < 1) problems.push(`${t.name}: partitions must be >= 1`);
+  }
+  for (const p of topology.processors) {
+    const counts = new Set(p.inputs.map((id) => topicSpec(topology, id).partitions));
+    if (counts.size > 1) problems.push(`${p.name}: inputs ${p.inputs.join(', ')} are not co-partitioned`);
+  }
+  return problems;
+}
