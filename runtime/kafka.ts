@@ -10,6 +10,10 @@ const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [KafkaLogLevel.DEBUG]: 'debug',
 };
 
+process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
+
+const QUIET = ['switched default partitioner', 'Limiting retries for the idempotent producer'];
+
 /** A kafkajs client whose log lines go through our logger (kafkajs info is chatty: only warnings and up pass). */
 export function createKafka(options: { brokers: readonly string[]; clientId: string; logger?: Logger }): Kafka {
   const logger = options.logger?.child({ component: 'kafkajs' });
@@ -22,7 +26,11 @@ export function createKafka(options: { brokers: readonly string[]; clientId: str
     logCreator: () => (entry: LogEntry) => {
       if (!logger) return;
       const { message, ...rest } = entry.log;
-      logger[LEVELS[entry.level] ?? 'info'](message, { namespace: entry.namespace, ...rest });
+      if (QUIET.some((q) => message.includes(q))) return;
+      // Connection-level errors are retried by kafkajs itself (coordinator moves, concurrent
+      // transactions just after a commit); what is not retried surfaces as an exception.
+      const level = entry.namespace === 'Connection' ? 'debug' : (LEVELS[entry.level] ?? 'info');
+      logger[level](message, { namespace: entry.namespace, ...rest });
     },
   });
 }
