@@ -56,19 +56,19 @@ export async function applyTopology(admin: Admin, topology: Topology, options: {
     const want = desiredConfig(spec);
     const configDiffs = Object.entries(want)
       .map(([name, value]) => ({ name, value, found: resource?.configEntries.find((c) => c.configName === name)?.configValue }))
-      .filter((c) => c.found !== c.value);
+      .filter((c) => c.found !== c.value)
+      .map((c) => `${c.name}: ${c.found} -> ${c.value}`);
     if (configDiffs.length > 0 && options.fixConfig) {
       await admin.alterConfigs({
         validateOnly: false,
         resources: [{ type: ConfigResourceTypes.TOPIC, name: spec.name, configEntries: Object.entries(want).map(([name, value]) => ({ name, value })) }],
       });
-      actions.push({ kind: 'config-updated', topic: spec.name, changes: configDiffs.map((c) => `${c.name}: ${c.found} -> ${c.value}`) });
     } else {
-      for (const c of configDiffs) problems.push(`${c.name}: declared ${c.value}, found ${c.found} (run with --fix-config to set it)`);
+      problems.push(...configDiffs.map((d) => `${d} wanted (run with --fix-config to set it)`));
     }
-    const updated = configDiffs.length > 0 && options.fixConfig;
     if (problems.length > 0) actions.push({ kind: 'drift', topic: spec.name, problems });
-    else if (!updated) actions.push({ kind: 'unchanged', topic: spec.name });
+    else if (configDiffs.length > 0) actions.push({ kind: 'config-updated', topic: spec.name, changes: configDiffs });
+    else actions.push({ kind: 'unchanged', topic: spec.name });
   }
   return actions;
 }

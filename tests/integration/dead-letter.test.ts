@@ -1,0 +1,67 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Admin, Kafka } from 'kafkajs';
+import { topicName } from '../../topology/topology.ts';
+import { frame, registry } from '../support/frames.ts';
+import { collect, createTopology, metricSum, metricsText, produce, randomPrefix, startProcessor, testKafka, waitFor } from '../support/kafka.ts';
+
+describe('dead letters', () => {
+  let kafka: Kafka;
+  let admin: Admin;
+  beforeAll(async () => {
+    kafka = testKafka();
+    admin = kafka.admin();
+    await admin.connect();
+  });
+  afterAll(async () => {
+    await admin.disconnect();
+  });
+
+  it('sends bad records to the dead-letter topic with source coordinates and code, and keeps processing', async () => {
+    const prefix = randomPrefix('dlq');
+    const topology = await createTopology(admin, prefix, 1);
+    const garbage = Buffer.from('this is not an avro message at all');
+    const wrongKind = registry.encode('listen', { listenId: 'l', userId: 'u', trackId: 't', startTimeMs: 0, listenedMs: 0, outcome: 'COMPLETED' });
+    const empty = registry.encode('frame', frame('u', 3, { data: Buffer.alloc(0) }));
+    const oversized = registry.encode('frame', frame('u', 5, { encoding: 'JPEG', data: Buffer.alloc(5000, 1) }));
+    const inputs = [
+      registry.encode('frame', frame('u', 1)),
+      garbage,
+      registry.encode('frame', frame('u', 2)),
+      wrongKind,
+      empty,
+      registry.encode('frame', frame('u', 4)),
+      oversized,
+      registry.encode('frame', frame('u', 6)),
+    ];
+    await produce(kafka, topicName(topology, 'frames'), inputs.map((value) => ({ key: 'u', value })));
+    const reader = await collect(kafka, [topicName(topology, 'passthrough'), topicName(topology, 'dead-letter')]);
+    const p = await startProcessor('passthrough', { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '1', EM_MAX_RECORD_BYTES: '2048' });
+    try {
+      await waitFor('4 outputs and 4 dead letters', () => reader.records.length >= 8, 60_000);
+      const outputs = reader.records.filter((r) => r.topic === topicName(topology, 'passthrough')).map((r) => registry.decode('frame', r.value!).seq);
+      expect(outputs).toEqual([1, 2, 4, 6]);
+
+      const letters = reader.records.filter((r) => r.topic === topicName(topology, 'dead-letter')).map((r) => registry.decode('dead-letter', r.value!));
+      letters.sort((x, y) => x.sourceOffset - y.sourceOffset);
+      expect(letters.map((l) => [l.sourceOffset, l.errorCode])).toEqual([
+        [1, 'NOT_SINGLE_OBJECT'],
+        [3, 'WRONG_SCHEMA_KIND'],
+        [4, 'UNDECODABLE_FRAME'],
+        [6, 'OVERSIZED_RECORD'],
+      ]);
+      for (const l of letters) {
+        expect(l).toMatchObject({ sourceTopic: topicName(topology, 'frames'), sourcePartition: 0, stage: 'passthrough' });
+        expect(l.value).toEqual(inputs[l.sourceOffset]);
+        expect(l.key?.toString()).toBe('u');
+        expect(l.errorMessage.length).toBeGreaterThan(0);
+      }
+      const metrics = await metricsText(p.port);
+      expect(metricSum(metrics, 'emotionmuse_dead_letters_total', 'code="NOT_SINGLE_OBJECT"')).toBe(1);
+      expect(metricSum(metrics, 'emotionmuse_dead_letters_total')).toBe(4);
+    } finally {
+      p.proc.kill('SIGTERM');
+      await p.exited;
+      await reader.stop();
+    }
+  });
+});

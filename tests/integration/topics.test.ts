@@ -1,0 +1,58 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import kafkajs, { type Admin } from 'kafkajs';
+import { applyTopology } from '../../topology/apply.ts';
+import { allTopics, buildTopology, topicName } from '../../topology/topology.ts';
+import { produce, randomPrefix, testKafka } from '../support/kafka.ts';
+
+describe('topics apply', () => {
+  let admin: Admin;
+  beforeAll(async () => {
+    admin = testKafka().admin();
+    await admin.connect();
+  });
+  afterAll(async () => {
+    await admin.disconnect();
+  });
+
+  it('creates what is missing, and a second run changes nothing', async () => {
+    const topology = buildTopology({ prefix: randomPrefix('apply'), partitions: 2 });
+    const first = await applyTopology(admin, topology);
+    expect(first.map((a) => a.kind)).toEqual(allTopics(topology).map(() => 'created'));
+    const second = await applyTopology(admin, topology);
+    expect(second.map((a) => a.kind)).toEqual(allTopics(topology).map(() => 'unchanged'));
+    const meta = await admin.fetchTopicMetadata({ topics: [topicName(topology, 'frames')] });
+    expect(meta.topics[0]!.partitions).toHaveLength(2);
+  });
+
+  it('reports a wrong partition count as drift and leaves the data alone', async () => {
+    const topology = buildTopology({ prefix: randomPrefix('drift'), partitions: 3 });
+    const frames = topicName(topology, 'frames');
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic: frames, numPartitions: 1, replicationFactor: 1 }] });
+    await produce(testKafka(), frames, [{ key: 'k', value: Buffer.from('precious') }]);
+
+    const actions = await applyTopology(admin, topology, { fixConfig: true });
+    const drift = actions.find((a) => a.topic === frames);
+    expect(drift).toMatchObject({ kind: 'drift' });
+    expect(drift?.kind === 'drift' && drift.problems.join()).toContain('partitions: declared 3, found 1');
+
+    const offsets = await admin.fetchTopicOffsets(frames);
+    expect(offsets).toHaveLength(1);
+    expect(offsets[0]!.high).toBe('1');
+  });
+
+  it('reports config drift, fixes it only when asked, and is quiet afterwards', async () => {
+    const topology = buildTopology({ prefix: randomPrefix('config'), partitions: 1 });
+    await applyTopology(admin, topology);
+    const listens = topicName(topology, 'listens');
+    await admin.alterConfigs({
+      validateOnly: false,
+      resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: listens, configEntries: [{ name: 'retention.ms', value: '1000' }, { name: 'cleanup.policy', value: 'delete' }] }],
+    });
+    const reported = await applyTopology(admin, topology);
+    expect(reported.find((a) => a.topic === listens)).toMatchObject({ kind: 'drift' });
+    const fixed = await applyTopology(admin, topology, { fixConfig: true });
+    expect(fixed.find((a) => a.topic === listens)).toMatchObject({ kind: 'config-updated', changes: ['retention.ms: 1000 -> 604800000'] });
+    const again = await applyTopology(admin, topology);
+    expect(again.every((a) => a.kind === 'unchanged')).toBe(true);
+  });
+});

@@ -1,0 +1,130 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type { Admin, Kafka, Message } from 'kafkajs';
+import { inject } from 'vitest';
+import { createKafka } from '../../runtime/kafka.ts';
+import { applyTopology } from '../../topology/apply.ts';
+import { buildTopology, type Topology } from '../../topology/topology.ts';
+
+const BIN = fileURLToPath(new URL('../../bin/emotionmuse.js', import.meta.url));
+
+export function brokers(): string[] {
+  return inject('kafkaBrokers').split(',');
+}
+
+export function testKafka(): Kafka {
+  return createKafka({ brokers: brokers(), clientId: 'emotionmuse-test' });
+}
+
+/** A fresh, random topic prefix per suite, so that runs never collide. */
+export function randomPrefix(suite: string): string {
+  return `test.${suite}.${randomBytes(4).toString('hex')}.`;
+}
+
+export async function createTopology(admin: Admin, prefix: string, partitions = 3): Promise<Topology> {
+  const topology = buildTopology({ prefix, partitions });
+  await applyTopology(admin, topology);
+  return topology;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface ProcessorProcess {
+  readonly proc: ChildProcess;
+  readonly port: number;
+  readonly logs: string[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Starts `emotionmuse run <name>` as a child process against the test broker. */
+export async function startProcessor(name: string, env: Record<string, string>): Promise<ProcessorProcess> {
+  const port = await freePort();
+  const proc = spawn(process.execPath, [BIN, 'run', name], {
+    env: { ...process.env, EM_KAFKA_BROKERS: brokers().join(','), EM_HTTP_PORT: String(port), EM_LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: string[] = [];
+  proc.stdout!.on('data', (d: Buffer) => logs.push(d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  return { proc, port, logs, exited };
+}
+
+export async function metricsText(port: number): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  return res.text();
+}
+
+/** Sum of a metric's samples in Prometheus text, optionally only those whose labels contain `match`. */
+export function metricSum(text: string, name: string, match = ''): number {
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
+    .filter((l) => l.includes(match))
+    .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 60_000, everyMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await fn();
+      if (value !== undefined && value !== false) return value;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ''}`);
+}
+
+export interface Collected {
+  topic: string;
+  partition: number;
+  offset: string;
+  key: string;
+  value: Buffer | null;
+}
+
+/**
+ * A read_committed reader that collects everything on `topics` from the beginning, for as long as
+ * it runs. `stop` ends it; `records` holds what it saw, in per-partition order.
+ */
+export async function collect(kafka: Kafka, topics: string[]): Promise<{ records: Collected[]; stop: () => Promise<void> }> {
+  const consumer = kafka.consumer({ groupId: `test-reader-${randomBytes(6).toString('hex')}`, readUncommitted: false, maxWaitTimeInMs: 100 });
+  const records: Collected[] = [];
+  await consumer.connect();
+  await consumer.subscribe({ topics, fromBeginning: true });
+  const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
+  await consumer.run({
+    eachMessage: async ({ topic, partition, message }) => {
+      records.push({ topic, partition, offset: message.offset, key: message.key?.toString() ?? '', value: message.value });
+    },
+  });
+  await joined;
+  return { records, stop: () => consumer.disconnect() };
+}
+
+export async function produce(kafka: Kafka, topic: string, messages: Message[], chunk = 500): Promise<void> {
+  const producer = kafka.producer({ idempotent: true });
+  await producer.connect();
+  try {
+    for (let i = 0; i < messages.length; i += chunk) {
+      await producer.send({ topic, messages: messages.slice(i, i + chunk), acks: -1 });
+    }
+  } finally {
+    await producer.disconnect();
+  }
+}

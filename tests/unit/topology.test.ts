@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { describeTopology } from '../../topology/apply.ts';
+import { allTopics, buildTopology, topicName, validateTopology, type Topology } from '../../topology/topology.ts';
+
+describe('topology', () => {
+  const topology = buildTopology({ prefix: 'p.' });
+
+  it('names topics with the prefix and a version suffix', () => {
+    expect(topicName(topology, 'frames')).toBe('p.frames.v1');
+    expect(allTopics(topology).every((t) => t.name.startsWith('p.'))).toBe(true);
+  });
+
+  it('declares the six message topics of the design, keyed by user', () => {
+    const kinds = topology.topics.map((t) => t.valueKind);
+    for (const kind of ['frame', 'emotion-score', 'emotion-change', 'listen', 'recommendation', 'dead-letter']) expect(kinds).toContain(kind);
+    expect(topology.topics.every((t) => t.key === 'userId')).toBe(true);
+  });
+
+  it('adds a compacted changelog, co-partitioned with the inputs, for each stateful processor', () => {
+    const changelogs = allTopics(topology).filter((t) => t.id === 'changelog');
+    expect(changelogs.map((t) => t.name)).toEqual(['p.passthrough.state-v1.changelog']);
+    expect(changelogs[0]).toMatchObject({ cleanupPolicy: 'compact', partitions: 6, retentionMs: -1 });
+  });
+
+  it('is valid, and catches inputs that are not co-partitioned', () => {
+    expect(validateTopology(topology)).toEqual([]);
+    const broken: Topology = {
+      ...topology,
+      topics: topology.topics.map((t) => (t.id === 'listens' ? { ...t, partitions: 3 } : t)),
+      processors: [{ name: 'joiner', inputs: ['emotion-changes', 'listens'], outputs: [], stateful: false, description: '' }],
+    };
+    expect(validateTopology(broken)).toEqual(['joiner: inputs emotion-changes, listens are not co-partitioned']);
+  });
+
+  it('describes the layout as a table', () => {
+    const text = describeTopology(topology);
+    expect(text).toMatch(/p\.frames\.v1\s+6\s+1\s+1h\s+delete\s+userId\s+frame/);
+    expect(text).toContain('passthrough: frames -> passthrough, dead-letter');
+  });
+});
