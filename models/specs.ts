@@ -1,0 +1,53 @@
+import { EMOTIONS } from '../schemas/kinds.ts';
+
+export interface ModelSpec {
+  readonly name: string;
+  readonly version: string;
+  /** Path of the TF.js graph model inside @vladmandic/human. */
+  readonly source: string;
+  readonly description: string;
+  readonly inputs: ReadonlyArray<{ name: string; shape: ReadonlyArray<number | string>; range: string }>;
+  readonly outputs: ReadonlyArray<{ name: string; shape: ReadonlyArray<number | string>; meaning: string }>;
+  readonly labels?: readonly string[];
+  readonly preprocessing: readonly string[];
+  readonly license: string;
+  readonly origin: string;
+}
+
+/** What each converted model is; models/build.ts writes these facts into the model cards. */
+export const MODEL_SPECS = {
+  emotion: {
+    name: 'emotion',
+    version: 'fer-mini-xception-human-3.3.6',
+    source: 'models/emotion.json',
+    description: 'Facial expression classifier: mini-Xception trained on FER-2013 (7 classes).',
+    inputs: [{ name: 'input_1', shape: ['batch', 64, 64, 1], range: 'grey, (p / 255 - 0.5) * 2, in [-1, 1]' }],
+    outputs: [{ name: 'Identity', shape: ['batch', 7], meaning: 'softmax probabilities in FER order' }],
+    labels: EMOTIONS,
+    preprocessing: [
+      'full frames: detect faces with blazeface, take the largest face, widen its box by 10% on each side, crop',
+      'convert to 8-bit grey (edge clients may send the grey face crop directly)',
+      'resize to 64x64 (bilinear)',
+      'CLAHE: clip limit 2.0, 8x8 tiles',
+      'normalise: x = (p / 255 - 0.5) * 2',
+    ],
+    license: 'MIT (model weights as packaged by @vladmandic/human; original model by oarriaga/face_classification, MIT)',
+    origin: 'oarriaga/face_classification mini-Xception, converted to TF.js by @vladmandic/human',
+  },
+  blazeface: {
+    name: 'blazeface',
+    version: 'blazeface-front-human-3.3.6',
+    source: 'models/blazeface.json',
+    description: 'BlazeFace short-range face detector: 896 anchors (16x16x2 at stride 16, 8x8x6 at stride 32).',
+    inputs: [{ name: 'input', shape: ['batch', 256, 256, 3], range: 'RGB, p / 127.5 - 1, in [-1, 1]; the frame is stretched to 256x256' }],
+    outputs: [
+      { name: 'Identity', shape: ['batch', 512, 1], meaning: 'face logits of the stride-16 anchors (sigmoid gives the score)' },
+      { name: 'Identity_1', shape: ['batch', 384, 1], meaning: 'face logits of the stride-32 anchors' },
+      { name: 'Identity_2', shape: ['batch', 512, 16], meaning: 'box (dx, dy, w, h in input pixels, relative to the anchor centre) and 6 keypoints, stride-16 anchors' },
+      { name: 'Identity_3', shape: ['batch', 384, 16], meaning: 'the same for the stride-32 anchors' },
+    ],
+    preprocessing: ['decode to RGB', 'resize (stretch) to 256x256', 'normalise: x = p / 127.5 - 1'],
+    license: 'Apache-2.0 (Google MediaPipe BlazeFace weights), packaged under MIT by @vladmandic/human',
+    origin: 'Google MediaPipe BlazeFace (front camera), converted to TF.js by @vladmandic/human',
+  },
+} as const satisfies Record<string, ModelSpec>;

@@ -1,0 +1,45 @@
+import * as ort from 'onnxruntime-node';
+import { errorMessage } from './errors.ts';
+import type { Logger } from './log.ts';
+
+export type ExecutionProvider = 'cuda' | 'cpu';
+export const EXECUTION_PROVIDERS = ['cuda', 'cpu'] as const;
+
+export interface LoadedSession {
+  readonly session: ort.InferenceSession;
+  /** The provider that took the session (the first of the list that could). */
+  readonly provider: ExecutionProvider;
+}
+
+/**
+ * Opens an ONNX Runtime session with the first execution provider of `providers` that works:
+ * CUDA where its provider library is installed and a GPU answers, else the next one (CPU).
+ * Logs one line saying which provider is in use and why others were passed over.
+ */
+export async function openSession(
+  modelPath: string,
+  options: { providers: readonly ExecutionProvider[]; threads?: number; logger?: Logger },
+): Promise<LoadedSession> {
+  const failures: string[] = [];
+  for (const provider of options.providers) {
+    try {
+      const session = await ort.InferenceSession.create(modelPath, {
+        executionProviders: [provider],
+        graphOptimizationLevel: 'all',
+        intraOpNumThreads: options.threads ?? 0,
+        interOpNumThreads: 1,
+        executionMode: 'sequential',
+      });
+      options.logger?.info(`onnxruntime: ${modelPath.split('/').pop()} runs on the ${provider.toUpperCase()} execution provider`, {
+        provider,
+        passedOver: failures,
+      });
+      return { session, provider };
+    } catch (err) {
+      failures.push(`${provider}: ${errorMessage(err).split('\n')[0]}`);
+    }
+  }
+  throw new Error(`no execution provider could open ${modelPath}: ${failures.join('; ')}`);
+}
+
+export { ort };
