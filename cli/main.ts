@@ -1,5 +1,6 @@
 import { EmotionMuseError, errorMessage } from '../runtime/errors.ts';
 import type { Command } from './command.ts';
+import { evalCommand } from './eval.ts';
 import { infraCommand } from './infra.ts';
 import { pipelineCommand } from './pipeline.ts';
 import { runCommand } from './run.ts';
@@ -10,6 +11,7 @@ const COMMANDS: Record<string, Command> = {
   run: runCommand,
   topics: topicsCommand,
   infra: infraCommand,
+  eval: evalCommand,
 };
 
 function usage(): string {

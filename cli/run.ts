@@ -19,8 +19,12 @@ The processor consumes its input topics in a consumer group, processes each batc
 (outputs, state changes, dead letters and input offsets in one Kafka transaction), and serves
 /metrics, /healthz and /readyz. SIGTERM or SIGINT stops it cleanly.
 
-options (flags win over environment variables):
-${configHelp(processorOptions)}`,
+options of every processor (flags win over environment variables):
+${configHelp(processorOptions)}
+${Object.entries(PROCESSORS)
+  .filter(([, e]) => Object.keys(e.options).length > 0)
+  .map(([n, e]) => `\noptions of ${n}:\n${configHelp(e.options)}`)
+  .join('\n')}`,
   async run(argv) {
     const [name, ...rest] = argv;
     if (!name || wantsHelp(argv)) {

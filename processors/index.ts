@@ -1,21 +1,73 @@
+import type { OptionTable } from '../runtime/config.ts';
+import { opt } from '../runtime/config.ts';
+import type { Logger } from '../runtime/log.ts';
 import type { Metrics } from '../runtime/metrics.ts';
+import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../runtime/onnx.ts';
 import type { ProcessorCore } from '../runtime/processor.ts';
+import { createClassifierCore } from './classifier/core.ts';
+import { ClassifierEngine } from './classifier/engine.ts';
 import { createPassthroughCore } from './passthrough/core.ts';
 
-export interface ProcessorContext {
+export interface ProcessorContext<C> {
   readonly metrics: Metrics;
+  readonly logger: Logger;
+  /** The processor's own options (the entry's `options` table), validated. */
+  readonly config: C;
 }
 
-export interface ProcessorEntry {
+export interface ProcessorEntry<T extends OptionTable = OptionTable> {
   /** Default HTTP port of /metrics, /healthz, /readyz. */
   readonly port: number;
-  readonly create: (ctx: ProcessorContext) => Promise<ProcessorCore<any, any>> | ProcessorCore<any, any>;
+  /** Options of this processor only; shown by `emotionmuse run <name> --help`. */
+  readonly options: T;
+  readonly create: (ctx: ProcessorContext<{ readonly [K in keyof T]: T[K] extends { default: infer D } ? D : never }>) => Promise<ProcessorCore<any, any>> | ProcessorCore<any, any>;
+}
+
+function entry<T extends OptionTable>(e: ProcessorEntry<T>): ProcessorEntry<T> {
+  return e;
+}
+
+/** Options of the model-serving processors. */
+export const inferenceOptions = {
+  providers: opt.list('EM_EXECUTION_PROVIDERS', 'providers', ['cuda', 'cpu'], `ONNX Runtime execution providers to try in order (${EXECUTION_PROVIDERS.join(', ')})`),
+  threads: opt.int('EM_ORT_THREADS', 'threads', 0, 'ONNX Runtime intra-op threads (0: one per core)', { min: 0 }),
+};
+
+export const classifierOptions = {
+  ...inferenceOptions,
+  clahe: opt.bool('EM_CLAHE', 'clahe', false, 'Apply CLAHE (clip 2.0, 8x8 tiles) to the face crop, as the paper does (lowers this model\'s accuracy: see models/emotion.card.json)'),
+  maxInferenceBatch: opt.int('EM_MAX_INFERENCE_BATCH', 'max-inference-batch', 64, 'Largest batch for the detector and the emotion CNN', { min: 1 }),
+  minFaceScore: opt.number('EM_MIN_FACE_SCORE', 'min-face-score', 0.6, 'Face detector score threshold', { min: 0, max: 1 }),
+  maxFramePixels: opt.int('EM_MAX_FRAME_PIXELS', 'max-frame-pixels', 4096 * 4096, 'Frames with more pixels go to the dead-letter topic (OVERSIZED_RECORD)', { min: 1 }),
+};
+
+function providersOf(list: readonly string[]): ExecutionProvider[] {
+  const bad = list.filter((p) => !(EXECUTION_PROVIDERS as readonly string[]).includes(p));
+  if (bad.length > 0) throw new Error(`unknown execution provider(s): ${bad.join(', ')} (known: ${EXECUTION_PROVIDERS.join(', ')})`);
+  return list as ExecutionProvider[];
 }
 
 /** Every processor `emotionmuse run <name>` can start; the topology says what each reads and writes. */
-export const PROCESSORS: Record<string, ProcessorEntry> = {
-  passthrough: {
+export const PROCESSORS: Record<string, ProcessorEntry<any>> = {
+  passthrough: entry({
     port: 9100,
+    options: {},
     create: ({ metrics }) => createPassthroughCore({ onSkip: (reason) => metrics.skipped.inc({ stage: 'passthrough', reason }) }),
-  },
+  }),
+  classifier: entry({
+    port: 9101,
+    options: classifierOptions,
+    create: async ({ metrics, logger, config }) => {
+      const engine = await ClassifierEngine.create({
+        providers: providersOf(config.providers),
+        threads: config.threads,
+        clahe: config.clahe,
+        maxBatch: config.maxInferenceBatch,
+        minFaceScore: config.minFaceScore,
+        maxFramePixels: config.maxFramePixels,
+        logger,
+      });
+      return createClassifierCore(engine, metrics);
+    },
+  }),
 };

@@ -21,7 +21,9 @@ export type ProcessorConfig = ConfigOf<typeof processorOptions>;
 export async function runProcessor(name: string, argv: readonly string[]): Promise<number> {
   const entry = PROCESSORS[name];
   if (!entry) throw new Error(`unknown processor "${name}" (known: ${Object.keys(PROCESSORS).join(', ')})`);
-  const config = loadConfig(processorOptions, { argv });
+  // One validation over both tables (so that an unknown flag is an error), then typed views.
+  const all = loadConfig({ ...processorOptions, ...entry.options }, { argv });
+  const config = all as unknown as ProcessorConfig;
   const logger = createLogger(config.logLevel, { processor: name, pid: process.pid });
   const topology = buildTopology({ prefix: config.topicPrefix, partitions: config.partitions, replicationFactor: config.replicationFactor });
   const spec = processorSpec(topology, name);
@@ -29,7 +31,7 @@ export async function runProcessor(name: string, argv: readonly string[]): Promi
   collectDefaultMetrics({ register: registry, prefix: 'emotionmuse_process_' });
   registry.setDefaultLabels({ processor: name });
   const metrics = createMetrics(registry);
-  const core = await entry.create({ metrics });
+  const core = await entry.create({ metrics, logger, config: all });
   const kafka = createKafka({ brokers: config.brokers, clientId: `emotionmuse-${name}`, logger });
   const runtime = new StreamRuntime({
     kafka, topology, spec, core, logger, metrics,

@@ -74,7 +74,8 @@ export function buildTopology(options: TopologyOptions = {}): Topology {
       topic('passthrough', 1, { partitions, retentionMs: 1 * HOUR, cleanupPolicy: 'delete', valueKind: 'frame', description: 'Output of the pass-through processor (validated frames); used to exercise the runtime.' }),
     ],
     processors: [
-      { name: 'passthrough', inputs: ['frames'], outputs: ['passthrough', 'dead-letter'], stateful: true, stateVersion: 'v1', description: 'Validates frames and forwards them, counting frames per user in changelogged state.' },
+      { name: 'classifier', inputs: ['frames'], outputs: ['emotion-scores', 'dead-letter'], stateful: false, description: 'Stage 1: face detection, crop, grey, resize, (CLAHE), emotion CNN on ONNX Runtime; per-frame 7-class probabilities.' },
+      { name: 'passthrough', inputs: ['frames'], outputs: ['passthrough', 'dead-letter'], stateful: true, stateVersion: 'v1', description: 'Validates frames and forwards them, counting frames per user in changelogged state (exercises the runtime).' },
     ],
   };
 }

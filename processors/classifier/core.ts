@@ -1,0 +1,55 @@
+import { EmotionMuseError } from '../../runtime/errors.ts';
+import type { Metrics } from '../../runtime/metrics.ts';
+import type { InputRecord, ProcessorCore } from '../../runtime/processor.ts';
+import type { EmotionScore, Frame } from '../../schemas/generated/types.ts';
+import type { ClassifierEngine, FrameResult } from './engine.ts';
+
+/**
+ * frames -> emotion-scores. Stateless: `prepare` runs the whole batch of a poll through the
+ * engine (one detector batch, one CNN batch); `process` maps each result back to its record.
+ * A frame without a face gives `faceFound: false` (counted, not dead-lettered).
+ */
+export function createClassifierCore(engine: ClassifierEngine, metrics?: Metrics): ProcessorCore<never, FrameResult> {
+  let inFlight = 0;
+  return {
+    name: 'classifier',
+    async prepare(records) {
+      inFlight += records.length;
+      try {
+        const results = await engine.classify(records.map((r) => r.value as Frame));
+        if (metrics) {
+          for (const r of results) {
+            if (r instanceof EmotionMuseError) continue;
+            metrics.stepSeconds.observe({ stage: 'classifier', step: 'decode' }, r.timings.decodeMs / 1000);
+            metrics.stepSeconds.observe({ stage: 'classifier', step: 'preprocess' }, r.timings.preprocessMs / 1000);
+            if (r.timings.detectMs > 0) metrics.stepSeconds.observe({ stage: 'classifier', step: 'detect' }, r.timings.detectMs / 1000);
+            if (r.faceFound) metrics.stepSeconds.observe({ stage: 'classifier', step: 'infer' }, r.timings.inferMs / 1000);
+            else metrics.skipped.inc({ stage: 'classifier', reason: 'no-face' });
+          }
+        }
+        return results;
+      } finally {
+        inFlight -= records.length;
+      }
+    },
+    process(_state, record: InputRecord, result) {
+      if (!result) throw new EmotionMuseError('PROCESSING_FAILED', 'no classifier result for this frame');
+      const frame = record.value as Frame;
+      const score: EmotionScore = {
+        userId: frame.userId,
+        sessionId: frame.sessionId,
+        seq: frame.seq,
+        captureTimeMs: frame.captureTimeMs,
+        faceFound: result.faceFound,
+        probabilities: result.probabilities,
+        faceBox: result.faceBox,
+        modelVersion: engine.modelVersion,
+        timings: result.timings,
+        processedTimeMs: Date.now(),
+      };
+      return { state: undefined, outputs: [{ to: 'emotion-scores', key: record.key, value: score }] };
+    },
+    backlog: () => inFlight,
+    ready: () => ({ ready: true }),
+  };
+}
