@@ -22,6 +22,10 @@ export async function openSession(
 ): Promise<LoadedSession> {
   const failures: string[] = [];
   for (const provider of options.providers) {
+    // ONNX Runtime prints its own error when a provider library is missing; the fallback below
+    // says it once, in our log, instead.
+    const level = ort.env.logLevel;
+    if (provider !== 'cpu') ort.env.logLevel = 'fatal';
     try {
       const session = await ort.InferenceSession.create(modelPath, {
         executionProviders: [provider],
@@ -37,6 +41,8 @@ export async function openSession(
       return { session, provider };
     } catch (err) {
       failures.push(`${provider}: ${errorMessage(err).split('\n')[0]}`);
+    } finally {
+      ort.env.logLevel = level;
     }
   }
   throw new Error(`no execution provider could open ${modelPath}: ${failures.join('; ')}`);

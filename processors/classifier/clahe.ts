@@ -47,15 +47,17 @@ export function clahe(src: Uint8Array, width: number, height: number, clipLimit 
   }
   const out = new Uint8Array(width * height);
   for (let y = 0; y < height; y++) {
-    const fy = (y + 0.5) / tileH - 0.5;
-    const ty1 = Math.max(0, Math.floor(fy));
-    const ty2 = Math.min(tilesY - 1, ty1 + 1);
-    const wy = Math.min(1, Math.max(0, fy - ty1));
+    const fy = y / tileH - 0.5;
+    const fy1 = Math.floor(fy);
+    const wy = fy - fy1;
+    const ty1 = Math.max(0, fy1);
+    const ty2 = Math.min(tilesY - 1, fy1 + 1);
     for (let x = 0; x < width; x++) {
-      const fx = (x + 0.5) / tileW - 0.5;
-      const tx1 = Math.max(0, Math.floor(fx));
-      const tx2 = Math.min(tilesX - 1, tx1 + 1);
-      const wx = Math.min(1, Math.max(0, fx - tx1));
+      const fx = x / tileW - 0.5;
+      const fx1 = Math.floor(fx);
+      const wx = fx - fx1;
+      const tx1 = Math.max(0, fx1);
+      const tx2 = Math.min(tilesX - 1, fx1 + 1);
       const v = src[y * width + x]!;
       const a = luts[(ty1 * tilesX + tx1) * 256 + v]!;
       const b = luts[(ty1 * tilesX + tx2) * 256 + v]!;

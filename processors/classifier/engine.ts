@@ -225,9 +225,9 @@ export class ClassifierEngine {
 
 /** The face box widened by 10% on each side, clipped to the frame, in whole pixels. */
 export function widen(box: Omit<FaceBox, 'score'>, width: number, height: number): { left: number; top: number; width: number; height: number } {
-  const left = Math.max(0, Math.floor(box.x - 0.1 * box.width));
-  const top = Math.max(0, Math.floor(box.y - 0.1 * box.height));
-  const right = Math.min(width, Math.ceil(box.x + 1.1 * box.width));
-  const bottom = Math.min(height, Math.ceil(box.y + 1.1 * box.height));
+  const left = Math.max(0, Math.round(box.x - 0.1 * box.width));
+  const top = Math.max(0, Math.round(box.y - 0.1 * box.height));
+  const right = Math.min(width, Math.round(box.x + box.width + 0.1 * box.width));
+  const bottom = Math.min(height, Math.round(box.y + box.height + 0.1 * box.height));
   return { left, top, width: Math.max(0, right - left), height: Math.max(0, bottom - top) };
 }

@@ -1,0 +1,65 @@
+import type { Admin, Kafka } from 'kafkajs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { topicName } from '../../topology/topology.ts';
+import { cameraFrame, FACE_PHOTOS, noFacePhoto } from '../support/faces.ts';
+import { frame, registry } from '../support/frames.ts';
+import { collect, createTopology, metricSum, metricsText, produce, randomPrefix, startProcessor, testKafka, waitFor } from '../support/kafka.ts';
+
+describe('classifier processor on the real broker', () => {
+  let kafka: Kafka;
+  let admin: Admin;
+  beforeAll(async () => {
+    kafka = testKafka();
+    admin = kafka.admin();
+    await admin.connect();
+  });
+  afterAll(async () => {
+    await admin.disconnect();
+  });
+
+  it('scores real face photos, says faceFound: false for a photo without a face, and dead-letters corrupt frames while later frames flow', async () => {
+    const prefix = randomPrefix('classifier');
+    const topology = await createTopology(admin, prefix, 2);
+    const photos = await Promise.all(FACE_PHOTOS.map(cameraFrame));
+    const inputs = [
+      frame('alice', 1, { encoding: 'JPEG', width: 0, height: 0, data: photos[0]! }),
+      frame('alice', 2, { encoding: 'JPEG', width: 0, height: 0, data: Buffer.from('\xff\xd8 corrupt jpeg bytes') }),
+      frame('alice', 3, { encoding: 'JPEG', width: 0, height: 0, data: await noFacePhoto() }),
+      ...photos.slice(1).map((data, i) => frame('alice', 4 + i, { encoding: 'JPEG', width: 0, height: 0, data })),
+      ...photos.map((data, i) => frame('bob', 1 + i, { encoding: 'JPEG', width: 0, height: 0, data })),
+    ];
+    await produce(kafka, topicName(topology, 'frames'), inputs.map((f) => ({ key: f.userId, value: registry.encode('frame', f) })));
+    const reader = await collect(kafka, [topicName(topology, 'emotion-scores'), topicName(topology, 'dead-letter')]);
+    const p = await startProcessor('classifier', { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '2' });
+    try {
+      await waitFor('every frame scored or dead-lettered', () => reader.records.length >= inputs.length, 90_000);
+      const scores = reader.records.filter((r) => r.topic === topicName(topology, 'emotion-scores')).map((r) => registry.decode('emotion-score', r.value!));
+      const letters = reader.records.filter((r) => r.topic === topicName(topology, 'dead-letter')).map((r) => registry.decode('dead-letter', r.value!));
+
+      expect(letters).toHaveLength(1);
+      expect(letters[0]).toMatchObject({ errorCode: 'UNDECODABLE_FRAME', stage: 'classifier', sourceTopic: topicName(topology, 'frames') });
+      expect(scores).toHaveLength(inputs.length - 1);
+
+      const alice = scores.filter((s) => s.userId === 'alice').map((s) => s.seq);
+      expect(alice, 'frames after the corrupt one still flow, in order').toEqual([1, 3, 4, 5, 6, 7, 8]);
+      const noFace = scores.find((s) => s.userId === 'alice' && s.seq === 3)!;
+      expect(noFace).toMatchObject({ faceFound: false, probabilities: [], faceBox: null });
+      for (const s of scores.filter((x) => x !== noFace)) {
+        expect(s.faceFound, `${s.userId}/${s.seq}`).toBe(true);
+        expect(s.probabilities).toHaveLength(7);
+        expect(s.probabilities.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 4);
+        expect(s.modelVersion).toBe('fer-mini-xception-human-3.3.6');
+        expect(s.timings.inferMs).toBeGreaterThan(0);
+        expect(s.timings.decodeMs).toBeGreaterThan(0);
+      }
+      const metrics = await metricsText(p.port);
+      expect(metricSum(metrics, 'emotionmuse_records_skipped_total', 'reason="no-face"')).toBe(1);
+      expect(metricSum(metrics, 'emotionmuse_stage_step_seconds_count', 'step="infer"')).toBe(scores.length - 1);
+      expect(p.logs.join('')).toMatch(/runs on the (CPU|CUDA) execution provider/);
+    } finally {
+      p.proc.kill('SIGTERM');
+      await p.exited;
+      await reader.stop();
+    }
+  });
+});

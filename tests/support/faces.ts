@@ -1,0 +1,30 @@
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import sharp from 'sharp';
+
+/** Real photos with faces that ship in the @vladmandic/face-api npm package (its demo folder). */
+export const FACE_PHOTOS = [1, 2, 3, 4, 5, 6].map((i) => fileURLToPath(new URL(`../../node_modules/@vladmandic/face-api/demo/sample${i}.jpg`, import.meta.url)));
+
+export const FER_PUBLIC_TEST = path.resolve(fileURLToPath(new URL('../../', import.meta.url)), '../shared/data/fer2013/public-test');
+
+/** A 640x480 JPEG with no face in it: smooth colour gradients and a few rectangles. */
+export async function noFacePhoto(): Promise<Buffer> {
+  const w = 640;
+  const h = 480;
+  const rgb = Buffer.alloc(w * h * 3);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const i = (y * w + x) * 3;
+      const box = (x > 100 && x < 220 && y > 300 && y < 420) || (x > 400 && x < 600 && y > 60 && y < 140);
+      rgb[i] = box ? 200 : Math.round((x / w) * 120 + 60);
+      rgb[i + 1] = box ? 40 : Math.round((y / h) * 140 + 50);
+      rgb[i + 2] = box ? 60 : 180;
+    }
+  }
+  return sharp(rgb, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+}
+
+/** A photo scaled down to 640 pixels wide, as an edge camera would send it. */
+export async function cameraFrame(file: string): Promise<Buffer> {
+  return sharp(file).resize(640).jpeg({ quality: 85 }).toBuffer();
+}

@@ -1,0 +1,139 @@
+import { readFileSync } from 'node:fs';
+import sharp from 'sharp';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { clahe } from '../../processors/classifier/clahe.ts';
+import { decodeDetections, nonMaxSuppression } from '../../processors/classifier/detector.ts';
+import { ClassifierEngine, widen } from '../../processors/classifier/engine.ts';
+import { scoreClassification } from '../../processors/classifier/evaluate.ts';
+import { resizeGrey } from '../../processors/classifier/image.ts';
+import { EmotionMuseError } from '../../runtime/errors.ts';
+import type { Frame } from '../../schemas/generated/types.ts';
+import { cameraFrame, FACE_PHOTOS, noFacePhoto } from '../support/faces.ts';
+
+const fixture = JSON.parse(readFileSync(new URL('../fixtures/clahe-opencv.json', import.meta.url), 'utf8')) as {
+  cases: Array<{ width: number; height: number; input: number[]; output: number[] }>;
+};
+
+describe('CLAHE', () => {
+  it.each(fixture.cases.map((c) => [`${c.width}x${c.height}`, c] as const))('matches OpenCV within one grey level on %s', (_name, c) => {
+    const out = clahe(Uint8Array.from(c.input), c.width, c.height, 2.0, 8, 8);
+    const worst = out.reduce((m, v, i) => Math.max(m, Math.abs(v - c.output[i]!)), 0);
+    expect(worst).toBeLessThanOrEqual(1);
+  });
+
+  it('leaves a flat image flat', () => {
+    const out = clahe(new Uint8Array(64 * 64).fill(90), 64, 64);
+    expect(new Set(out).size).toBe(1);
+  });
+});
+
+describe('grey resize', () => {
+  it('averages areas when shrinking and interpolates when growing', () => {
+    const src = { data: Uint8Array.from([0, 0, 100, 100, 0, 0, 100, 100]), width: 4, height: 2 };
+    expect(Array.from(resizeGrey(src, 2, 1))).toEqual([0, 100]);
+    const up = resizeGrey({ data: Uint8Array.from([0, 200]), width: 2, height: 1 }, 4, 1);
+    expect(Array.from(up)).toEqual([0, 50, 150, 200]);
+  });
+});
+
+describe('face detection decoding', () => {
+  it('places a confident anchor box at its anchor centre plus the regressed offset, in frame pixels', () => {
+    const logits = new Float32Array(896).fill(-10);
+    const regs = new Float32Array(896 * 16);
+    logits[0] = 5; // first stride-16 anchor, centre (8, 8) in the 256x256 input
+    regs.set([4, -2, 32, 48], 0);
+    const [box, ...rest] = decodeDetections(logits, regs, 512, 512);
+    expect(rest).toEqual([]);
+    // centre (12, 6) -> (24, 12) in a 512 frame; size 64 x 96
+    expect(box).toMatchObject({ x: 24 - 32, y: 12 - 48, width: 64, height: 96 });
+    expect(box!.score).toBeCloseTo(1 / (1 + Math.exp(-5)), 6);
+  });
+
+  it('keeps the best of overlapping boxes', () => {
+    const kept = nonMaxSuppression(
+      [
+        { x: 0, y: 0, width: 10, height: 10, score: 0.7 },
+        { x: 1, y: 1, width: 10, height: 10, score: 0.9 },
+        { x: 50, y: 50, width: 10, height: 10, score: 0.8 },
+      ],
+      0.3,
+    );
+    expect(kept.map((b) => b.score)).toEqual([0.9, 0.8]);
+  });
+
+  it('widens a box by 10% on each side and clips it to the frame', () => {
+    expect(widen({ x: 100, y: 100, width: 50, height: 100 }, 640, 480)).toEqual({ left: 95, top: 90, width: 60, height: 120 });
+    expect(widen({ x: 0, y: 400, width: 50, height: 100 }, 640, 480)).toEqual({ left: 0, top: 390, width: 55, height: 90 });
+  });
+});
+
+describe('classification scores', () => {
+  it('computes accuracy, per-class figures, macro-F1 and the confusion matrix', () => {
+    const r = scoreClassification([0, 0, 1, 1, 2], [0, 1, 1, 1, 0], ['a', 'b', 'c']);
+    expect(r.accuracy).toBeCloseTo(3 / 5);
+    expect(r.confusion).toEqual([[1, 1, 0], [0, 2, 0], [1, 0, 0]]);
+    expect(r.perClass[1]).toMatchObject({ precision: 2 / 3, recall: 1, support: 2 });
+    expect(r.perClass[2]).toMatchObject({ precision: 0, recall: 0, f1: 0, support: 1 });
+    expect(r.macroF1).toBeCloseTo((0.5 + 0.8 + 0) / 3);
+  });
+});
+
+describe('classifier engine (real converted models on ONNX Runtime, CPU)', () => {
+  let engine: ClassifierEngine;
+  const frame = (data: Buffer, extra: Partial<Frame> = {}): Frame => ({
+    userId: 'u', sessionId: 's', seq: 1, captureTimeMs: 0, encoding: 'JPEG', width: 0, height: 0, data, faceBox: null, ...extra,
+  });
+
+  beforeAll(async () => {
+    engine = await ClassifierEngine.create({ providers: ['cpu'] });
+  });
+
+  it('finds the face in real photos and gives 7 probabilities that sum to 1; no face in a plain image', async () => {
+    const results = await engine.classify([frame(await cameraFrame(FACE_PHOTOS[0]!)), frame(await noFacePhoto()), frame(await cameraFrame(FACE_PHOTOS[5]!))]);
+    const [a, none, b] = results;
+    for (const r of [a, b]) {
+      if (r instanceof EmotionMuseError || !r) throw new Error('expected a result');
+      expect(r.faceFound).toBe(true);
+      expect(r.probabilities).toHaveLength(7);
+      expect(r.probabilities.reduce((s, p) => s + p, 0)).toBeCloseTo(1, 4);
+      expect(r.faceBox!.width).toBeGreaterThan(30);
+      expect(r.timings.inferMs).toBeGreaterThan(0);
+      expect(r.timings.detectMs).toBeGreaterThan(0);
+    }
+    expect(none).toMatchObject({ faceFound: false, probabilities: [], faceBox: null });
+  });
+
+  it('gives the same probabilities for a frame alone and inside a batch', async () => {
+    const photo = frame(await cameraFrame(FACE_PHOTOS[2]!));
+    const [alone] = await engine.classify([photo]);
+    const batch = await engine.classify([frame(await cameraFrame(FACE_PHOTOS[1]!)), photo, frame(await noFacePhoto())]);
+    const p1 = (alone as { probabilities: number[] }).probabilities;
+    const p2 = (batch[1] as { probabilities: number[] }).probabilities;
+    p1.forEach((p, i) => expect(p).toBeCloseTo(p2[i]!, 5));
+  });
+
+  it('classifies edge-cropped GRAY8 faces without detection', async () => {
+    const { data, info } = await sharp(FACE_PHOTOS[0]!).extract({ left: 400, top: 380, width: 250, height: 250 }).greyscale().raw().toBuffer({ resolveWithObject: true });
+    const [r] = await engine.classify([frame(data, { encoding: 'GRAY8', width: info.width, height: info.height })]);
+    expect(r).toMatchObject({ faceFound: true, faceBox: null });
+    expect((r as { timings: { detectMs: number } }).timings.detectMs).toBe(0);
+  });
+
+  it('returns typed errors for corrupt, empty, mis-sized and oversized frames, in their own slots', async () => {
+    const small = await ClassifierEngine.create({ providers: ['cpu'], maxFramePixels: 100 * 100 });
+    const results = await small.classify([
+      frame(Buffer.from('definitely not a jpeg')),
+      frame(Buffer.alloc(0)),
+      frame(Buffer.alloc(10), { encoding: 'GRAY8', width: 4, height: 4 }),
+      frame(await noFacePhoto()),
+      frame(Buffer.alloc(64 * 64, 128), { encoding: 'GRAY8', width: 64, height: 64 }),
+    ]);
+    expect(results.slice(0, 4).map((r) => (r instanceof EmotionMuseError ? r.code : 'ok'))).toEqual(['UNDECODABLE_FRAME', 'UNDECODABLE_FRAME', 'UNDECODABLE_FRAME', 'OVERSIZED_RECORD']);
+    expect(results[4]).toMatchObject({ faceFound: true });
+  });
+
+  it('uses the CUDA provider when asked and falls back to CPU when it is not installed', async () => {
+    const e = await ClassifierEngine.create({ providers: ['cuda', 'cpu'] });
+    expect(['cuda', 'cpu']).toContain(e.provider);
+  });
+});
