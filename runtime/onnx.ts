@@ -33,6 +33,7 @@ export async function openSession(
         intraOpNumThreads: options.threads ?? 0,
         interOpNumThreads: 1,
         executionMode: 'sequential',
+        ...(process.env.EM_ORT_SPIN === '0' ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
       });
       options.logger?.info(`onnxruntime: ${modelPath.split('/').pop()} runs on the ${provider.toUpperCase()} execution provider`, {
         provider,

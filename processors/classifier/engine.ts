@@ -20,7 +20,7 @@ export interface ClassifierEngineOptions {
   readonly providers?: readonly ExecutionProvider[];
   /** ONNX Runtime intra-op threads; 0 lets it choose. @defaultValue 0 */
   readonly threads?: number;
-  /** Apply CLAHE (clip 2.0, 8x8 tiles) before normalising. @defaultValue true */
+  /** Apply CLAHE (clip 2.0, 8x8 tiles) before normalising; off by default: this model was trained without it. @defaultValue false */
   readonly clahe?: boolean;
   /** Largest inference batch. @defaultValue 64 */
   readonly maxBatch?: number;
@@ -77,7 +77,7 @@ export class ClassifierEngine {
       MODEL_SPECS.emotion.version,
       {
         threads: options.threads ?? 0,
-        clahe: options.clahe ?? true,
+        clahe: options.clahe ?? false,
         maxBatch: options.maxBatch ?? 64,
         minFaceScore: options.minFaceScore ?? 0.6,
         maxFramePixels: options.maxFramePixels ?? 4096 * 4096,
@@ -88,20 +88,27 @@ export class ClassifierEngine {
   async classify(frames: readonly Frame[]): Promise<Array<FrameResult | EmotionMuseError>> {
     const results: Array<FrameResult | EmotionMuseError> = new Array(frames.length);
     const pending: Pending[] = [];
-    await Promise.all(
-      frames.map(async (frame, index) => {
-        const p: Pending = { index, timings: { decodeMs: 0, detectMs: 0, preprocessMs: 0, inferMs: 0 } };
-        const t0 = now();
-        try {
-          await this.decode(frame, p);
-        } catch (err) {
-          results[index] = err instanceof EmotionMuseError ? err : new EmotionMuseError('UNDECODABLE_FRAME', errorMessage(err), { cause: err });
-          return;
-        }
+    const decoding: Array<Promise<void>> = [];
+    frames.forEach((frame, index) => {
+      const p: Pending = { index, timings: { decodeMs: 0, detectMs: 0, preprocessMs: 0, inferMs: 0 } };
+      const t0 = now();
+      const fail = (err: unknown) => {
+        results[index] = err instanceof EmotionMuseError ? err : new EmotionMuseError('UNDECODABLE_FRAME', errorMessage(err), { cause: err });
+      };
+      const done = () => {
         p.timings.decodeMs = now() - t0;
         pending.push(p);
-      }),
-    );
+      };
+      try {
+        // Grey crops decode synchronously; JPEG and PNG go to libvips' thread pool together.
+        const decoded = this.decode(frame, p);
+        if (decoded) decoding.push(decoded.then(done, fail));
+        else done();
+      } catch (err) {
+        fail(err);
+      }
+    });
+    await Promise.all(decoding);
     pending.sort((a, b) => a.index - b.index);
 
     const toDetect = pending.filter((p) => p.rgb && p.box === undefined);
@@ -136,27 +143,33 @@ export class ClassifierEngine {
       });
     }
 
+    for (const p of pending) {
+      if (!p.grey) continue;
+      const t0 = now();
+      p.input = this.prepareGrey(p.grey);
+      p.timings.preprocessMs = now() - t0;
+    }
     await Promise.all(
-      pending.map(async (p) => {
-        const t0 = now();
-        if (p.grey) {
-          p.input = this.prepareGrey(p.grey);
-        } else if (p.rgb && p.box) {
-          const crop = widen(p.box, p.rgb.width, p.rgb.height);
+      pending
+        .filter((p) => p.rgb && p.box)
+        .map(async (p) => {
+          const t0 = now();
+          const rgb = p.rgb!;
+          const crop = widen(p.box!, rgb.width, rgb.height);
           if (crop.width >= 2 && crop.height >= 2) {
-            const { data } = await sharp(p.rgb.data, { raw: { width: p.rgb.width, height: p.rgb.height, channels: 3 } })
+            const { data } = await sharp(rgb.data, { raw: { width: rgb.width, height: rgb.height, channels: 3 } })
               .extract(crop)
               .greyscale()
               .resize(EMOTION_INPUT, EMOTION_INPUT, { fit: 'fill', kernel: 'linear' })
               .raw()
               .toBuffer({ resolveWithObject: true });
-            p.input = this.options.clahe ? clahe(new Uint8Array(data.buffer, data.byteOffset, PIXELS), EMOTION_INPUT, EMOTION_INPUT) : new Uint8Array(data);
+            const grey = new Uint8Array(data.buffer, data.byteOffset, PIXELS);
+            p.input = this.options.clahe ? clahe(grey, EMOTION_INPUT, EMOTION_INPUT) : grey;
           } else {
             p.box = null;
           }
-        }
-        p.timings.preprocessMs = now() - t0;
-      }),
+          p.timings.preprocessMs = now() - t0;
+        }),
     );
 
     const withFace = pending.filter((p) => p.input);
@@ -198,7 +211,8 @@ export class ClassifierEngine {
     return out;
   }
 
-  private async decode(frame: Frame, p: Pending): Promise<void> {
+  /** Decodes a frame into `p`; returns a promise only for encoded images (JPEG, PNG). */
+  private decode(frame: Frame, p: Pending): Promise<void> | undefined {
     if (frame.data.length === 0) throw new EmotionMuseError('UNDECODABLE_FRAME', 'frame has no bytes');
     if (frame.encoding === 'GRAY8') {
       if (frame.width <= 0 || frame.height <= 0 || frame.data.length !== frame.width * frame.height) {
@@ -206,20 +220,25 @@ export class ClassifierEngine {
       }
       if (frame.width * frame.height > this.options.maxFramePixels) throw new EmotionMuseError('OVERSIZED_RECORD', `frame of ${frame.width}x${frame.height} pixels is over the limit`);
       p.grey = { data: new Uint8Array(frame.data.buffer, frame.data.byteOffset, frame.data.length), width: frame.width, height: frame.height };
-      return;
+      return undefined;
     }
-    let decoded: { data: Buffer; info: sharp.OutputInfo };
-    try {
-      decoded = await sharp(frame.data, { limitInputPixels: this.options.maxFramePixels, failOn: 'error' }).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
-    } catch (err) {
-      const message = errorMessage(err);
-      if (/pixel limit/i.test(message)) throw new EmotionMuseError('OVERSIZED_RECORD', `${frame.encoding} frame is over the pixel limit: ${message}`, { cause: err });
-      throw new EmotionMuseError('UNDECODABLE_FRAME', `${frame.encoding} frame could not be decoded: ${message}`, { cause: err });
-    }
-    const { width, height, channels } = decoded.info;
-    if (channels !== 3) throw new EmotionMuseError('UNDECODABLE_FRAME', `decoded frame has ${channels} channels`);
-    p.rgb = { data: decoded.data, width, height };
-    if (frame.faceBox) p.box = { x: frame.faceBox.x, y: frame.faceBox.y, width: frame.faceBox.width, height: frame.faceBox.height };
+    return sharp(frame.data, { limitInputPixels: this.options.maxFramePixels, failOn: 'error' })
+      .removeAlpha()
+      .toColourspace('srgb')
+      .raw()
+      .toBuffer({ resolveWithObject: true })
+      .then(
+        ({ data, info }) => {
+          if (info.channels !== 3) throw new EmotionMuseError('UNDECODABLE_FRAME', `decoded frame has ${info.channels} channels`);
+          p.rgb = { data, width: info.width, height: info.height };
+          if (frame.faceBox) p.box = { x: frame.faceBox.x, y: frame.faceBox.y, width: frame.faceBox.width, height: frame.faceBox.height };
+        },
+        (err: unknown) => {
+          const message = errorMessage(err);
+          if (/pixel limit/i.test(message)) throw new EmotionMuseError('OVERSIZED_RECORD', `${frame.encoding} frame is over the pixel limit: ${message}`, { cause: err });
+          throw new EmotionMuseError('UNDECODABLE_FRAME', `${frame.encoding} frame could not be decoded: ${message}`, { cause: err });
+        },
+      );
   }
 }
 

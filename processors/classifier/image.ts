@@ -35,27 +35,59 @@ export function resizeGrey(src: GreyImage, width: number, height: number): Uint8
     }
     return out;
   }
+  const xs = bilinearTable(src.width, width);
+  const ys = bilinearTable(src.height, height);
+  const d = src.data;
+  const sw = src.width;
   for (let y = 0; y < height; y++) {
-    const fy = Math.min(src.height - 1, Math.max(0, (y + 0.5) * sy - 0.5));
-    const y0 = Math.floor(fy);
-    const y1 = Math.min(src.height - 1, y0 + 1);
-    const wy = fy - y0;
+    const r0 = ys.i0[y]! * sw;
+    const r1 = ys.i1[y]! * sw;
+    const wy = ys.w[y]!;
     for (let x = 0; x < width; x++) {
-      const fx = Math.min(src.width - 1, Math.max(0, (x + 0.5) * sx - 0.5));
-      const x0 = Math.floor(fx);
-      const x1 = Math.min(src.width - 1, x0 + 1);
-      const wx = fx - x0;
-      const a = src.data[y0 * src.width + x0]!;
-      const b = src.data[y0 * src.width + x1]!;
-      const c = src.data[y1 * src.width + x0]!;
-      const d = src.data[y1 * src.width + x1]!;
-      out[y * width + x] = Math.round((1 - wy) * ((1 - wx) * a + wx * b) + wy * ((1 - wx) * c + wx * d));
+      const x0 = xs.i0[x]!;
+      const x1 = xs.i1[x]!;
+      const wx = xs.w[x]!;
+      const top = d[r0 + x0]! * (256 - wx) + d[r0 + x1]! * wx;
+      const bottom = d[r1 + x0]! * (256 - wx) + d[r1 + x1]! * wx;
+      out[y * width + x] = (top * (256 - wy) + bottom * wy + 32768) >> 16;
     }
   }
   return out;
 }
 
+interface Table {
+  readonly i0: Int32Array;
+  readonly i1: Int32Array;
+  /** Weight of i1 in 1/256 steps. */
+  readonly w: Int32Array;
+}
+const tables = new Map<string, Table>();
+
+/** Source indices and 8-bit weights of bilinear sampling with half-pixel centres, cached per size pair. */
+function bilinearTable(from: number, to: number): Table {
+  const key = `${from}>${to}`;
+  let t = tables.get(key);
+  if (!t) {
+    const i0 = new Int32Array(to);
+    const i1 = new Int32Array(to);
+    const w = new Int32Array(to);
+    const scale = from / to;
+    for (let i = 0; i < to; i++) {
+      const f = Math.min(from - 1, Math.max(0, (i + 0.5) * scale - 0.5));
+      i0[i] = Math.floor(f);
+      i1[i] = Math.min(from - 1, i0[i]! + 1);
+      w[i] = Math.round((f - i0[i]!) * 256);
+    }
+    t = { i0, i1, w };
+    if (tables.size > 64) tables.clear();
+    tables.set(key, t);
+  }
+  return t;
+}
+
+const NORMALISED = Float32Array.from({ length: 256 }, (_, p) => (p / 255 - 0.5) * 2);
+
 /** Writes (p / 255 - 0.5) * 2 for each pixel into `out` at `offset` (the emotion model's input range). */
 export function normaliseInto(grey: Uint8Array, out: Float32Array, offset: number): void {
-  for (let i = 0; i < grey.length; i++) out[offset + i] = (grey[i]! / 255 - 0.5) * 2;
+  for (let i = 0; i < grey.length; i++) out[offset + i] = NORMALISED[grey[i]!]!;
 }

@@ -1,0 +1,60 @@
+/**
+ * Classifier benchmark: inference alone at batch 1, 8, 32, 64, and the whole stage (decode +
+ * detect + preprocess + infer) on 640x480 JPEG camera frames and on edge-cropped grey faces.
+ * `npm run bench:classifier` (add `-- --seconds 5` for longer runs).
+ */
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import { ClassifierEngine } from '../processors/classifier/engine.ts';
+import { resizeGrey } from '../processors/classifier/image.ts';
+import type { Frame } from '../schemas/generated/types.ts';
+import { FACE_PHOTOS, FER_PUBLIC_TEST } from '../tests/support/faces.ts';
+import { machine, percentile, table, timeIt } from './machine.ts';
+
+const ms = (process.argv.includes('--seconds') ? Number(process.argv[process.argv.indexOf('--seconds') + 1]) : 2) * 1000;
+const engine = await ClassifierEngine.create({ providers: ['cpu'] });
+console.log(`classifier benchmark on ${machine()}; execution provider ${engine.provider}; CLAHE off (default)\n`);
+
+const rows: string[][] = [];
+/** Three timed runs; the row reports the median run, so one noisy neighbour does not decide it. */
+async function measure(label: string, batch: number, fn: () => Promise<unknown>, warmup = 3): Promise<void> {
+  const runs = [];
+  for (let i = 0; i < 3; i++) runs.push(await timeIt(fn, ms, warmup));
+  runs.sort((a, b) => a.msPerCall - b.msPerCall);
+  const r = runs[1]!;
+  rows.push([label, (r.msPerCall / batch).toFixed(3), ((batch * 1000) / r.msPerCall).toFixed(0), r.msPerCall.toFixed(2), percentile(r.samples, 0.99).toFixed(2)]);
+  process.stderr.write(`  measured: ${label}\n`);
+}
+
+const frame = (data: Buffer, extra: Partial<Frame> = {}): Frame => ({ userId: 'u', sessionId: 's', seq: 1, captureTimeMs: 0, encoding: 'JPEG', width: 0, height: 0, data, faceBox: null, ...extra });
+const jpegs = await Promise.all(FACE_PHOTOS.map((f) => sharp(f).resize(640, 480, { fit: 'cover' }).jpeg({ quality: 85 }).toBuffer()));
+
+const greyFiles = (() => {
+  try {
+    const dir = path.join(FER_PUBLIC_TEST, 'happy');
+    return readdirSync(dir).slice(0, 64).map((f) => path.join(dir, f));
+  } catch {
+    return [];
+  }
+})();
+const crops = greyFiles.length > 0
+  ? await Promise.all(greyFiles.map(async (f) => sharp(f).greyscale().raw().toBuffer({ resolveWithObject: true })))
+  : await Promise.all(FACE_PHOTOS.map((f) => sharp(f).extract({ left: 700, top: 300, width: 480, height: 480 }).resize(48, 48).greyscale().raw().toBuffer({ resolveWithObject: true })));
+const modelInputs = crops.map((c) => resizeGrey({ data: new Uint8Array(c.data), width: c.info.width, height: c.info.height }, 64, 64));
+for (const batch of [1, 8, 32, 64]) {
+  const inputs = Array.from({ length: batch }, (_, i) => modelInputs[i % modelInputs.length]!);
+  await measure(`inference only (64x64 face crops), batch ${batch}`, batch, () => engine.infer(inputs));
+}
+for (const batch of [1, 32]) {
+  const frames = Array.from({ length: batch }, (_, i) => frame(jpegs[i % jpegs.length]!));
+  await measure(`whole stage, 640x480 JPEG, batch ${batch}`, batch, () => engine.classify(frames), 2);
+}
+for (const batch of [1, 32, 64]) {
+  const frames = Array.from({ length: batch }, (_, i) => {
+    const c = crops[i % crops.length]!;
+    return frame(c.data, { encoding: 'GRAY8', width: c.info.width, height: c.info.height });
+  });
+  await measure(`whole stage, edge-cropped grey ${crops[0]!.info.width}x${crops[0]!.info.height}, batch ${batch}`, batch, () => engine.classify(frames));
+}
+console.log(table(['what', 'ms per frame', 'frames/s', 'ms per batch', 'p99 ms per batch'], rows));
