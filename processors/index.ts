@@ -7,6 +7,7 @@ import type { ProcessorCore } from '../runtime/processor.ts';
 import { createClassifierCore } from './classifier/core.ts';
 import { ClassifierEngine } from './classifier/engine.ts';
 import { createPassthroughCore } from './passthrough/core.ts';
+import { createSmootherCore, DEFAULT_SMOOTHER_CONFIG } from './smoother/core.ts';
 
 export interface ProcessorContext<C> {
   readonly metrics: Metrics;
@@ -41,6 +42,13 @@ export const classifierOptions = {
   maxFramePixels: opt.int('EM_MAX_FRAME_PIXELS', 'max-frame-pixels', 4096 * 4096, 'Frames with more pixels go to the dead-letter topic (OVERSIZED_RECORD)', { min: 1 }),
 };
 
+export const smootherOptions = {
+  windowSize: opt.int('EM_SMOOTHER_WINDOW', 'window', DEFAULT_SMOOTHER_CONFIG.windowSize, 'Frames per non-overlapping window (the paper\'s T)', { min: 1 }),
+  hysteresis: opt.int('EM_SMOOTHER_HYSTERESIS', 'hysteresis', DEFAULT_SMOOTHER_CONFIG.hysteresis, 'Consecutive windows that must agree on a new label (the paper\'s H)', { min: 1 }),
+  sessionGapMs: opt.int('EM_SMOOTHER_GAP_MS', 'session-gap-ms', DEFAULT_SMOOTHER_CONFIG.sessionGapMs, 'A longer gap between frames starts the user\'s state over', { min: 1 }),
+  noFace: opt.oneOf('EM_SMOOTHER_NO_FACE', 'no-face', DEFAULT_SMOOTHER_CONFIG.noFace, ['skip', 'break-window'], 'Frames without a face: skip them, or discard the partial window'),
+};
+
 function providersOf(list: readonly string[]): ExecutionProvider[] {
   const bad = list.filter((p) => !(EXECUTION_PROVIDERS as readonly string[]).includes(p));
   if (bad.length > 0) throw new Error(`unknown execution provider(s): ${bad.join(', ')} (known: ${EXECUTION_PROVIDERS.join(', ')})`);
@@ -53,6 +61,16 @@ export const PROCESSORS: Record<string, ProcessorEntry<any>> = {
     port: 9100,
     options: {},
     create: ({ metrics }) => createPassthroughCore({ onSkip: (reason) => metrics.skipped.inc({ stage: 'passthrough', reason }) }),
+  }),
+  smoother: entry({
+    port: 9102,
+    options: smootherOptions,
+    create: ({ metrics, config }) =>
+      createSmootherCore(config, {
+        onDrop: (reason) => metrics.skipped.inc({ stage: 'smoother', reason }),
+        onReset: (why) => metrics.skipped.inc({ stage: 'smoother', reason: `state-reset-${why}` }),
+        onStep: (ms) => metrics.stepSeconds.observe({ stage: 'smoother', step: 'smooth' }, ms / 1000),
+      }),
   }),
   classifier: entry({
     port: 9101,

@@ -41,6 +41,12 @@ export interface StepResult<S> {
 export interface ProcessorCore<S = unknown, P = unknown> {
   /** The stage name used in metrics, logs and dead letters. */
   readonly name: string;
+  /**
+   * Names the state's format and parameters; part of the changelog topic's name, so that a core
+   * with other parameters starts from empty state instead of misreading old state.
+   * Overrides the topology's `stateVersion`.
+   */
+  readonly stateVersion?: string;
   prepare?(records: readonly InputRecord[], signal: AbortSignal): Promise<ReadonlyArray<P | Error>>;
   process(state: S | undefined, record: InputRecord, prepared: P | undefined): StepResult<S>;
   /** Work accepted but not finished; above the runtime's limit, consumption pauses. */

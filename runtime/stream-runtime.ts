@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, Producer } from 'kafkajs';
 import { SchemaRegistry } from '../schemas/registry.ts';
 import type { MessageKind } from '../schemas/kinds.ts';
-import { changelogTopic, topicSpec, type ProcessorSpec, type TopicId, type Topology } from '../topology/topology.ts';
+import { changelogTopic, topicSpec, type ProcessorSpec, type TopicId, type TopicSpec, type Topology } from '../topology/topology.ts';
 import { errorMessage, EmotionMuseError, type ErrorCode } from './errors.ts';
 import { decideFailure } from './failure-policy.ts';
 import type { Logger } from './log.ts';
@@ -57,6 +57,7 @@ export class StreamRuntime<S> {
   private readonly o: RuntimeOptions<S> & Required<Pick<RuntimeOptions<S>, 'maxBatchRecords' | 'partitionsConsumedConcurrently' | 'sessionTimeoutMs' | 'maxBacklog' | 'maxRecordBytes'>>;
   private readonly inputs: ReadonlyArray<{ id: TopicId; name: string; kind: MessageKind }>;
   private readonly changelog: string | undefined;
+  private readonly changelogSpec: TopicSpec | undefined;
   private readonly consumer: Consumer;
   private readonly admin: Admin;
   private readonly tasks = new Map<number, Promise<Task<S>>>();
@@ -82,7 +83,8 @@ export class StreamRuntime<S> {
       if (spec.valueKind === 'state') throw new Error(`input ${id} is not a message topic`);
       return { id, name: spec.name, kind: spec.valueKind };
     });
-    this.changelog = options.spec.stateful ? changelogTopic(options.topology, options.spec).name : undefined;
+    this.changelogSpec = options.spec.stateful ? changelogTopic(options.topology, options.spec, options.core.stateVersion) : undefined;
+    this.changelog = this.changelogSpec?.name;
     this.admin = options.kafka.admin();
     this.consumer = options.kafka.consumer({
       groupId: options.groupId,
@@ -113,6 +115,7 @@ export class StreamRuntime<S> {
       if (!e.payload.restart && !this.stopping) this.crashed?.(err);
     });
     await this.admin.connect();
+    await this.ensureChangelog();
     await consumer.connect();
     for (const input of this.inputs) await consumer.subscribe({ topic: input.name, fromBeginning: true });
     await consumer.run({
@@ -121,6 +124,21 @@ export class StreamRuntime<S> {
       partitionsConsumedConcurrently: this.o.partitionsConsumedConcurrently,
       eachBatch: (payload) => this.onBatch(payload),
     });
+  }
+
+  /** A core whose parameters changed writes to a changelog of its own: create it if `topics apply` did not. */
+  private async ensureChangelog(): Promise<void> {
+    const spec = this.changelogSpec;
+    if (!spec || (await this.admin.listTopics()).includes(spec.name)) return;
+    this.o.logger.info('creating the state changelog', { topic: spec.name });
+    await this.admin
+      .createTopics({
+        waitForLeaders: true,
+        topics: [{ topic: spec.name, numPartitions: spec.partitions, replicationFactor: spec.replicationFactor, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] }],
+      })
+      .catch((err: unknown) => {
+        if (!/already exists/i.test(errorMessage(err))) throw err;
+      });
   }
 
   readiness(): { ready: boolean; reason?: string } {

@@ -75,6 +75,7 @@ export function buildTopology(options: TopologyOptions = {}): Topology {
     ],
     processors: [
       { name: 'classifier', inputs: ['frames'], outputs: ['emotion-scores', 'dead-letter'], stateful: false, description: 'Stage 1: face detection, crop, grey, resize, (CLAHE), emotion CNN on ONNX Runtime; per-frame 7-class probabilities.' },
+      { name: 'smoother', inputs: ['emotion-scores'], outputs: ['emotion-changes', 'dead-letter'], stateful: true, stateVersion: 'v1-t10-h5-g5000-skip', description: 'Stage 2 (temporal): mean of T=10 frames per non-overlapping window, label change after H=5 consecutive windows agree; per-user state in a changelog.' },
       { name: 'passthrough', inputs: ['frames'], outputs: ['passthrough', 'dead-letter'], stateful: true, stateVersion: 'v1', description: 'Validates frames and forwards them, counting frames per user in changelogged state (exercises the runtime).' },
     ],
   };
@@ -91,11 +92,11 @@ export function topicName(topology: Topology, id: TopicId): string {
 }
 
 /** The compacted changelog topic of a stateful processor, co-partitioned with its inputs. */
-export function changelogTopic(topology: Topology, processor: ProcessorSpec): TopicSpec {
+export function changelogTopic(topology: Topology, processor: ProcessorSpec, stateVersion = processor.stateVersion ?? 'v1'): TopicSpec {
   const input = topicSpec(topology, processor.inputs[0]!);
   return {
     id: 'changelog',
-    name: `${topology.prefix}${processor.name}.state-${processor.stateVersion ?? 'v1'}.changelog`,
+    name: `${topology.prefix}${processor.name}.state-${stateVersion}.changelog`,
     partitions: input.partitions,
     replicationFactor: input.replicationFactor,
     retentionMs: -1,

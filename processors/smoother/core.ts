@@ -1,0 +1,144 @@
+import { EMOTIONS, type EmotionLabel } from '../../schemas/kinds.ts';
+import type { EmotionChange, EmotionScore } from '../../schemas/generated/types.ts';
+import type { ProcessorCore } from '../../runtime/processor.ts';
+
+/** The paper's Table II: valence and arousal initialisation coordinates of the seven FER classes. */
+export const TABLE_II: Readonly<Record<EmotionLabel, { valence: number; arousal: number }>> = {
+  angry: { valence: 0.18, arousal: 0.76 },
+  disgust: { valence: 0.15, arousal: 0.54 },
+  fear: { valence: 0.22, arousal: 0.82 },
+  happy: { valence: 0.88, arousal: 0.64 },
+  sad: { valence: 0.2, arousal: 0.28 },
+  surprise: { valence: 0.55, arousal: 0.78 },
+  neutral: { valence: 0.5, arousal: 0.4 },
+};
+
+export interface SmootherConfig {
+  /** Frames per non-overlapping window (the paper's T). @defaultValue 10 */
+  readonly windowSize: number;
+  /** Consecutive windows whose argmax must be the same new label before it changes (the paper's H). @defaultValue 5 */
+  readonly hysteresis: number;
+  /** A gap in capture time longer than this starts the user's state over. @defaultValue 5000 */
+  readonly sessionGapMs: number;
+  /**
+   * Frames without a face: `skip` leaves the window as it is (the next faces fill it);
+   * `break-window` discards the partial window (the hysteresis count stays).
+   * @defaultValue 'skip'
+   */
+  readonly noFace: 'skip' | 'break-window';
+}
+
+export const DEFAULT_SMOOTHER_CONFIG: SmootherConfig = { windowSize: 10, hysteresis: 5, sessionGapMs: 5000, noFace: 'skip' };
+
+/** Per-user state; plain JSON, kept in the changelog. */
+export interface SmootherState {
+  readonly sessionId: string;
+  readonly lastSeq: number;
+  readonly lastCaptureMs: number;
+  /** Sum and count of the probability vectors of the window being filled. */
+  readonly windowSum: readonly number[];
+  readonly windowCount: number;
+  /** Windows completed in this session. */
+  readonly windows: number;
+  readonly label: EmotionLabel | null;
+  readonly candidate: EmotionLabel | null;
+  readonly streak: number;
+}
+
+export type StepOutcome =
+  | { readonly kind: 'accepted'; readonly change?: EmotionChange; readonly reset?: 'new-session' | 'gap' }
+  | { readonly kind: 'dropped'; readonly reason: 'late-or-duplicate' };
+
+function fresh(score: EmotionScore): SmootherState {
+  return { sessionId: score.sessionId, lastSeq: -Infinity, lastCaptureMs: score.captureTimeMs, windowSum: new Array(7).fill(0), windowCount: 0, windows: 0, label: null, candidate: null, streak: 0 };
+}
+
+export function argmax(values: readonly number[]): number {
+  let best = 0;
+  for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
+  return best;
+}
+
+export function valenceArousal(probabilities: readonly number[]): { valence: number; arousal: number } {
+  let valence = 0;
+  let arousal = 0;
+  EMOTIONS.forEach((e, i) => {
+    valence += (probabilities[i] ?? 0) * TABLE_II[e].valence;
+    arousal += (probabilities[i] ?? 0) * TABLE_II[e].arousal;
+  });
+  return { valence, arousal };
+}
+
+/**
+ * One frame's score through the smoother: the pure algorithm, shared by the processor and the
+ * evaluation tool. Returns the user's next state and what happened.
+ */
+export function smooth(state: SmootherState | undefined, score: EmotionScore, config: SmootherConfig = DEFAULT_SMOOTHER_CONFIG, now = Date.now()): { state: SmootherState; outcome: StepOutcome } {
+  let s = state;
+  let reset: 'new-session' | 'gap' | undefined;
+  if (s && s.sessionId !== score.sessionId) reset = 'new-session';
+  else if (s && score.seq > s.lastSeq && score.captureTimeMs - s.lastCaptureMs > config.sessionGapMs) reset = 'gap';
+  if (s && !reset && score.seq <= s.lastSeq) return { state: s, outcome: { kind: 'dropped', reason: 'late-or-duplicate' } };
+  if (!s || reset) s = fresh(score);
+  s = { ...s, lastSeq: score.seq, lastCaptureMs: score.captureTimeMs };
+
+  if (!score.faceFound || score.probabilities.length !== 7) {
+    if (config.noFace === 'break-window' && s.windowCount > 0) s = { ...s, windowSum: new Array(7).fill(0), windowCount: 0 };
+    return { state: s, outcome: { kind: 'accepted', reset } };
+  }
+
+  const windowSum = s.windowSum.map((v, i) => v + score.probabilities[i]!);
+  const windowCount = s.windowCount + 1;
+  if (windowCount < config.windowSize) return { state: { ...s, windowSum, windowCount }, outcome: { kind: 'accepted', reset } };
+
+  const mean = windowSum.map((v) => v / windowCount);
+  const top = EMOTIONS[argmax(mean)]!;
+  const windows = s.windows + 1;
+  const closed = { ...s, windowSum: new Array<number>(7).fill(0), windowCount: 0, windows };
+  const change = (previous: EmotionLabel | null, label: EmotionLabel): EmotionChange => ({
+    userId: score.userId,
+    sessionId: score.sessionId,
+    previousLabel: previous,
+    label,
+    probabilities: mean,
+    ...valenceArousal(mean),
+    windowIndex: windows - 1,
+    windowEndSeq: score.seq,
+    captureTimeMs: score.captureTimeMs,
+    emittedTimeMs: now,
+  });
+
+  if (s.label === null) {
+    return { state: { ...closed, label: top, candidate: null, streak: 0 }, outcome: { kind: 'accepted', reset, change: change(null, top) } };
+  }
+  if (top === s.label) return { state: { ...closed, candidate: null, streak: 0 }, outcome: { kind: 'accepted', reset } };
+  const streak = top === s.candidate ? s.streak + 1 : 1;
+  if (streak >= config.hysteresis) {
+    return { state: { ...closed, label: top, candidate: null, streak: 0 }, outcome: { kind: 'accepted', reset, change: change(s.label, top) } };
+  }
+  return { state: { ...closed, candidate: top, streak }, outcome: { kind: 'accepted', reset } };
+}
+
+/** The state's version is derived from the parameters, so a changed T, H, gap or policy never reads old state. */
+export function smootherStateVersion(config: SmootherConfig): string {
+  return `v1-t${config.windowSize}-h${config.hysteresis}-g${config.sessionGapMs}-${config.noFace}`;
+}
+
+/** emotion-scores -> emotion-changes, per user, with the state in the runtime's changelog. */
+export function createSmootherCore(config: SmootherConfig = DEFAULT_SMOOTHER_CONFIG, hooks: { onDrop?: (reason: string) => void; onReset?: (why: string) => void; onStep?: (ms: number) => void } = {}): ProcessorCore<SmootherState> {
+  return {
+    name: 'smoother',
+    stateVersion: smootherStateVersion(config),
+    process(state, record) {
+      const t0 = performance.now();
+      const { state: next, outcome } = smooth(state, record.value as EmotionScore, config);
+      hooks.onStep?.(performance.now() - t0);
+      if (outcome.kind === 'dropped') {
+        hooks.onDrop?.(outcome.reason);
+        return { state, outputs: [] };
+      }
+      if (outcome.reset) hooks.onReset?.(outcome.reset);
+      return { state: next, outputs: outcome.change ? [{ to: 'emotion-changes', key: record.key, value: outcome.change }] : [] };
+    },
+  };
+}
