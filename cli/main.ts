@@ -1,6 +1,7 @@
 import { EmotionMuseError, errorMessage } from '../runtime/errors.ts';
 import type { Command } from './command.ts';
 import { evalCommand } from './eval.ts';
+import { sessionCommand } from './session.ts';
 import { infraCommand } from './infra.ts';
 import { pipelineCommand } from './pipeline.ts';
 import { runCommand } from './run.ts';
@@ -12,6 +13,7 @@ const COMMANDS: Record<string, Command> = {
   topics: topicsCommand,
   infra: infraCommand,
   eval: evalCommand,
+  session: sessionCommand,
 };
 
 function usage(): string {
