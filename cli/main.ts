@@ -2,6 +2,7 @@ import { EmotionMuseError, errorMessage } from '../runtime/errors.ts';
 import type { Command } from './command.ts';
 import { evalCommand } from './eval.ts';
 import { sessionCommand } from './session.ts';
+import { recommendationsCommand } from './recommendations.ts';
 import { infraCommand } from './infra.ts';
 import { pipelineCommand } from './pipeline.ts';
 import { runCommand } from './run.ts';
@@ -14,6 +15,7 @@ const COMMANDS: Record<string, Command> = {
   infra: infraCommand,
   eval: evalCommand,
   session: sessionCommand,
+  recommendations: recommendationsCommand,
 };
 
 function usage(): string {

@@ -8,12 +8,18 @@ import { createClassifierCore } from './classifier/core.ts';
 import { ClassifierEngine } from './classifier/engine.ts';
 import { createPassthroughCore } from './passthrough/core.ts';
 import { createSmootherCore, DEFAULT_SMOOTHER_CONFIG } from './smoother/core.ts';
+import { createRecommenderCore, DEFAULT_RECOMMENDER_CONFIG } from './recommender/core.ts';
+import { Scorer } from './recommender/scorer.ts';
+import { UserStore } from './recommender/store.ts';
+import { fileURLToPath } from 'node:url';
 
 export interface ProcessorContext<C> {
   readonly metrics: Metrics;
   readonly logger: Logger;
   /** The processor's own options (the entry's `options` table), validated. */
   readonly config: C;
+  /** The options every processor takes (brokers, Redis, ...). */
+  readonly common: { readonly redisUrl: string };
 }
 
 export interface ProcessorEntry<T extends OptionTable = OptionTable> {
@@ -49,6 +55,17 @@ export const smootherOptions = {
   noFace: opt.oneOf('EM_SMOOTHER_NO_FACE', 'no-face', DEFAULT_SMOOTHER_CONFIG.noFace, ['skip', 'break-window'], 'Frames without a face: skip them, or discard the partial window'),
 };
 
+export const recommenderOptions = {
+  ...inferenceOptions,
+  modelDir: opt.string('EM_RECOMMENDER_MODEL', 'model-dir', fileURLToPath(new URL('../models/recommender-small', import.meta.url)), 'Folder of an exported recommender (scoring.onnx, tracks.tsv, music_emb.f32, card.json)'),
+  lambda: opt.number('EM_RERANK_LAMBDA', 'lambda', DEFAULT_RECOMMENDER_CONFIG.lambda, 'Reranking: final = lambda * preference + (1 - lambda) * emotion compatibility', { min: 0, max: 1 }),
+  topK: opt.int('EM_TOP_K', 'top-k', DEFAULT_RECOMMENDER_CONFIG.topK, 'Tracks per published list', { min: 1, max: 100 }),
+  refreshIntervalMs: opt.int('EM_LISTEN_REFRESH_MS', 'listen-refresh-ms', DEFAULT_RECOMMENDER_CONFIG.refreshIntervalMs, 'Listens refresh a user\'s list at most once per this many ms', { min: 0 }),
+  historySize: opt.int('EM_HISTORY_SIZE', 'history-size', 50, 'Listened tracks kept per user (the model reads the last 50)', { min: 1 }),
+  userTtlSeconds: opt.int('EM_USER_TTL_S', 'user-ttl-s', 30 * 24 * 3600, 'Inactive users expire from Redis after this many seconds', { min: 1 }),
+  redisPrefix: opt.string('EM_REDIS_PREFIX', 'redis-prefix', 'em:', 'Prefix of every Redis key'),
+};
+
 function providersOf(list: readonly string[]): ExecutionProvider[] {
   const bad = list.filter((p) => !(EXECUTION_PROVIDERS as readonly string[]).includes(p));
   if (bad.length > 0) throw new Error(`unknown execution provider(s): ${bad.join(', ')} (known: ${EXECUTION_PROVIDERS.join(', ')})`);
@@ -71,6 +88,22 @@ export const PROCESSORS: Record<string, ProcessorEntry<any>> = {
         onReset: (why) => metrics.skipped.inc({ stage: 'smoother', reason: `state-reset-${why}` }),
         onStep: (ms) => metrics.stepSeconds.observe({ stage: 'smoother', step: 'smooth' }, ms / 1000),
       }),
+  }),
+  recommender: entry({
+    port: 9103,
+    options: recommenderOptions,
+    create: async ({ metrics, logger, config, common }) => {
+      const scorer = await Scorer.open(config.modelDir, { providers: providersOf(config.providers), threads: config.threads, logger });
+      logger.info('recommender model loaded', { model: scorer.modelVersion, tracks: scorer.catalogue.size, provider: scorer.provider });
+      const store = new UserStore(common.redisUrl, {
+        prefix: config.redisPrefix,
+        historySize: config.historySize,
+        ttlSeconds: config.userTtlSeconds,
+        onOperation: (_op, ms) => metrics.stepSeconds.observe({ stage: 'recommender', step: 'redis' }, ms / 1000),
+      });
+      await store.connect();
+      return createRecommenderCore({ scorer, store, metrics, config: { ...DEFAULT_RECOMMENDER_CONFIG, lambda: config.lambda, topK: config.topK, refreshIntervalMs: config.refreshIntervalMs } });
+    },
   }),
   classifier: entry({
     port: 9101,

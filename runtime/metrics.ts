@@ -30,6 +30,8 @@ export const METRICS = {
   pausedPartitions: { kind: 'gauge', name: 'emotionmuse_paused_partitions', help: 'Input partitions paused for backpressure.', labels: ['stage'] },
   rebalances: { kind: 'counter', name: 'emotionmuse_rebalances_total', help: 'Consumer-group joins seen by this instance.', labels: ['stage'] },
   transactionsAborted: { kind: 'counter', name: 'emotionmuse_transactions_aborted_total', help: 'Batch transactions aborted (the batch is retried from the committed offsets).', labels: ['stage'] },
+  recommendations: { kind: 'counter', name: 'emotionmuse_recommendations_total', help: 'Recommendation lists published, by trigger.', labels: ['trigger'] },
+  coldStarts: { kind: 'counter', name: 'emotionmuse_cold_starts_total', help: 'Lists made for users with no listening history (emotion-aware popularity).', labels: [] },
   stateRestoreSeconds: { kind: 'histogram', name: 'emotionmuse_state_restore_seconds', help: 'Time to restore a partition\'s state from its changelog.', labels: ['stage'], buckets: LATENCY_BUCKETS },
 } as const satisfies Record<string, MetricSpec>;
 

@@ -1,4 +1,5 @@
 import type { TopicId } from '../topology/topology.ts';
+import type { RouteHandler } from './http.ts';
 
 /** A decoded input record, immutable. */
 export interface InputRecord<V = unknown> {
@@ -52,5 +53,7 @@ export interface ProcessorCore<S = unknown, P = unknown> {
   /** Work accepted but not finished; above the runtime's limit, consumption pauses. */
   backlog?(): number;
   ready?(): { ready: boolean; reason?: string };
+  /** Extra HTTP routes on the processor's port (tried before /metrics, /healthz, /readyz). */
+  readonly routes?: readonly RouteHandler[];
   close?(): Promise<void>;
 }

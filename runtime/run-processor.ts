@@ -31,7 +31,7 @@ export async function runProcessor(name: string, argv: readonly string[]): Promi
   collectDefaultMetrics({ register: registry, prefix: 'emotionmuse_process_' });
   registry.setDefaultLabels({ processor: name });
   const metrics = createMetrics(registry);
-  const core = await entry.create({ metrics, logger, config: all });
+  const core = await entry.create({ metrics, logger, config: all, common: config });
   const kafka = createKafka({ brokers: config.brokers, clientId: `emotionmuse-${name}`, logger });
   const runtime = new StreamRuntime({
     kafka, topology, spec, core, logger, metrics,
@@ -47,6 +47,7 @@ export async function runProcessor(name: string, argv: readonly string[]): Promi
     port: config.httpPort === -1 ? entry.port : config.httpPort,
     registry,
     ready: () => runtime.readiness(),
+    routes: core.routes ? [...core.routes] : [],
   });
   logger.info('processor starting', { http: http.port, brokers: config.brokers, groupId: config.groupId || `${config.topicPrefix}${name}` });
 

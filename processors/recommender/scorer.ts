@@ -1,0 +1,126 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { InferenceSession } from 'onnxruntime-node';
+import type { Logger } from '../../runtime/log.ts';
+import { openSession, ort, type ExecutionProvider } from '../../runtime/onnx.ts';
+import { valenceArousal } from '../smoother/core.ts';
+import { loadCatalogue, type TrackCatalogue } from './catalogue.ts';
+
+export const HISTORY = 50;
+
+export interface Candidate {
+  readonly index: number;
+  readonly preference: number;
+}
+
+export interface ScoredList {
+  readonly items: ReadonlyArray<{ index: number; finalScore: number; preferenceScore: number; emotionScore: number }>;
+  readonly coldStart: boolean;
+  readonly timings: { scoreMs: number; rerankMs: number };
+}
+
+/**
+ * The exported scoring model and the catalogue beside it: history + smoothed probabilities ->
+ * top-100 candidates with preference scores and the emotion embedding (ONNX Runtime), then the
+ * paper's reranking: final = lambda * preference + (1 - lambda) * emotion compatibility.
+ */
+export class Scorer {
+  private constructor(
+    private readonly session: InferenceSession,
+    readonly catalogue: TrackCatalogue,
+    readonly modelVersion: string,
+    readonly provider: ExecutionProvider,
+  ) {}
+
+  static async open(dir: string, options: { providers: readonly ExecutionProvider[]; threads?: number; logger?: Logger }): Promise<Scorer> {
+    const card = JSON.parse(readFileSync(path.join(dir, 'card.json'), 'utf8')) as { version: string };
+    const { session, provider } = await openSession(path.join(dir, 'scoring.onnx'), options);
+    return new Scorer(session, loadCatalogue(dir), card.version, provider);
+  }
+
+  /** Top-100 candidates and emotion embeddings for several users at once. */
+  async candidates(requests: ReadonlyArray<{ history: readonly number[]; probabilities: readonly number[] }>): Promise<Array<{ candidates: Candidate[]; embedding: Float32Array }>> {
+    const n = requests.length;
+    const history = new BigInt64Array(n * HISTORY);
+    const mask = new Float32Array(n * HISTORY);
+    const probs = new Float32Array(n * 7);
+    requests.forEach((r, b) => {
+      // Most recent last, left-padded: the layout the model was trained on.
+      const recent = r.history.slice(0, HISTORY).reverse();
+      const start = HISTORY - recent.length;
+      recent.forEach((index, k) => {
+        history[b * HISTORY + start + k] = BigInt(index + 1);
+        mask[b * HISTORY + start + k] = 1;
+      });
+      probs.set(r.probabilities.slice(0, 7), b * 7);
+    });
+    const out = await this.session.run({
+      history: new ort.Tensor('int64', history, [n, HISTORY]),
+      mask: new ort.Tensor('float32', mask, [n, HISTORY]),
+      probabilities: new ort.Tensor('float32', probs, [n, 7]),
+    });
+    const ids = out.top_ids!.data as BigInt64Array;
+    const scores = out.top_scores!.data as Float32Array;
+    const emb = out.emotion_embedding!.data as Float32Array;
+    const k = out.top_ids!.dims[1]!;
+    return requests.map((_r, b) => ({
+      candidates: Array.from({ length: k }, (_v, i) => ({ index: Number(ids[b * k + i]), preference: scores[b * k + i]! })),
+      embedding: emb.slice(b * 64, (b + 1) * 64),
+    }));
+  }
+
+  /** Emotion compatibility in [0, 1]: (1 + cosine(track's music emotion embedding, emotion embedding)) / 2. */
+  compatibility(index: number, embedding: Float32Array): number {
+    let dot = 0;
+    let norm = 0;
+    for (let k = 0; k < 64; k++) {
+      dot += this.catalogue.embeddings[index * 64 + k]! * embedding[k]!;
+      norm += embedding[k]! * embedding[k]!;
+    }
+    return (1 + dot / (Math.sqrt(norm) || 1)) / 2;
+  }
+
+  /** final = lambda * preference (min-max over the candidates) + (1 - lambda) * compatibility; the best `k`. */
+  rerank(candidates: readonly Candidate[], embedding: Float32Array, lambda: number, k: number): ScoredList['items'] {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const c of candidates) {
+      lo = Math.min(lo, c.preference);
+      hi = Math.max(hi, c.preference);
+    }
+    const span = hi - lo || 1;
+    return candidates
+      .map((c) => {
+        const preferenceScore = (c.preference - lo) / span;
+        const emotionScore = this.compatibility(c.index, embedding);
+        return { index: c.index, preferenceScore, emotionScore, finalScore: lambda * preferenceScore + (1 - lambda) * emotionScore };
+      })
+      .sort((a, b) => b.finalScore - a.finalScore || a.index - b.index)
+      .slice(0, k);
+  }
+
+  /**
+   * For a user with no history: valence-arousal proximity to the emotion (Table II applied to
+   * the probabilities) with a popularity prior, over the whole catalogue.
+   */
+  coldStart(probabilities: readonly number[], k: number, sigma = 0.15, popularityWeight = 0.1): ScoredList['items'] {
+    const { valence, arousal } = valenceArousal(probabilities);
+    const { catalogue } = this;
+    let maxPopularity = 0;
+    for (let i = 0; i < catalogue.size; i++) maxPopularity = Math.max(maxPopularity, catalogue.popularity[i]!);
+    const best: Array<{ index: number; emotionScore: number; preferenceScore: number; finalScore: number }> = [];
+    for (let i = 0; i < catalogue.size; i++) {
+      const dv = catalogue.valence[i]! - valence;
+      const da = catalogue.arousal[i]! - arousal;
+      const emotionScore = Math.exp(-(dv * dv + da * da) / (2 * sigma * sigma));
+      const preferenceScore = maxPopularity > 0 ? catalogue.popularity[i]! / maxPopularity : 0;
+      const finalScore = (1 - popularityWeight) * emotionScore + popularityWeight * preferenceScore;
+      if (best.length < k || finalScore > best[best.length - 1]!.finalScore) {
+        best.push({ index: i, emotionScore, preferenceScore, finalScore });
+        best.sort((a, b) => b.finalScore - a.finalScore || a.index - b.index);
+        if (best.length > k) best.pop();
+      }
+    }
+    return best;
+  }
+}

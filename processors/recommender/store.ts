@@ -1,0 +1,145 @@
+import { Redis } from 'ioredis';
+import { EmotionMuseError, errorMessage } from '../../runtime/errors.ts';
+import type { Recommendation } from '../../schemas/generated/types.ts';
+
+/**
+ * Per-user state in Redis. Key layout (prefix `em:` by default):
+ *
+ * - `<prefix>u:<user>` (hash): `emotion` (JSON: label, probabilities, valence, arousal, sinceMs),
+ *   `listAtMs` (time of the listen that last refreshed the list), and one `at:<topic>:<partition>`
+ *   field per source partition: the last input offset applied to this user, which makes every
+ *   update idempotent (a redelivered record is not applied twice).
+ * - `<prefix>u:<user>:history` (list): the last N listened track ids, most recent first.
+ * - `<prefix>u:<user>:list` (string): the last published recommendation, as JSON.
+ *
+ * Every key of a user expires `ttlSeconds` after that user's last update.
+ */
+export interface UserState {
+  readonly history: string[];
+  readonly emotion: EmotionState | null;
+  readonly listAtMs: number | null;
+}
+
+export interface EmotionState {
+  readonly label: string;
+  readonly probabilities: number[];
+  readonly valence: number;
+  readonly arousal: number;
+  readonly sinceMs: number;
+}
+
+// KEYS: hash, history. ARGV: field, offset, trackId, N, ttl. Returns 1 when applied, 0 when already.
+const APPLY_LISTEN = `
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur and tonumber(cur) >= tonumber(ARGV[2]) then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[3])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+return 1`;
+
+// KEYS: hash, history. ARGV: field, offset, emotion JSON, ttl.
+const APPLY_EMOTION = `
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur and tonumber(cur) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'emotion', ARGV[3], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
+return 1`;
+
+type Scripted = Redis & {
+  applyListen(hash: string, history: string, field: string, offset: string, track: string, n: number, ttl: number): Promise<number>;
+  applyEmotion(hash: string, history: string, field: string, offset: string, emotion: string, ttl: number): Promise<number>;
+};
+
+export class UserStore {
+  readonly redis: Scripted;
+  private readonly timed: <T>(op: string, fn: () => Promise<T>) => Promise<T>;
+
+  readonly prefix: string;
+
+  constructor(
+    url: string,
+    private readonly options: { prefix: string; historySize: number; ttlSeconds: number; onOperation?: (op: string, ms: number) => void },
+  ) {
+    this.prefix = options.prefix;
+    const redis = new Redis(url, {
+      lazyConnect: true,
+      // Fail a command fast while Redis is away: the batch is retried from Kafka instead.
+      maxRetriesPerRequest: 1,
+      enableOfflineQueue: false,
+      retryStrategy: (times) => Math.min(5000, 100 * 2 ** Math.min(times, 6)),
+    });
+    redis.defineCommand('applyListen', { numberOfKeys: 2, lua: APPLY_LISTEN });
+    redis.defineCommand('applyEmotion', { numberOfKeys: 2, lua: APPLY_EMOTION });
+    this.redis = redis as Scripted;
+    this.timed = async (op, fn) => {
+      const t0 = performance.now();
+      try {
+        return await fn();
+      } catch (err) {
+        throw new EmotionMuseError('SERVICE_UNAVAILABLE', `redis ${op}: ${errorMessage(err)}`, { retriable: true, cause: err });
+      } finally {
+        this.options.onOperation?.(op, performance.now() - t0);
+      }
+    };
+  }
+
+  async connect(): Promise<void> {
+    await this.redis.connect().catch(() => undefined);
+  }
+
+  ready(): boolean {
+    return this.redis.status === 'ready';
+  }
+
+  async close(): Promise<void> {
+    this.redis.disconnect();
+  }
+
+  private keys(user: string) {
+    const base = `${this.options.prefix}u:${user}`;
+    return { hash: base, history: `${base}:history`, list: `${base}:list` };
+  }
+
+  /** Appends a listened track unless this source offset was already applied. */
+  applyListen(user: string, source: string, offset: string, trackId: string): Promise<boolean> {
+    const k = this.keys(user);
+    return this.timed('apply-listen', async () => (await this.redis.applyListen(k.hash, k.history, `at:${source}`, offset, trackId, this.options.historySize, this.options.ttlSeconds)) === 1);
+  }
+
+  applyEmotion(user: string, source: string, offset: string, emotion: EmotionState): Promise<boolean> {
+    const k = this.keys(user);
+    return this.timed('apply-emotion', async () => (await this.redis.applyEmotion(k.hash, k.history, `at:${source}`, offset, JSON.stringify(emotion), this.options.ttlSeconds)) === 1);
+  }
+
+  read(user: string): Promise<UserState> {
+    const k = this.keys(user);
+    return this.timed('read', async () => {
+      const [[, hash], [, history]] = (await this.redis.multi().hgetall(k.hash).lrange(k.history, 0, -1).exec()) as [[unknown, Record<string, string>], [unknown, string[]]];
+      return {
+        history,
+        emotion: hash.emotion ? (JSON.parse(hash.emotion) as EmotionState) : null,
+        listAtMs: hash.listAtMs ? Number(hash.listAtMs) : null,
+      };
+    });
+  }
+
+  saveList(user: string, list: Recommendation, listAtMs: number | null): Promise<void> {
+    const k = this.keys(user);
+    return this.timed('save-list', async () => {
+      const tx = this.redis.multi().set(k.list, JSON.stringify(list), 'EX', this.options.ttlSeconds);
+      if (listAtMs !== null) tx.hset(k.hash, 'listAtMs', String(listAtMs));
+      await tx.exec();
+    });
+  }
+
+  lastList(user: string): Promise<Recommendation | null> {
+    const k = this.keys(user);
+    return this.timed('get-list', async () => {
+      const raw = await this.redis.get(k.list);
+      return raw ? (JSON.parse(raw) as Recommendation) : null;
+    });
+  }
+}

@@ -1,0 +1,233 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import type { Admin, Kafka } from 'kafkajs';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { main } from '../../cli/main.ts';
+import { recommenderOptions } from '../../processors/index.ts';
+import { loadCatalogue, type TrackCatalogue } from '../../processors/recommender/catalogue.ts';
+import type { EmotionChange, Listen, Recommendation } from '../../schemas/generated/types.ts';
+import { topicName, type Topology } from '../../topology/topology.ts';
+import { registry } from '../support/frames.ts';
+import { collect, createTopology, freePort, produce, randomPrefix, startProcessor, testKafka, waitFor } from '../support/kafka.ts';
+
+const MODEL = process.env.EM_RECOMMENDER_MODEL ?? recommenderOptions.modelDir.default;
+
+function change(userId: string, label: EmotionChange['label'], t: number): EmotionChange {
+  const probabilities = [0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02];
+  probabilities[['angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral'].indexOf(label)] = 0.88;
+  return { userId, sessionId: 's', previousLabel: null, label, probabilities, valence: 0.5, arousal: 0.5, windowIndex: 0, windowEndSeq: 10, captureTimeMs: t, emittedTimeMs: t };
+}
+
+function listen(userId: string, trackId: string, n: number): Listen {
+  return { listenId: `${userId}-${n}`, userId, trackId, startTimeMs: 1_764_000_000_000 + n * 1000, listenedMs: 30_000, outcome: 'COMPLETED' };
+}
+
+describe('recommender processor on the real broker and Redis', () => {
+  let kafka: Kafka;
+  let admin: Admin;
+  let redis: Redis;
+  let catalogue: TrackCatalogue;
+  beforeAll(async () => {
+    kafka = testKafka();
+    admin = kafka.admin();
+    await admin.connect();
+    redis = new Redis(inject('redisUrl'));
+    catalogue = loadCatalogue(MODEL);
+  });
+  afterAll(async () => {
+    await admin.disconnect();
+    redis.disconnect();
+  });
+
+  const send = async (topology: Topology, messages: Array<{ topic: 'listens' | 'emotion-changes'; value: Listen | EmotionChange }>) => {
+    for (const m of messages) {
+      const kind = m.topic === 'listens' ? 'listen' : 'emotion-change';
+      await produce(kafka, topicName(topology, m.topic), [{ key: m.value.userId, value: registry.encode(kind, m.value as never) }]);
+    }
+  };
+  const lists = (records: ReadonlyArray<{ topic: string; value: Buffer | null }>, topology: Topology) =>
+    records.filter((r) => r.topic === topicName(topology, 'recommendations')).map((r) => registry.decode('recommendation', r.value!));
+
+  it('publishes ordered lists of distinct tracks, keeps history in Redis, dead-letters unknown tracks, answers over HTTP and the CLI, and survives a restart', async () => {
+    const prefix = randomPrefix('recommender');
+    const redisPrefix = `${prefix}r:`;
+    const topology = await createTopology(admin, prefix, 2);
+    const env = { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '2', EM_REDIS_URL: inject('redisUrl'), EM_REDIS_PREFIX: redisPrefix, EM_RECOMMENDER_MODEL: MODEL, EM_LISTEN_REFRESH_MS: '3600000' };
+    const reader = await collect(kafka, [topicName(topology, 'recommendations'), topicName(topology, 'dead-letter')]);
+    let p = await startProcessor('recommender', env);
+    try {
+      const tracks = catalogue.ids.slice(100, 106);
+      await send(topology, [
+        ...tracks.map((t, i) => ({ topic: 'listens' as const, value: listen('ana', t, i) })),
+        { topic: 'listens', value: listen('ana', 'spotify-track-that-does-not-exist', 99) },
+      ]);
+      // Listens and emotion changes are two topics, consumed independently: let the listens land first.
+      await waitFor('the listens in Redis', async () => (await redis.llen(`${redisPrefix}u:ana:history`)) === tracks.length, 60_000);
+      await send(topology, [
+        { topic: 'emotion-changes', value: change('ana', 'sad', 1_764_000_100_000) },
+        { topic: 'emotion-changes', value: change('newcomer', 'happy', 1_764_000_100_000) },
+      ]);
+      await waitFor('lists and the dead letter', () => lists(reader.records, topology).length >= 3 && reader.records.some((r) => r.topic === topicName(topology, 'dead-letter')), 60_000);
+
+      const history = await redis.lrange(`${redisPrefix}u:ana:history`, 0, -1);
+      expect(history, 'listens are in Redis, most recent first; the unknown track is not').toEqual([...tracks].reverse());
+
+      const letter = registry.decode('dead-letter', reader.records.find((r) => r.topic === topicName(topology, 'dead-letter'))!.value!);
+      expect(letter).toMatchObject({ errorCode: 'UNKNOWN_TRACK', stage: 'recommender', sourceTopic: topicName(topology, 'listens') });
+
+      const all = lists(reader.records, topology);
+      const first = all.find((l) => l.userId === 'ana' && l.trigger === 'LISTEN')!;
+      expect(first.items.length).toBe(10);
+      const sad = all.find((l) => l.userId === 'ana' && l.trigger === 'EMOTION_CHANGE')!;
+      expect(sad.items).toHaveLength(10);
+      expect(new Set(sad.items.map((i) => i.trackId)).size).toBe(10);
+      for (const item of sad.items) {
+        expect(catalogue.indexOf.has(item.trackId)).toBe(true);
+        expect(tracks, 'listened tracks are not recommended again').not.toContain(item.trackId);
+        expect(item.finalScore).toBeCloseTo(0.7 * item.preferenceScore + 0.3 * item.emotionScore, 5);
+      }
+      expect(sad.items.map((i) => i.finalScore)).toEqual([...sad.items.map((i) => i.finalScore)].sort((a, b) => b - a));
+      expect(sad.items.map((i) => i.rank)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      expect(sad.emotion).toMatchObject({ label: 'sad' });
+      expect(sad.emotion!.probabilities).toHaveLength(7);
+      expect(sad.causeId).toMatch(new RegExp(`^${topicName(topology, 'emotion-changes').replace(/\./g, '\\.')}/\\d+/\\d+$`));
+      const cold = all.find((l) => l.userId === 'newcomer')!;
+      expect(cold.items).toHaveLength(10);
+      expect(cold.emotion).toMatchObject({ label: 'happy' });
+      // No history: valence-arousal proximity to the emotion, with a popularity prior.
+      for (const item of cold.items) expect(item.finalScore).toBeCloseTo(0.9 * item.emotionScore + 0.1 * item.preferenceScore, 5);
+      expect(cold.items.map((i) => i.finalScore)).toEqual([...cold.items.map((i) => i.finalScore)].sort((a, b) => b - a));
+
+      // Read-back without Kafka: HTTP and the CLI give the last list.
+      const res = await fetch(`http://127.0.0.1:${p.port}/users/ana/recommendations`);
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as Recommendation & { items: Array<{ title: string }> };
+      expect(body.listId).toBe(sad.listId);
+      expect(body.items[0]!.title).toBe(catalogue.titles[catalogue.indexOf.get(sad.items[0]!.trackId)!]);
+      expect((await fetch(`http://127.0.0.1:${p.port}/users/nobody/recommendations`)).status).toBe(404);
+      const printed: string[] = [];
+      const log = console.log;
+      console.log = (...a: unknown[]) => printed.push(a.join(' '));
+      try {
+        expect(await main(['recommendations', 'get', '--user', 'ana', '--redis-url', inject('redisUrl'), '--redis-prefix', redisPrefix, '--model-dir', MODEL])).toBe(0);
+      } finally {
+        console.log = log;
+      }
+      expect(printed.join('\n')).toContain('emotion sad');
+      expect(printed.join('\n')).toContain(catalogue.titles[catalogue.indexOf.get(sad.items[0]!.trackId)!]!);
+
+      // A restart keeps all user state.
+      p.proc.kill('SIGTERM');
+      await p.exited;
+      p = await startProcessor('recommender', env);
+      await waitFor('ready after restart', async () => (await fetch(`http://127.0.0.1:${p.port}/readyz`)).status === 200, 30_000);
+      const again = (await (await fetch(`http://127.0.0.1:${p.port}/users/ana/recommendations`)).json()) as Recommendation;
+      expect(again.listId).toBe(sad.listId);
+      expect(await redis.lrange(`${redisPrefix}u:ana:history`, 0, -1)).toEqual([...tracks].reverse());
+    } finally {
+      p.proc.kill('SIGTERM');
+      await p.exited;
+      await reader.stop();
+    }
+  });
+
+  it('changes nothing when the same input offsets are delivered twice', async () => {
+    const prefix = randomPrefix('recommender-twice');
+    const redisPrefix = `${prefix}r:`;
+    const topology = await createTopology(admin, prefix, 1);
+    const env = { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '1', EM_REDIS_URL: inject('redisUrl'), EM_REDIS_PREFIX: redisPrefix, EM_RECOMMENDER_MODEL: MODEL, EM_LISTEN_REFRESH_MS: '0' };
+    await send(topology, [
+      ...catalogue.ids.slice(10, 14).map((t, i) => ({ topic: 'listens' as const, value: listen('bo', t, i) })),
+      { topic: 'emotion-changes', value: change('bo', 'happy', 1_764_000_100_000) },
+    ]);
+    const reader = await collect(kafka, [topicName(topology, 'recommendations')]);
+    const snapshot = async () => ({
+      history: await redis.lrange(`${redisPrefix}u:bo:history`, 0, -1),
+      hash: await redis.hgetall(`${redisPrefix}u:bo`),
+      list: await redis.get(`${redisPrefix}u:bo:list`),
+    });
+    let p = await startProcessor('recommender', env);
+    try {
+      await waitFor('5 lists', () => reader.records.length >= 5, 60_000);
+      p.proc.kill('SIGTERM');
+      await p.exited;
+      const before = await snapshot();
+      const firstRound = lists(reader.records, topology);
+
+      // Deliver the same offsets again: rewind the group to the start and run the processor again.
+      await admin.setOffsets({ groupId: `${prefix}recommender`, topic: topicName(topology, 'listens'), partitions: [{ partition: 0, offset: '0' }] });
+      await admin.setOffsets({ groupId: `${prefix}recommender`, topic: topicName(topology, 'emotion-changes'), partitions: [{ partition: 0, offset: '0' }] });
+      p = await startProcessor('recommender', env);
+      await waitFor('the same 5 lists again', () => reader.records.length >= 10, 60_000);
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(await snapshot(), 'Redis is unchanged by the redelivery').toEqual(before);
+      const secondRound = lists(reader.records, topology).slice(firstRound.length);
+      expect(secondRound, 'the redelivered records publish exactly the same lists').toEqual(firstRound);
+      expect(before.history).toHaveLength(4);
+    } finally {
+      p.proc.kill('SIGTERM');
+      await p.exited;
+      await reader.stop();
+    }
+  });
+
+  it('stops consuming while its Redis restarts, says so on /readyz, and loses no input', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'em-redis-'));
+    const port = await freePort();
+    const startRedis = (): ChildProcess => {
+      const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', ''], { stdio: 'ignore' });
+      proc.on('error', (err) => {
+        throw new Error(`this test starts its own redis-server (Debian package redis-server) and could not: ${err.message}`);
+      });
+      return proc;
+    };
+    let server = startRedis();
+    const url = `redis://127.0.0.1:${port}`;
+    const listening = () => new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.end();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+    await waitFor('own redis up', listening, 10_000);
+    const own = new Redis(url, { retryStrategy: () => 200, maxRetriesPerRequest: null });
+    own.on('error', () => undefined);
+
+    const prefix = randomPrefix('recommender-outage');
+    const topology = await createTopology(admin, prefix, 2);
+    const env = { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '2', EM_REDIS_URL: url, EM_REDIS_PREFIX: 'em:', EM_RECOMMENDER_MODEL: MODEL, EM_LISTEN_REFRESH_MS: '3600000' };
+    const users = ['u1', 'u2', 'u3', 'u4'];
+    const perUser = 40;
+    const inputs = Array.from({ length: perUser }, (_, n) => users.map((u, k) => listen(u, catalogue.ids[(n * 7 + k * 13) % catalogue.size]!, n))).flat();
+    const p = await startProcessor('recommender', env);
+    try {
+      await waitFor('processor ready', async () => (await fetch(`http://127.0.0.1:${p.port}/readyz`)).status === 200, 30_000);
+      const half = inputs.length / 2;
+      await produce(kafka, topicName(topology, 'listens'), inputs.slice(0, half).map((l) => ({ key: l.userId, value: registry.encode('listen', l) })), 20);
+      await waitFor('first half applied', async () => (await Promise.all(users.map((u) => own.llen(`em:u:${u}:history`)))).reduce((a, b) => a + b, 0) >= half, 30_000);
+
+      server.kill('SIGTERM');
+      await new Promise((r) => server.once('exit', r));
+      await produce(kafka, topicName(topology, 'listens'), inputs.slice(half).map((l) => ({ key: l.userId, value: registry.encode('listen', l) })), 20);
+      await waitFor('/readyz says not ready while Redis is away', async () => (await fetch(`http://127.0.0.1:${p.port}/readyz`)).status === 503, 15_000);
+      await new Promise((r) => setTimeout(r, 2000));
+      server = startRedis();
+      await waitFor('ready again', async () => (await fetch(`http://127.0.0.1:${p.port}/readyz`)).status === 200, 30_000);
+      await waitFor('every listen applied', async () => (await Promise.all(users.map((u) => own.llen(`em:u:${u}:history`)))).every((n) => n === perUser), 90_000);
+      for (const u of users) {
+        const expected = inputs.filter((l) => l.userId === u).map((l) => l.trackId).reverse();
+        expect(await own.lrange(`em:u:${u}:history`, 0, -1), `${u}: every listen once, in order`).toEqual(expected);
+      }
+    } finally {
+      p.proc.kill('SIGTERM');
+      await p.exited;
+      own.disconnect();
+      server.kill('SIGTERM');
+    }
+  });
+});

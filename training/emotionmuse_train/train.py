@@ -1,0 +1,206 @@
+"""Leave-one-out split, BPR training with early stopping, and the paper's evaluation protocol
+(sampled: the held-out item among 99 uniform negatives; full: among the whole catalogue)."""
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .models import BPRMF, GRU4Rec, N_HISTORY, SASRec, BiLSTMRecommender
+
+KINDS = {
+    "popularity": "Popularity",
+    "bpr-mf": "BPR-MF",
+    "gru4rec": "GRU4Rec-style GRU",
+    "sasrec": "SASRec-style self-attention",
+    "bilstm": "Bi-LSTM, no emotion",
+    "bilstm-onehot": "Bi-LSTM + one-hot emotion",
+    "bilstm-soft": "Bi-LSTM + soft probabilities",
+    "bilstm-va": "Bi-LSTM + V-A embedding (EmotionMuse)",
+}
+
+
+@dataclass
+class Data:
+    n_items: int
+    items: list       # per user, item indices (completed plays in order)
+    emotions: list    # per user, [len, 7]
+    music_emb: torch.Tensor  # [n_items, 64], fixed
+    eval_negatives: dict     # split -> [users, 99] sampled negatives, the same for every model
+
+
+def prepare(n_items: int, items: list, emotions: list, music_emb: np.ndarray, seed: int = 12345) -> Data:
+    rng = np.random.default_rng(seed)
+    negatives = {}
+    for split in ("val", "test"):
+        rows = []
+        for seq in items:
+            seen = set(seq.tolist())
+            row = []
+            while len(row) < 99:
+                c = int(rng.integers(0, n_items))
+                if c not in seen and c not in row:
+                    row.append(c)
+            rows.append(row)
+        negatives[split] = torch.tensor(rows, dtype=torch.long)
+    return Data(n_items=n_items, items=items, emotions=emotions, music_emb=torch.tensor(music_emb), eval_negatives=negatives)
+
+
+def history_tensor(seqs: list, ends: list):
+    """Last N items before each end position, left-padded; item index + 1 (0 is padding)."""
+    hist = np.zeros((len(seqs), N_HISTORY), dtype=np.int64)
+    for r, (seq, end) in enumerate(zip(seqs, ends)):
+        h = seq[max(0, end - N_HISTORY):end] + 1
+        if len(h):
+            hist[r, -len(h):] = h
+    hist_t = torch.tensor(hist)
+    return hist_t, (hist_t > 0).float()
+
+
+def build_model(kind: str, n_items: int, n_users: int):
+    if kind == "bpr-mf":
+        return BPRMF(n_users, n_items)
+    if kind == "gru4rec":
+        return GRU4Rec(n_items)
+    if kind == "sasrec":
+        return SASRec(n_items)
+    if kind.startswith("bilstm"):
+        mode = kind.split("-")[1] if "-" in kind else "none"
+        return BiLSTMRecommender(n_items, emotion=mode)
+    raise ValueError(kind)
+
+
+def popularity_scores(data: Data) -> torch.Tensor:
+    counts = np.zeros(data.n_items)
+    for seq in data.items:
+        np.add.at(counts, seq[:-2], 1)
+    return torch.tensor(np.log1p(counts), dtype=torch.float32)
+
+
+def compat_loss(scores: torch.Tensor, candidates: torch.Tensor, e: torch.Tensor, music_emb: torch.Tensor) -> torch.Tensor:
+    """The paper's L_compat, differentiably: the cosine distance between the current emotion
+    embedding and the music emotion embeddings of the candidates, weighted by the softmax of
+    their scores (the 'top-ranked' tracks carry the weight)."""
+    w = torch.softmax(scores, dim=1).unsqueeze(2)
+    mixed = (w * music_emb[candidates]).sum(dim=1)
+    return (1 - torch.nn.functional.cosine_similarity(mixed, e, dim=1)).mean()
+
+
+def train(kind: str, data: Data, seed: int, max_epochs: int = 12, patience: int = 3, targets_per_user: int = 6,
+          negatives: int = 4, beta: float = 0.1, lr: float = 5e-4, batch: int = 256, log=print):
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    n_users = len(data.items)
+    model = build_model(kind, data.n_items, n_users)
+    weight_decay = 0.0 if kind == "bpr-mf" else 1e-6
+    opt = torch.optim.Adam(model.parameters(), lr=lr if kind != "bpr-mf" else 5e-3, weight_decay=weight_decay)
+    best, best_state, bad, history = -1.0, None, 0, []
+    for epoch in range(max_epochs):
+        started = time.time()
+        model.train()
+        samples = []
+        for u, seq in enumerate(data.items):
+            train_len = len(seq) - 2
+            positions = rng.choice(np.arange(1, train_len), size=min(targets_per_user, train_len - 1), replace=False)
+            samples.extend((u, int(p)) for p in positions)
+        rng.shuffle(samples)
+        total = 0.0
+        for start in range(0, len(samples), batch):
+            chunk = samples[start:start + batch]
+            users = torch.tensor([u for u, _ in chunk])
+            hist, mask = history_tensor([data.items[u] for u, _ in chunk], [p for _, p in chunk])
+            probs = torch.tensor(np.stack([data.emotions[u][p] for u, p in chunk]))
+            pos = torch.tensor([int(data.items[u][p]) for u, p in chunk]).unsqueeze(1)
+            neg = torch.randint(0, data.n_items, (len(chunk), negatives))
+            candidates = torch.cat([pos, neg], dim=1)
+            scores, e = model.score_items(hist, mask, probs, candidates, users)
+            loss = -torch.nn.functional.logsigmoid(scores[:, :1] - scores[:, 1:]).mean()
+            if e is not None and beta > 0:
+                loss = loss + beta * compat_loss(scores, candidates, e, data.music_emb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(chunk)
+        metrics = evaluate(model, data, "val", max_users=2000)
+        ndcg = metrics["sampled"]["ndcg"]
+        history.append({"epoch": epoch + 1, "loss": total / len(samples), "val_ndcg10_sampled": ndcg, "seconds": time.time() - started})
+        log(f"    {kind} seed {seed} epoch {epoch + 1}: loss {total / len(samples):.4f}, val NDCG@10 (sampled) {ndcg:.4f}, {time.time() - started:.0f}s")
+        if ndcg > best:
+            best, bad = ndcg, 0
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    return model, history
+
+
+def _rank_metrics(ranks: np.ndarray) -> dict:
+    hit = ranks < 10
+    ndcg = np.where(hit, 1.0 / np.log2(ranks + 2), 0.0)
+    # One held-out item per user: recall@10 equals the hit rate, precision@10 is a tenth of it.
+    return {"p": float(hit.mean() / 10), "r": float(hit.mean()), "ndcg": float(ndcg.mean()), "hr": float(hit.mean())}
+
+
+def rerank_positions(pref: torch.Tensor, compat: torch.Tensor, lam: float) -> torch.Tensor:
+    """final = lam * preference (min-max over the candidates) + (1 - lam) * compatibility."""
+    lo = pref.min(dim=1, keepdim=True).values
+    hi = pref.max(dim=1, keepdim=True).values
+    norm = (pref - lo) / torch.clamp(hi - lo, min=1e-9)
+    return lam * norm + (1 - lam) * compat
+
+
+@torch.no_grad()
+def evaluate(model, data: Data, split: str = "test", max_users: int = 0, rerank: tuple = (), pop: torch.Tensor = None) -> dict:
+    """Metrics at 10 for the held-out item of each user, sampled and full-catalogue, plus the
+    same after emotion-compatibility reranking for each lambda in `rerank`."""
+    offset = 1 if split == "test" else 2
+    users = list(range(len(data.items)))
+    if max_users:
+        users = users[:max_users]
+    out_sampled, out_full = [], []
+    out_rerank = {lam: ([], []) for lam in rerank}
+    for start in range(0, len(users), 256):
+        chunk = users[start:start + 256]
+        ends = [len(data.items[u]) - offset for u in chunk]
+        hist, mask = history_tensor([data.items[u] for u in chunk], ends)
+        probs = torch.tensor(np.stack([data.emotions[u][e] for u, e in zip(chunk, ends)]))
+        target = torch.tensor([int(data.items[u][e]) for u, e in zip(chunk, ends)])
+        user_t = torch.tensor(chunk)
+        if model is None:
+            full = pop.unsqueeze(0).expand(len(chunk), -1).clone()
+            e = None
+        else:
+            full, e = model.score_all(hist, mask, probs, user_t)
+        cand = torch.cat([target.unsqueeze(1), data.eval_negatives[split][chunk]], dim=1)
+        sampled = full.gather(1, cand)
+        out_sampled.append((sampled[:, 1:] > sampled[:, :1]).sum(dim=1).numpy())
+        masked = full.clone()
+        for r, u in enumerate(chunk):
+            seen = data.items[u][:ends[r]]
+            masked[r, torch.tensor(seen)] = -math.inf
+        pos_score = masked.gather(1, target.unsqueeze(1))
+        full_rank = (masked > pos_score).sum(dim=1)
+        out_full.append(full_rank.numpy())
+        if rerank and e is not None:
+            emb = torch.nn.functional.normalize(data.music_emb, dim=1)
+            e_n = torch.nn.functional.normalize(e, dim=1)
+            for lam in rerank:
+                compat_s = ((emb[cand] * e_n.unsqueeze(1)).sum(dim=2) + 1) / 2
+                final_s = rerank_positions(sampled, compat_s, lam)
+                out_rerank[lam][0].append((final_s[:, 1:] > final_s[:, :1]).sum(dim=1).numpy())
+                top_scores, top_ids = masked.topk(100, dim=1)
+                compat_f = ((emb[top_ids] * e_n.unsqueeze(1)).sum(dim=2) + 1) / 2
+                final_f = rerank_positions(top_scores, compat_f, lam)
+                in_top = (top_ids == target.unsqueeze(1))
+                pos_final = torch.where(in_top, final_f, torch.full_like(final_f, -math.inf)).max(dim=1).values
+                new_rank = (final_f > pos_final.unsqueeze(1)).sum(dim=1)
+                out_rerank[lam][1].append(torch.where(in_top.any(dim=1), new_rank, full_rank).numpy())
+    result = {"sampled": _rank_metrics(np.concatenate(out_sampled)), "full": _rank_metrics(np.concatenate(out_full))}
+    for lam, (s, f) in out_rerank.items():
+        if s:
+            result[f"rerank-{lam}"] = {"sampled": _rank_metrics(np.concatenate(s)), "full": _rank_metrics(np.concatenate(f))}
+    return result
