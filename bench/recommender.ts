@@ -1,0 +1,36 @@
+/**
+ * Recommender benchmark: scoring (ONNX Bi-LSTM over the whole catalogue, top-100) plus
+ * reranking, per user at batch 1 and batch 16, and the resident memory of a process with the
+ * model loaded, for the trained model's catalogue and for untrained models of the same shape
+ * with 40,560 (our whole catalogue) and 210,000 tracks (the paper's size).
+ * `npm run bench:recommender` (builds the untrained models with python3 the first time).
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { recommenderOptions } from '../processors/index.ts';
+import { machine, table } from './machine.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const ms = process.argv.includes('--seconds') ? Number(process.argv[process.argv.indexOf('--seconds') + 1]) * 1000 : 3000;
+const targets: Array<{ label: string; dir: string }> = [{ label: 'trained (committed) model', dir: recommenderOptions.modelDir.default }];
+for (const items of [40560, 210000]) {
+  const dir = path.join(ROOT, '.cache', 'bench-models', `items-${items}`);
+  if (!existsSync(path.join(dir, 'scoring.onnx'))) {
+    process.stderr.write(`building an untrained ${items}-track model of the serving shape in ${dir} ...\n`);
+    execFileSync(existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3', [path.join(ROOT, 'training', 'bench_model.py'), '--items', String(items), '--out', dir], { stdio: 'inherit' });
+  }
+  targets.push({ label: `untrained, ${items.toLocaleString('en')} tracks`, dir });
+}
+console.log(`recommender benchmark on ${machine()}; CPU execution provider\n`);
+const rows: string[][] = [];
+for (const t of targets) {
+  const run = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench', 'recommender-worker.ts'), t.dir, String(ms)], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  if (run.status !== 0) throw new Error(`${t.label}: ${run.stderr}`);
+  const r = JSON.parse(run.stdout.trim().split('\n').pop()!) as { items: number; rssLoadedMiB: number; rssPeakMiB: number; rows: Array<{ batch: number; perUserMs: number; p99BatchMs: number; rerankPerUserMs: number }> };
+  for (const row of r.rows) {
+    rows.push([t.label, r.items.toLocaleString('en'), String(row.batch), row.perUserMs.toFixed(2), row.rerankPerUserMs.toFixed(3), row.p99BatchMs.toFixed(1), r.rssLoadedMiB.toFixed(0), r.rssPeakMiB.toFixed(0)]);
+  }
+}
+console.log(table(['model', 'tracks', 'batch', 'score + rerank, ms per user', 'of which rerank, ms', 'p99 ms per batch', 'RSS loaded, MiB', 'RSS peak, MiB'], rows));
