@@ -3,6 +3,7 @@ import type { Command } from './command.ts';
 import { evalCommand } from './eval.ts';
 import { sessionCommand } from './session.ts';
 import { recommendationsCommand } from './recommendations.ts';
+import { publishCommand, recordCommand, replayCommand, subscribeCommand } from './edge.ts';
 import { infraCommand } from './infra.ts';
 import { pipelineCommand } from './pipeline.ts';
 import { runCommand } from './run.ts';
@@ -16,6 +17,10 @@ const COMMANDS: Record<string, Command> = {
   eval: evalCommand,
   session: sessionCommand,
   recommendations: recommendationsCommand,
+  publish: publishCommand,
+  subscribe: subscribeCommand,
+  record: recordCommand,
+  replay: replayCommand,
 };
 
 function usage(): string {

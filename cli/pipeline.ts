@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { configHelp, loadConfig, opt } from '../runtime/config.ts';
@@ -7,46 +8,77 @@ import { commonOptions } from '../runtime/common-config.ts';
 import { createKafka } from '../runtime/kafka.ts';
 import { createLogger } from '../runtime/log.ts';
 import { Supervisor } from '../runtime/supervisor.ts';
+import { EdgePublisher } from '../edge/publisher.ts';
+import { replay } from '../edge/replay.ts';
+import { ffmpegFrames, folderFrames } from '../edge/sources.ts';
+import { PROCESSORS, recommenderOptions } from '../processors/index.ts';
+import { loadCatalogue } from '../processors/recommender/catalogue.ts';
+import { readRecording } from '../schemas/recording.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
 import type { Frame } from '../schemas/generated/types.ts';
+import { synthesizeSession } from '../sessions/synth.ts';
+import { parseTimeline } from '../sessions/timeline.ts';
 import { applyTopology, formatActions } from '../topology/apply.ts';
 import { buildTopology, topicName } from '../topology/topology.ts';
+import { percentile } from '../bench/machine.ts';
 import type { Command } from './command.ts';
 import { wantsHelp } from './command.ts';
+import { formatList } from './recommendations.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const STAGES = ['classifier', 'smoother', 'recommender'] as const;
+const TIMELINES = ['neutral:7s,happy:9s,sad:9s', 'happy:8s,neutral:8s,angry:9s', 'sad:8s,surprise:8s,neutral:9s'];
 
 const pipelineOptions = {
   ...commonOptions,
-  images: opt.string('EM_IMAGES', 'images', path.resolve(ROOT, '../shared/data/fer2013/public-test'), 'Folder of face images (class subfolders) to publish'),
-  users: opt.int('EM_DEMO_USERS', 'users', 3, 'Simulated users', { min: 1 }),
-  frames: opt.int('EM_DEMO_FRAMES', 'frames', 40, 'Frames per user', { min: 1 }),
-  fps: opt.number('EM_DEMO_FPS', 'fps', 20, 'Frames per second per user', { min: 0.1 }),
+  images: opt.string('EM_IMAGES', 'images', path.resolve(ROOT, '../shared/data/fer2013/public-test'), 'FER-style folder (one subfolder per emotion) to synthesize the demo sessions from'),
+  users: opt.int('EM_DEMO_USERS', 'users', 3, 'Simulated users of the default session', { min: 1, max: 20 }),
+  speed: opt.number('EM_SPEED', 'speed', 1, 'Replay speed (1: real time)', { min: 0.1 }),
+  recording: opt.string('EM_RECORDING', 'recording', '', 'Replay this recording instead'),
+  video: opt.string('EM_VIDEO', 'video', '', 'Publish this video file (ffmpeg) instead, as user video-user'),
+  camera: opt.string('EM_CAMERA', 'camera', '', 'Publish this camera device (ffmpeg) instead, as user camera-user'),
+  fps: opt.number('EM_FPS', 'fps', 10, 'Frames per second for video and camera', { min: 0.1 }),
+  modelDir: recommenderOptions.modelDir,
   infra: opt.bool('EM_START_INFRA', 'infra', true, 'Start (or reuse) the local Kafka and Redis first'),
-  keepRunning: opt.bool('EM_KEEP_RUNNING', 'keep-running', false, 'Keep the processors running after the replay ends (Ctrl-C stops)'),
+  keepRunning: opt.bool('EM_KEEP_RUNNING', 'keep-running', false, 'Keep everything running after the replay ends (Ctrl-C stops)'),
+  play: opt.bool('EM_PLAY', 'play', true, 'Act as the users\' player: play the first track of each list (a listen record)'),
+  timeoutS: opt.int('EM_TIMEOUT_S', 'timeout-s', 90, 'After the replay, wait at most this long for every user\'s first change and list', { min: 1 }),
 };
 
-function listImages(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  const out: string[] = [];
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...listImages(p).slice(0, 50));
-    else if (/\.(jpe?g|png)$/i.test(entry.name)) out.push(p);
+async function demoFrames(c: { images: string; users: number; recording: string }, registry: SchemaRegistry): Promise<{ frames: Frame[]; source: string }> {
+  if (c.recording) return { frames: (await readRecording(c.recording, registry)).frames, source: c.recording };
+  if (existsSync(c.images)) {
+    const frames: Frame[] = [];
+    for (let u = 0; u < c.users; u++) {
+      const s = await synthesizeSession({ images: c.images, timeline: parseTimeline(TIMELINES[u % TIMELINES.length]!), fps: 10, seed: 40 + u, userId: `user-${u + 1}`, sessionId: 'demo' });
+      frames.push(...s.frames);
+    }
+    return { frames, source: `sessions synthesized from ${c.images} (${TIMELINES.slice(0, c.users).join(' | ')})` };
   }
-  return out.sort();
+  // No FER folder: the demo photos that ship in @vladmandic/face-api, as full JPEG frames.
+  const photos = [...folderFrames(path.join(ROOT, 'node_modules/@vladmandic/face-api/demo'))];
+  const frames: Frame[] = [];
+  for (let u = 0; u < c.users; u++) {
+    for (let i = 0; i < 120; i++) {
+      const p = photos[(i + u) % photos.length]!;
+      frames.push({ userId: `user-${u + 1}`, sessionId: 'demo', seq: i + 1, captureTimeMs: i * 100, encoding: p.encoding, width: 0, height: 0, data: p.data, faceBox: null });
+    }
+  }
+  return { frames, source: 'the face photos of @vladmandic/face-api (../shared/data/fer2013/public-test not found)' };
 }
 
 export const pipelineCommand: Command = {
   summary: 'run the whole pipeline on this machine: services, topics, processors, a replayed session',
   help: `usage: emotionmuse pipeline [options]
 
-Starts (or reuses) the local Kafka and Redis, applies the topology, starts every processor as its
-own supervised process, publishes a session of face images for a few users, prints what comes
-out as it arrives, and stops cleanly when every frame has gone through (or on Ctrl-C).
-
-Stages so far: passthrough (frame validation with per-user state). The classifier, smoother and
-recommender stages join the same command as they land.
+Starts (or reuses) the local Kafka and Redis, applies the topology, starts the classifier, the
+smoother and the recommender each as its own supervised process (a crash is shown and the
+process restarted), replays a session, and prints emotion changes and recommendation lists as
+they arrive. By default the session is synthesized from ../shared/data/fer2013/public-test for
+three users (or made of the photos in @vladmandic/face-api when that folder is absent);
+--recording, --video and --camera choose another source. It stops by itself when every user has
+had an emotion change and a list (--keep-running to stay up; Ctrl-C stops cleanly), and prints
+the per-stage latency it observed.
 
 options:
 ${configHelp(pipelineOptions)}`,
@@ -55,106 +87,141 @@ ${configHelp(pipelineOptions)}`,
       console.log(this.help);
       return 0;
     }
-    const config = loadConfig(pipelineOptions, { argv });
-    const logger = createLogger(config.logLevel, { component: 'pipeline' });
-    if (config.infra) {
+    const c = loadConfig(pipelineOptions, { argv });
+    const logger = createLogger(c.logLevel, { component: 'pipeline' });
+    if (c.infra) {
       const up = spawnSync('bash', [path.join(ROOT, 'infra/local.sh'), 'up', 'kafka', 'redis'], { stdio: 'inherit' });
       if (up.status !== 0) return up.status ?? 1;
     }
-    const topology = buildTopology({ prefix: config.topicPrefix, partitions: config.partitions, replicationFactor: config.replicationFactor });
-    const kafka = createKafka({ brokers: config.brokers, clientId: 'emotionmuse-pipeline' });
+    const topology = buildTopology({ prefix: c.topicPrefix, partitions: c.partitions, replicationFactor: c.replicationFactor });
+    const kafka = createKafka({ brokers: c.brokers, clientId: 'emotionmuse-pipeline' });
     const admin = kafka.admin();
     await admin.connect();
-    console.log(formatActions(await applyTopology(admin, topology)));
+    const actions = await applyTopology(admin, topology);
     await admin.disconnect();
+    console.log(`topics: ${actions.filter((a) => a.kind === 'created').length} created, ${actions.filter((a) => a.kind === 'unchanged').length} unchanged${actions.some((a) => a.kind === 'drift') ? `\n${formatActions(actions.filter((a) => a.kind === 'drift'))}` : ''}`);
 
     const supervisor = new Supervisor({
       logger,
-      env: { ...process.env, EM_KAFKA_BROKERS: config.brokers.join(','), EM_TOPIC_PREFIX: config.topicPrefix, EM_PARTITIONS: String(config.partitions), EM_LOG_LEVEL: 'warn' },
+      env: { ...process.env, EM_KAFKA_BROKERS: c.brokers.join(','), EM_TOPIC_PREFIX: c.topicPrefix, EM_PARTITIONS: String(c.partitions), EM_REDIS_URL: c.redisUrl, EM_RECOMMENDER_MODEL: c.modelDir, EM_LOG_LEVEL: 'warn' },
       onOutput: (name, line) => console.log(`  [${name}] ${line}`),
     });
-    for (const p of topology.processors) supervisor.start(p.name);
+    for (const stage of STAGES) supervisor.start(stage);
+    const ready = async (stage: string) => {
+      for (let i = 0; i < 600; i++) {
+        const ok = await fetch(`http://127.0.0.1:${PROCESSORS[stage]!.port}/readyz`).then((r) => r.ok, () => false);
+        if (ok) return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`${stage} did not become ready within 60 s`);
+    };
+    await Promise.all(STAGES.map(ready));
+    console.log(`processors ready: ${STAGES.map((s) => `${s} :${PROCESSORS[s]!.port}`).join(', ')}`);
 
     const registry = SchemaRegistry.load();
-    const images = listImages(config.images);
-    const source = images.length > 0 ? `${images.length} images from ${config.images}` : 'generated grey frames (image folder not found)';
-    const expected = config.users * config.frames;
-    const sessionId = `demo-${Date.now()}`;
-    const latencies: number[] = [];
-    const seen = new Set<string>();
-    let deadLetters = 0;
+    const catalogue = loadCatalogue(c.modelDir);
+    const names = (id: string) => {
+      const i = catalogue.indexOf.get(id);
+      return i === undefined ? undefined : { title: catalogue.titles[i]!, artist: catalogue.artists[i]! };
+    };
+    const session = `demo-${randomUUID().slice(0, 8)}`;
+    const changes = new Map<string, number>();
+    const listsPerUser = new Map<string, number>();
+    const latency = { score: [] as number[], change: [] as number[], list: [] as number[] };
+    const played = new Set<string>();
+    const player = kafka.producer({ idempotent: true });
+    await player.connect();
 
-    const consumer = kafka.consumer({ groupId: `${config.topicPrefix}pipeline-watch-${sessionId}`, readUncommitted: false, maxWaitTimeInMs: 50 });
-    await consumer.connect();
-    await consumer.subscribe({ topics: [topicName(topology, 'passthrough'), topicName(topology, 'dead-letter')], fromBeginning: false });
-    let allSeen!: () => void;
-    const done = new Promise<void>((resolve) => (allSeen = resolve));
-    const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
-    await consumer.run({
+    const watcher = kafka.consumer({ groupId: `${c.topicPrefix}pipeline-watch-${session}`, readUncommitted: false, maxWaitTimeInMs: 50 });
+    await watcher.connect();
+    await watcher.subscribe({ topics: ['emotion-scores', 'emotion-changes', 'recommendations', 'dead-letter'].map((id) => topicName(topology, id as never)), fromBeginning: false });
+    const joined = new Promise<void>((resolve) => watcher.on(watcher.events.GROUP_JOIN, () => resolve()));
+    const changeTimes = new Map<string, number>();
+    await watcher.run({
       eachMessage: async ({ topic, message }) => {
-        if (topic === topicName(topology, 'dead-letter')) {
-          const dl = registry.decode('dead-letter', message.value!);
-          deadLetters++;
-          console.log(`dead letter  ${dl.stage} ${dl.errorCode}: ${dl.errorMessage}`);
-          return;
+        const value = message.value!;
+        if (topic === topicName(topology, 'emotion-scores')) {
+          const s = registry.decode('emotion-score', value);
+          if (s.sessionId === session) latency.score.push(s.processedTimeMs - s.captureTimeMs);
+        } else if (topic === topicName(topology, 'emotion-changes')) {
+          const e = registry.decode('emotion-change', value);
+          if (e.sessionId !== session) return;
+          changes.set(e.userId, (changes.get(e.userId) ?? 0) + 1);
+          latency.change.push(e.emittedTimeMs - e.captureTimeMs);
+          changeTimes.set(`${e.userId}`, e.emittedTimeMs);
+          console.log(`\n${e.userId}: emotion ${e.previousLabel ?? '(start)'} -> ${e.label}   valence ${e.valence.toFixed(2)}, arousal ${e.arousal.toFixed(2)}   (frame ${e.windowEndSeq})`);
+        } else if (topic === topicName(topology, 'recommendations')) {
+          const list = registry.decode('recommendation', value);
+          if (!changes.has(list.userId)) return;
+          listsPerUser.set(list.userId, (listsPerUser.get(list.userId) ?? 0) + 1);
+          if (list.trigger === 'EMOTION_CHANGE' && changeTimes.has(list.userId)) latency.list.push(list.createdTimeMs - changeTimes.get(list.userId)!);
+          console.log(formatList(list, names));
+          const first = list.items.find((it) => !played.has(`${list.userId}:${it.trackId}`));
+          if (c.play && first) {
+            played.add(`${list.userId}:${first.trackId}`);
+            const listen = { listenId: randomUUID(), userId: list.userId, trackId: first.trackId, startTimeMs: Date.now(), listenedMs: 30_000, outcome: 'COMPLETED' as const };
+            await player.send({ topic: topicName(topology, 'listens'), messages: [{ key: list.userId, value: registry.encode('listen', listen) }] });
+            const n = names(first.trackId);
+            console.log(`${list.userId}: plays "${n?.title ?? first.trackId}" by ${n?.artist ?? '?'}`);
+          }
+        } else {
+          const d = registry.decode('dead-letter', value);
+          console.log(`dead letter from ${d.stage}: ${d.errorCode} ${d.errorMessage}`);
         }
-        const frame = registry.decode('frame', message.value!);
-        if (frame.sessionId !== sessionId) return;
-        const latency = Date.now() - frame.captureTimeMs;
-        latencies.push(latency);
-        seen.add(`${frame.userId}:${frame.seq}`);
-        if (frame.seq % 10 === 0 || seen.size === expected) {
-          console.log(`frame        user=${frame.userId} seq=${frame.seq} ${frame.encoding} ${frame.data.length}B  capture->passthrough ${latency} ms  (${seen.size}/${expected})`);
-        }
-        if (seen.size >= expected) allSeen();
       },
     });
     await joined;
 
+    const abort = new AbortController();
     let interrupted = false;
     const onSignal = () => {
       interrupted = true;
-      allSeen();
+      abort.abort();
     };
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
 
-    console.log(`publishing ${expected} frames (${config.users} users x ${config.frames}) from ${source}`);
-    const producer = kafka.producer({ idempotent: true });
-    await producer.connect();
-    const interval = 1000 / config.fps;
-    for (let seq = 1; seq <= config.frames && !interrupted; seq++) {
-      const tick = Date.now();
-      const messages = Array.from({ length: config.users }, (_, u) => {
-        const userId = `user-${u + 1}`;
-        const file = images.length > 0 ? images[(u * 997 + seq) % images.length]! : undefined;
-        const frame: Frame = file
-          ? { userId, sessionId, seq, captureTimeMs: Date.now(), encoding: /\.png$/i.test(file) ? 'PNG' : 'JPEG', width: 0, height: 0, data: readFileSync(file), faceBox: null }
-          : { userId, sessionId, seq, captureTimeMs: Date.now(), encoding: 'GRAY8', width: 48, height: 48, data: Buffer.alloc(48 * 48, (seq * 7) % 256), faceBox: null };
-        return { key: userId, value: registry.encode('frame', frame) };
-      });
-      await producer.send({ topic: topicName(topology, 'frames'), messages });
-      await new Promise((r) => setTimeout(r, Math.max(0, interval - (Date.now() - tick))));
+    const users = new Set<string>();
+    const framesTopic = topicName(topology, 'frames');
+    if (c.video || c.camera) {
+      const user = c.video ? 'video-user' : 'camera-user';
+      users.add(user);
+      console.log(`publishing ${c.video || c.camera} as ${user} at ${c.fps} fps`);
+      const edge = new EdgePublisher({ kafka, registry, topic: framesTopic, userId: user, sessionId: session });
+      await edge.start();
+      for await (const f of ffmpegFrames({ video: c.video || undefined, camera: c.camera || undefined }, c.fps)) {
+        if (abort.signal.aborted) break;
+        await edge.publish(f);
+        if (c.video) await new Promise((r) => setTimeout(r, 1000 / c.fps / c.speed));
+      }
+      await edge.close();
+    } else {
+      const { frames, source } = await demoFrames(c, registry);
+      for (const f of frames) users.add(f.userId);
+      console.log(`replaying ${frames.length} frames of ${users.size} user(s) from ${source}, session ${session}, speed ${c.speed}`);
+      await replay(frames, { kafka, registry, topic: framesTopic, sessionId: session, speed: c.speed, signal: abort.signal });
     }
-    await producer.disconnect();
+    console.log('\nreplay finished; waiting for the last changes and lists');
+    const deadline = Date.now() + c.timeoutS * 1000;
+    const complete = () => [...users].every((u) => (changes.get(u) ?? 0) > 0 && (listsPerUser.get(u) ?? 0) > 0);
+    while (!interrupted && !complete() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 1500));
+    if (c.keepRunning && !interrupted) {
+      console.log('still running (--keep-running); Ctrl-C stops');
+      await new Promise<void>((resolve) => abort.signal.addEventListener('abort', () => resolve()));
+    }
 
-    const timeout = setTimeout(() => allSeen(), 60_000);
-    await done;
-    clearTimeout(timeout);
-    if (config.keepRunning && !interrupted) {
-      console.log('replay done; processors keep running (Ctrl-C stops)');
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', () => resolve());
-        process.once('SIGTERM', () => resolve());
-      });
-    }
-    latencies.sort((a, b) => a - b);
-    const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? NaN;
-    console.log(`\n${seen.size}/${expected} frames through, ${deadLetters} dead letters`);
-    console.log(`stage latency (capture -> passthrough output): p50 ${q(0.5)} ms, p95 ${q(0.95)} ms, p99 ${q(0.99)} ms`);
-    await consumer.disconnect();
+    const row = (label: string, v: number[]) => `  ${label.padEnd(38)} ${String(v.length).padStart(6)} ${[0.5, 0.95, 0.99].map((p) => (v.length ? `${percentile(v, p).toFixed(0)} ms` : '-').padStart(9)).join('')}`;
+    console.log(`\nper-stage latency observed in this run\n  ${'stage'.padEnd(38)} ${'count'.padStart(6)}${['p50', 'p95', 'p99'].map((h) => h.padStart(9)).join('')}`);
+    console.log(row('capture -> emotion score (classifier)', latency.score));
+    console.log(row('window end -> emotion change (smoother)', latency.change));
+    console.log(row('emotion change -> list (recommender)', latency.list));
+    for (const u of [...users].sort()) console.log(`  ${u}: ${changes.get(u) ?? 0} emotion changes, ${listsPerUser.get(u) ?? 0} lists`);
+
+    await watcher.disconnect();
+    await player.disconnect();
     await supervisor.stop();
     console.log('stopped');
-    return seen.size >= expected ? 0 : 1;
+    return complete() ? 0 : 1;
   },
 };

@@ -27,9 +27,10 @@ export function createKafka(options: { brokers: readonly string[]; clientId: str
       if (!logger) return;
       const { message, ...rest } = entry.log;
       if (QUIET.some((q) => message.includes(q))) return;
-      // Connection-level errors are retried by kafkajs itself (coordinator moves, concurrent
-      // transactions just after a commit); what is not retried surfaces as an exception.
-      const level = entry.namespace === 'Connection' ? 'debug' : (LEVELS[entry.level] ?? 'info');
+      // Connection-level errors and CONCURRENT_TRANSACTIONS just after a commit are retried by
+      // kafkajs itself; what is not retried surfaces as an exception.
+      const retried = entry.namespace === 'Connection' || /concurrent operation on the same transaction/.test(message);
+      const level = retried ? 'debug' : (LEVELS[entry.level] ?? 'info');
       logger[level](message, { namespace: entry.namespace, ...rest });
     },
   });

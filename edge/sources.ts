@@ -1,0 +1,53 @@
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import type { FrameEncoding } from '../schemas/generated/types.ts';
+
+export interface SourceFrame {
+  readonly data: Buffer;
+  readonly encoding: FrameEncoding;
+}
+
+/** Image files of a folder (recursively, sorted), as JPEG or PNG frames. */
+export function* folderFrames(dir: string): Generator<SourceFrame> {
+  const files: string[] = [];
+  const walk = (d: string) => {
+    for (const name of readdirSync(d).sort()) {
+      const p = path.join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (/\.(jpe?g|png)$/i.test(name)) files.push(p);
+    }
+  };
+  walk(dir);
+  if (files.length === 0) throw new Error(`${dir} holds no JPEG or PNG images`);
+  for (const f of files) yield { data: readFileSync(f), encoding: /\.png$/i.test(f) ? 'PNG' : 'JPEG' };
+}
+
+/**
+ * JPEG frames from ffmpeg (Debian package `ffmpeg`): a video file, or a camera device
+ * (`/dev/video0` through video4linux), resampled to `fps`.
+ */
+export async function* ffmpegFrames(input: { video?: string; camera?: string }, fps: number, width = 640): AsyncGenerator<SourceFrame> {
+  const args = input.camera ? ['-f', 'v4l2', '-i', input.camera] : ['-i', input.video!];
+  const proc = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', ...args, '-vf', `fps=${fps},scale=${width}:-2`, '-f', 'image2pipe', '-vcodec', 'mjpeg', '-q:v', '4', '-'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const failed = new Promise<never>((_, reject) => proc.on('error', (err) => reject(new Error(`ffmpeg could not start (install the Debian package ffmpeg): ${err.message}`))));
+  let pending = Buffer.alloc(0);
+  const iterator = proc.stdout[Symbol.asyncIterator]();
+  for (;;) {
+    const next = await Promise.race([iterator.next(), failed]);
+    if (next.done) break;
+    pending = Buffer.concat([pending, next.value as Buffer]);
+    // Each JPEG runs from FF D8 to FF D9; ffmpeg's mjpeg frames carry no thumbnails, so the first end marker ends the frame.
+    for (;;) {
+      const start = pending.indexOf(Buffer.from([0xff, 0xd8]));
+      const end = start < 0 ? -1 : pending.indexOf(Buffer.from([0xff, 0xd9]), start + 2);
+      if (end < 0) break;
+      yield { data: pending.subarray(start, end + 2), encoding: 'JPEG' };
+      pending = pending.subarray(end + 2);
+    }
+  }
+  const code = await new Promise<number | null>((resolve) => (proc.exitCode !== null ? resolve(proc.exitCode) : proc.once('exit', resolve)));
+  if (code !== 0) throw new Error(`ffmpeg exited with ${code}: ${stderr.trim()}`);
+}
