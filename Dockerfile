@@ -12,6 +12,10 @@ COPY schemas ./schemas
 COPY topology ./topology
 COPY processors ./processors
 COPY infra ./infra
+COPY models ./models
+COPY sessions ./sessions
+COPY edge ./edge
+COPY bench ./bench
 USER node
 ENTRYPOINT ["node", "bin/emotionmuse.js"]
 CMD ["--help"]

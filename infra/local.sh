@@ -38,6 +38,7 @@ install_debs() {
   command -v prometheus >/dev/null || missing+=(prometheus)
   command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || missing+=(maven)
+  command -v ffmpeg >/dev/null || missing+=(ffmpeg)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then say "please install: ${missing[*]} (Debian packages)"; return 1; fi
     say "installing Debian packages: ${missing[*]}"

@@ -1,0 +1,62 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { recommenderOptions } from '../../processors/index.ts';
+import { Scorer } from '../../processors/recommender/scorer.ts';
+import { ort } from '../../runtime/onnx.ts';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+// The committed small model, and the one the CI's training smoke run exports (when present).
+const MODELS = [recommenderOptions.modelDir.default, path.join(ROOT, '.cache', 'recommender-smoke')].filter((d, i) => i === 0 || existsSync(path.join(d, 'parity.json')));
+
+interface ParityCase {
+  history: number[];
+  mask: number[];
+  probabilities: number[];
+  top_ids: number[];
+  top_scores: number[];
+  emotion_embedding: number[];
+}
+
+describe.each(MODELS)('exported recommender %s', (dir) => {
+  it('gives in onnxruntime-node the scores and top-100 that PyTorch gave (max abs difference <= 1e-4)', async () => {
+    const { cases } = JSON.parse(readFileSync(path.join(dir, 'parity.json'), 'utf8')) as { cases: ParityCase[] };
+    const session = await ort.InferenceSession.create(path.join(dir, 'scoring.onnx'));
+    expect(cases.length).toBeGreaterThanOrEqual(3);
+    for (const c of cases) {
+      const out = await session.run({
+        history: new ort.Tensor('int64', BigInt64Array.from(c.history.map(BigInt)), [1, 50]),
+        mask: new ort.Tensor('float32', Float32Array.from(c.mask), [1, 50]),
+        probabilities: new ort.Tensor('float32', Float32Array.from(c.probabilities), [1, 7]),
+      });
+      expect(Array.from(out.top_ids!.data as BigInt64Array, Number)).toEqual(c.top_ids);
+      const scores = out.top_scores!.data as Float32Array;
+      const emb = out.emotion_embedding!.data as Float32Array;
+      expect(Math.max(...c.top_scores.map((v, i) => Math.abs(v - scores[i]!)))).toBeLessThanOrEqual(1e-4);
+      expect(Math.max(...c.emotion_embedding.map((v, i) => Math.abs(v - emb[i]!)))).toBeLessThanOrEqual(1e-4);
+    }
+  });
+
+  it('scores users in a batch exactly as one by one, and never recommends a listened track', async () => {
+    const scorer = await Scorer.open(dir, { providers: ['cpu'] });
+    const n = scorer.catalogue.size;
+    const users = [
+      { history: Array.from({ length: 50 }, (_, i) => (i * 37) % n), probabilities: [0.1, 0.05, 0.05, 0.5, 0.1, 0.1, 0.1] },
+      { history: [3, 9], probabilities: [0.02, 0.02, 0.02, 0.02, 0.86, 0.03, 0.03] },
+    ];
+    const batched = await scorer.candidates(users);
+    for (const [i, u] of users.entries()) {
+      const [alone] = await scorer.candidates([u]);
+      expect(batched[i]!.candidates.map((c) => c.index)).toEqual(alone!.candidates.map((c) => c.index));
+      for (const c of alone!.candidates) expect(u.history).not.toContain(c.index);
+      const list = scorer.rerank(alone!.candidates, alone!.embedding, 0.7, 10);
+      expect(list).toHaveLength(10);
+      for (const it of list) {
+        expect(it.emotionScore).toBeGreaterThanOrEqual(0);
+        expect(it.emotionScore).toBeLessThanOrEqual(1);
+        expect(it.finalScore).toBeCloseTo(0.7 * it.preferenceScore + 0.3 * it.emotionScore, 6);
+      }
+    }
+  });
+});
