@@ -3,6 +3,7 @@ import type { Command } from './command.ts';
 import { evalCommand } from './eval.ts';
 import { sessionCommand } from './session.ts';
 import { recommendationsCommand } from './recommendations.ts';
+import { latencyCommand } from './latency.ts';
 import { publishCommand, recordCommand, replayCommand, subscribeCommand } from './edge.ts';
 import { infraCommand } from './infra.ts';
 import { pipelineCommand } from './pipeline.ts';
@@ -21,6 +22,7 @@ const COMMANDS: Record<string, Command> = {
   subscribe: subscribeCommand,
   record: recordCommand,
   replay: replayCommand,
+  latency: latencyCommand,
 };
 
 function usage(): string {

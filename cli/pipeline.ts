@@ -24,6 +24,7 @@ import { percentile } from '../bench/machine.ts';
 import type { Command } from './command.ts';
 import { wantsHelp } from './command.ts';
 import { formatList } from './recommendations.ts';
+import { latencyCommand } from './latency.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const STAGES = ['classifier', 'smoother', 'recommender'] as const;
@@ -217,6 +218,8 @@ ${configHelp(pipelineOptions)}`,
     console.log(row('window end -> emotion change (smoother)', latency.change));
     console.log(row('emotion change -> list (recommender)', latency.list));
     for (const u of [...users].sort()) console.log(`  ${u}: ${changes.get(u) ?? 0} emotion changes, ${listsPerUser.get(u) ?? 0} lists`);
+    console.log('\nper-step latency from the processors\' /metrics (emotionmuse latency)');
+    await latencyCommand.run([]);
 
     await watcher.disconnect();
     await player.disconnect();

@@ -87,6 +87,7 @@ export const PROCESSORS: Record<string, ProcessorEntry<any>> = {
         onDrop: (reason) => metrics.skipped.inc({ stage: 'smoother', reason }),
         onReset: (why) => metrics.skipped.inc({ stage: 'smoother', reason: `state-reset-${why}` }),
         onStep: (ms) => metrics.stepSeconds.observe({ stage: 'smoother', step: 'smooth' }, ms / 1000),
+        onChange: (change) => metrics.endToEnd.observe({ path: 'change' }, Math.max(0, change.emittedTimeMs - change.captureTimeMs) / 1000),
       }),
   }),
   recommender: entry({
@@ -95,6 +96,7 @@ export const PROCESSORS: Record<string, ProcessorEntry<any>> = {
     create: async ({ metrics, logger, config, common }) => {
       const scorer = await Scorer.open(config.modelDir, { providers: providersOf(config.providers), threads: config.threads, logger });
       logger.info('recommender model loaded', { model: scorer.modelVersion, tracks: scorer.catalogue.size, provider: scorer.provider });
+      metrics.modelInfo.set({ stage: 'recommender', model: 'bilstm-va', version: scorer.modelVersion, provider: scorer.provider }, 1);
       const store = new UserStore(common.redisUrl, {
         prefix: config.redisPrefix,
         historySize: config.historySize,
@@ -118,6 +120,7 @@ export const PROCESSORS: Record<string, ProcessorEntry<any>> = {
         maxFramePixels: config.maxFramePixels,
         logger,
       });
+      metrics.modelInfo.set({ stage: 'classifier', model: 'emotion', version: engine.modelVersion, provider: engine.provider }, 1);
       return createClassifierCore(engine, metrics);
     },
   }),

@@ -25,6 +25,8 @@ export const METRICS = {
   batchSize: { kind: 'histogram', name: 'emotionmuse_batch_size', help: 'Records per processed batch (one transaction).', labels: ['stage'], buckets: BATCH_BUCKETS },
   transactionSeconds: { kind: 'histogram', name: 'emotionmuse_transaction_seconds', help: 'Time to process and commit one batch transaction.', labels: ['stage'], buckets: LATENCY_BUCKETS },
   stepSeconds: { kind: 'histogram', name: 'emotionmuse_stage_step_seconds', help: 'Per-step latency inside a stage (decode, detect, preprocess, infer, smooth, score, rerank, redis).', labels: ['stage', 'step'], buckets: LATENCY_BUCKETS },
+  endToEnd: { kind: 'histogram', name: 'emotionmuse_end_to_end_seconds', help: 'From a frame\'s capture time to: its emotion score (path="score"), the emotion change of its window (path="change"), the recommendation list that change caused (path="list").', labels: ['path'], buckets: [0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10] },
+  modelInfo: { kind: 'gauge', name: 'emotionmuse_model_info', help: 'The model a processor serves: always 1, labelled by model name, version and execution provider.', labels: ['stage', 'model', 'version', 'provider'] },
   consumerLag: { kind: 'gauge', name: 'emotionmuse_consumer_lag', help: 'Records between the last processed offset and the high watermark, per topic and partition.', labels: ['stage', 'topic', 'partition'] },
   assignedPartitions: { kind: 'gauge', name: 'emotionmuse_assigned_partitions', help: 'Input partitions currently assigned to this instance.', labels: ['stage'] },
   pausedPartitions: { kind: 'gauge', name: 'emotionmuse_paused_partitions', help: 'Input partitions paused for backpressure.', labels: ['stage'] },

@@ -47,6 +47,7 @@ export function createClassifierCore(engine: ClassifierEngine, metrics?: Metrics
         timings: result.timings,
         processedTimeMs: Date.now(),
       };
+      metrics?.endToEnd.observe({ path: 'score' }, Math.max(0, score.processedTimeMs - frame.captureTimeMs) / 1000);
       return { state: undefined, outputs: [{ to: 'emotion-scores', key: record.key, value: score }] };
     },
     backlog: () => inFlight,

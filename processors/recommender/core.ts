@@ -97,6 +97,7 @@ export function createRecommenderCore(deps: { scorer: Scorer; store: UserStore; 
     await store.saveList(user, list, trigger === 'LISTEN' ? (record.value as Listen).startTimeMs : null);
     await store.redis.set(cacheKey, JSON.stringify(list), 'EX', config.outputCacheSeconds);
     metrics?.recommendations.inc({ trigger });
+    if (trigger === 'EMOTION_CHANGE') metrics?.endToEnd.observe({ path: 'list' }, Math.max(0, list.createdTimeMs - (record.value as EmotionChange).captureTimeMs) / 1000);
     return list;
   }
 

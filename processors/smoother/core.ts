@@ -125,7 +125,7 @@ export function smootherStateVersion(config: SmootherConfig): string {
 }
 
 /** emotion-scores -> emotion-changes, per user, with the state in the runtime's changelog. */
-export function createSmootherCore(config: SmootherConfig = DEFAULT_SMOOTHER_CONFIG, hooks: { onDrop?: (reason: string) => void; onReset?: (why: string) => void; onStep?: (ms: number) => void } = {}): ProcessorCore<SmootherState> {
+export function createSmootherCore(config: SmootherConfig = DEFAULT_SMOOTHER_CONFIG, hooks: { onDrop?: (reason: string) => void; onReset?: (why: string) => void; onStep?: (ms: number) => void; onChange?: (change: EmotionChange) => void } = {}): ProcessorCore<SmootherState> {
   return {
     name: 'smoother',
     stateVersion: smootherStateVersion(config),
@@ -138,6 +138,7 @@ export function createSmootherCore(config: SmootherConfig = DEFAULT_SMOOTHER_CON
         return { state, outputs: [] };
       }
       if (outcome.reset) hooks.onReset?.(outcome.reset);
+      if (outcome.change) hooks.onChange?.(outcome.change);
       return { state: next, outputs: outcome.change ? [{ to: 'emotion-changes', key: record.key, value: outcome.change }] : [] };
     },
   };

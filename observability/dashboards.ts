@@ -1,0 +1,70 @@
+import { METRICS } from '../runtime/metrics.ts';
+
+interface Panel {
+  readonly title: string;
+  readonly unit: string;
+  readonly targets: ReadonlyArray<{ expr: string; legend: string }>;
+  readonly kind?: 'timeseries' | 'stat' | 'table';
+}
+
+const m = METRICS;
+const quantiles = (metric: string, by: string, label: string, selector = '') =>
+  [0.5, 0.95, 0.99].map((x) => ({ expr: `histogram_quantile(${x}, sum by (le, ${by}) (rate(${metric}_bucket${selector}[1m])))`, legend: `${label} p${Math.round(x * 100)}` }));
+
+/** The three provisioned dashboards, built from the metric names of runtime/metrics.ts. */
+export const DASHBOARDS: Record<string, { uid: string; title: string; panels: Panel[] }> = {
+  'pipeline-overview': {
+    uid: 'emotionmuse-pipeline',
+    title: 'EmotionMuse: pipeline overview',
+    panels: [
+      { title: 'Records in per stage', unit: 'ops', targets: [{ expr: `sum by (stage) (rate(${m.recordsIn.name}[1m]))`, legend: '{{stage}}' }] },
+      { title: 'Records out per stage and topic', unit: 'ops', targets: [{ expr: `sum by (stage, topic) (rate(${m.recordsOut.name}[1m]))`, legend: '{{stage}} -> {{topic}}' }] },
+      { title: 'Step latency p50 / p95 / p99 (decode, detect, preprocess, infer, smooth, score, rerank, redis)', unit: 's', targets: quantiles(m.stepSeconds.name, 'stage, step', '{{stage}} {{step}}') },
+      { title: 'End-to-end latency from capture (score, change, list)', unit: 's', targets: quantiles(m.endToEnd.name, 'path', '{{path}}') },
+      { title: 'Transaction latency per stage', unit: 's', targets: quantiles(m.transactionSeconds.name, 'stage', '{{stage}}') },
+      { title: 'Consumer lag per topic and partition', unit: 'short', targets: [{ expr: `sum by (stage, topic, partition) (${m.consumerLag.name})`, legend: '{{stage}} {{topic}}[{{partition}}]' }] },
+      { title: 'Dead letters by stage and code', unit: 'ops', targets: [{ expr: `sum by (stage, code) (rate(${m.deadLetters.name}[5m]))`, legend: '{{stage}} {{code}}' }] },
+      { title: 'Skipped records by reason', unit: 'ops', targets: [{ expr: `sum by (stage, reason) (rate(${m.skipped.name}[5m]))`, legend: '{{stage}} {{reason}}' }] },
+      { title: 'Processors up', unit: 'short', kind: 'stat', targets: [{ expr: 'sum by (processor) (up{job="emotionmuse"})', legend: '{{processor}}' }] },
+    ],
+  },
+  model: {
+    uid: 'emotionmuse-model',
+    title: 'EmotionMuse: models',
+    panels: [
+      { title: 'Batch sizes (records per transaction)', unit: 'short', targets: quantiles(m.batchSize.name, 'stage', '{{stage}}') },
+      { title: 'Inference time per batch (classifier)', unit: 's', targets: quantiles(m.stepSeconds.name, 'step', '{{step}}', '{stage="classifier",step=~"infer|detect"}') },
+      { title: 'Frames without a face', unit: 'ops', targets: [{ expr: `sum (rate(${m.skipped.name}{stage="classifier",reason="no-face"}[5m]))`, legend: 'no face' }] },
+      { title: 'Model and execution provider', unit: 'short', kind: 'table', targets: [{ expr: `max by (stage, model, version, provider) (${m.modelInfo.name})`, legend: '{{stage}} {{model}} {{version}} {{provider}}' }] },
+    ],
+  },
+  recommender: {
+    uid: 'emotionmuse-recommender',
+    title: 'EmotionMuse: recommender',
+    panels: [
+      { title: 'Redis operation latency', unit: 's', targets: quantiles(m.stepSeconds.name, 'step', 'redis', '{stage="recommender",step="redis"}') },
+      { title: 'Scoring and reranking latency', unit: 's', targets: quantiles(m.stepSeconds.name, 'step', '{{step}}', '{stage="recommender",step=~"score|rerank|record"}') },
+      { title: 'Lists published by trigger', unit: 'ops', targets: [{ expr: `sum by (trigger) (rate(${m.recommendations.name}[5m]))`, legend: '{{trigger}}' }] },
+      { title: 'Cold starts', unit: 'ops', targets: [{ expr: `sum (rate(${m.coldStarts.name}[5m]))`, legend: 'cold starts' }] },
+    ],
+  },
+};
+
+export function dashboardJson(key: string): string {
+  const d = DASHBOARDS[key]!;
+  const panels = d.panels.map((p, i) => ({
+    id: i + 1,
+    type: p.kind ?? 'timeseries',
+    title: p.title,
+    datasource: { type: 'prometheus', uid: 'prometheus' },
+    gridPos: { h: 8, w: 12, x: (i % 2) * 12, y: Math.floor(i / 2) * 8 },
+    fieldConfig: { defaults: { unit: p.unit }, overrides: [] },
+    targets: p.targets.map((t, k) => ({ refId: String.fromCharCode(65 + k), expr: t.expr, legendFormat: t.legend, ...(p.kind === 'table' ? { format: 'table', instant: true } : {}) })),
+  }));
+  return `${JSON.stringify({ uid: d.uid, title: d.title, tags: ['emotionmuse'], schemaVersion: 39, version: 1, refresh: '5s', time: { from: 'now-15m', to: 'now' }, panels }, null, 2)}\n`;
+}
+
+/** Every panel query of every dashboard. */
+export function dashboardExpressions(): Array<{ dashboard: string; panel: string; expr: string }> {
+  return Object.entries(DASHBOARDS).flatMap(([key, d]) => d.panels.flatMap((p) => p.targets.map((t) => ({ dashboard: key, panel: p.title, expr: t.expr }))));
+}
