@@ -304,11 +304,14 @@ export class StreamRuntime<S> {
       for (let i = 0; i < fresh.length; i += this.o.maxBatchRecords) {
         if (this.stopping || !isRunning() || isStale() || this.tasks.get(batch.partition) === undefined) return;
         const chunk = fresh.slice(i, i + this.o.maxBatchRecords);
-        await this.processChunk(task, input, batch.partition, chunk);
+        // The batch's last offset can lie past its last record (transaction markers, aborted
+        // records): committing past them leaves no phantom lag behind.
+        const lastOfBatch = i + this.o.maxBatchRecords >= fresh.length ? BigInt(batch.lastOffset()) : undefined;
+        await this.processChunk(task, input, batch.partition, chunk, lastOfBatch);
         resolveOffset(chunk[chunk.length - 1]!.offset);
         this.metrics.consumerLag.set(
           { stage: this.stage, topic: batch.topic, partition: String(batch.partition) },
-          Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(chunk[chunk.length - 1]!.offset) - 1n)),
+          Math.max(0, Number(BigInt(batch.highWatermark) - (task.positions.get(batch.topic) ?? 0n))),
         );
         await heartbeat().catch(() => undefined);
       }
@@ -360,7 +363,7 @@ export class StreamRuntime<S> {
     return { topic: spec.name, message: { key: out.key, value: this.o.registry.encode(spec.valueKind, out.value as never) } };
   }
 
-  private async processChunk(task: Task<S>, input: { id: TopicId; name: string; kind: MessageKind }, partition: number, chunk: KafkaMessage[]): Promise<void> {
+  private async processChunk(task: Task<S>, input: { id: TopicId; name: string; kind: MessageKind }, partition: number, chunk: KafkaMessage[], lastOfBatch?: bigint): Promise<void> {
     const started = performance.now();
     const { metrics, stage } = this;
     metrics.recordsIn.inc({ stage, topic: input.name }, chunk.length);
@@ -408,7 +411,8 @@ export class StreamRuntime<S> {
       }
     }
 
-    const last = BigInt(chunk[chunk.length - 1]!.offset);
+    const lastRecord = BigInt(chunk[chunk.length - 1]!.offset);
+    const last = lastOfBatch !== undefined && lastOfBatch > lastRecord ? lastOfBatch : lastRecord;
     const txn = await task.producer.transaction();
     try {
       const topicMessages = [...out].map(([topic, messages]) => ({ topic, messages }));
