@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import type { Admin, Kafka } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -15,6 +16,7 @@ import { registry } from '../support/frames.ts';
 import { collect, createTopology, freePort, produce, randomPrefix, startProcessor, testKafka, waitFor } from '../support/kafka.ts';
 
 const MODEL = process.env.EM_RECOMMENDER_MODEL ?? recommenderOptions.modelDir.default;
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 function change(userId: string, label: EmotionChange['label'], t: number): EmotionChange {
   const probabilities = [0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02];
@@ -119,6 +121,20 @@ describe('recommender processor on the real broker and Redis', () => {
       }
       expect(printed.join('\n')).toContain('emotion sad');
       expect(printed.join('\n')).toContain(catalogue.titles[catalogue.indexOf.get(sad.items[0]!.trackId)!]!);
+
+      // Subscribers see the lists, readable or as JSON lines.
+      for (const json of [false, true]) {
+        const sub = spawn(process.execPath, [path.join(ROOT, 'bin/emotionmuse.js'), 'subscribe', '--user', 'ana', '--from-beginning', ...(json ? ['--json'] : []), '--topic-prefix', prefix, '--partitions', '2', '--brokers', inject('kafkaBrokers'), '--model-dir', MODEL], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        sub.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+        try {
+          const title = catalogue.titles[catalogue.indexOf.get(sad.items[0]!.trackId)!]!;
+          await waitFor(`subscribe${json ? ' --json' : ''} prints the list`, () => (json ? out.split('\n').some((l) => l.includes('"type":"recommendation"') && l.includes(title.replace(/"/g, '\\"'))) : out.includes('emotion sad') && out.includes(title)), 30_000);
+          if (json) expect(out.split('\n').filter(Boolean).every((l) => JSON.parse(l).userId === 'ana')).toBe(true);
+        } finally {
+          sub.kill('SIGINT');
+        }
+      }
 
       // A restart keeps all user state.
       p.proc.kill('SIGTERM');
