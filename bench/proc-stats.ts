@@ -12,15 +12,5 @@ export function procStats(pid: number): { cpuSeconds: number; rssMiB: number } {
   return { cpuSeconds, rssMiB: rss ? Number(rss[1]) / 1024 : NaN };
 }
 
-/** A TCP port nobody listens on right now. */
-export async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+
+export { freePort } from '../runtime/net.ts';

@@ -1,25 +1,15 @@
-import type { Admin, Kafka } from 'kafkajs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { topicName } from '../../topology/topology.ts';
 import { cameraFrame, FACE_PHOTOS, noFacePhoto } from '../support/faces.ts';
 import { frame, registry } from '../support/frames.ts';
-import { collect, createTopology, metricSum, metricsText, produce, randomPrefix, startProcessor, testKafka, waitFor } from '../support/kafka.ts';
+import { collect, createTopology, metricSum, metricsText, produce, randomPrefix, startProcessor, useKafka, waitFor } from '../support/kafka.ts';
 
 describe('classifier processor on the real broker', () => {
-  let kafka: Kafka;
-  let admin: Admin;
-  beforeAll(async () => {
-    kafka = testKafka();
-    admin = kafka.admin();
-    await admin.connect();
-  });
-  afterAll(async () => {
-    await admin.disconnect();
-  });
+  const fx = useKafka();
 
   it('scores real face photos, says faceFound: false for a photo without a face, and dead-letters corrupt frames while later frames flow', async () => {
     const prefix = randomPrefix('classifier');
-    const topology = await createTopology(admin, prefix, 2);
+    const topology = await createTopology(fx.admin, prefix, 2);
     const photos = await Promise.all(FACE_PHOTOS.map(cameraFrame));
     const inputs = [
       frame('alice', 1, { encoding: 'JPEG', width: 0, height: 0, data: photos[0]! }),
@@ -28,8 +18,8 @@ describe('classifier processor on the real broker', () => {
       ...photos.slice(1).map((data, i) => frame('alice', 4 + i, { encoding: 'JPEG', width: 0, height: 0, data })),
       ...photos.map((data, i) => frame('bob', 1 + i, { encoding: 'JPEG', width: 0, height: 0, data })),
     ];
-    await produce(kafka, topicName(topology, 'frames'), inputs.map((f) => ({ key: f.userId, value: registry.encode('frame', f) })));
-    const reader = await collect(kafka, [topicName(topology, 'emotion-scores'), topicName(topology, 'dead-letter')]);
+    await produce(fx.kafka, topicName(topology, 'frames'), inputs.map((f) => ({ key: f.userId, value: registry.encode('frame', f) })));
+    const reader = await collect(fx.kafka, [topicName(topology, 'emotion-scores'), topicName(topology, 'dead-letter')]);
     const p = await startProcessor('classifier', { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '2' });
     try {
       await waitFor('every frame scored or dead-lettered', () => reader.records.length >= inputs.length, 90_000);

@@ -3,8 +3,7 @@ import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Admin, Kafka } from 'kafkajs';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { main } from '../../cli/main.ts';
 import { dashboardExpressions } from '../../observability/dashboards.ts';
 import { ruleExpressions } from '../../observability/rules.ts';
@@ -16,7 +15,7 @@ import { parseTimeline } from '../../sessions/timeline.ts';
 import { topicName } from '../../topology/topology.ts';
 import { FER_PUBLIC_TEST, noFacePhoto } from '../support/faces.ts';
 import { frame, registry } from '../support/frames.ts';
-import { createTopology, freePort, produce, randomPrefix, startProcessor, testKafka, waitFor, type ProcessorProcess } from '../support/kafka.ts';
+import { createTopology, freePort, produce, randomPrefix, startProcessor, type ProcessorProcess, useKafka, waitFor } from '../support/kafka.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -26,20 +25,11 @@ function dataParts(expr: string): string[] {
 }
 
 describe('Grafana dashboards and Prometheus rules against a live Prometheus scraping the pipeline', () => {
-  let kafka: Kafka;
-  let admin: Admin;
-  beforeAll(async () => {
-    kafka = testKafka();
-    admin = kafka.admin();
-    await admin.connect();
-  });
-  afterAll(async () => {
-    await admin.disconnect();
-  });
+  const fx = useKafka();
 
   it('evaluates every panel query and every rule expression, and each parses and returns data', async () => {
     const prefix = randomPrefix('dashboards');
-    const topology = await createTopology(admin, prefix, 2);
+    const topology = await createTopology(fx.admin, prefix, 2);
     const env = { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '2', EM_REDIS_URL: inject('redisUrl'), EM_REDIS_PREFIX: `${prefix}r:` };
     const processors: Record<string, ProcessorProcess> = {};
     for (const stage of ['classifier', 'smoother', 'recommender']) processors[stage] = await startProcessor(stage, env);
@@ -58,16 +48,16 @@ describe('Grafana dashboards and Prometheus rules against a live Prometheus scra
       // Traffic that touches every metric: a corrupt frame and a frame without a face, listens
       // (history, so scoring runs), then labelled sessions (scores, changes, lists).
       const catalogue = loadCatalogue(process.env.EM_RECOMMENDER_MODEL ?? recommenderOptions.modelDir.default);
-      await produce(kafka, topicName(topology, 'frames'), [
+      await produce(fx.kafka, topicName(topology, 'frames'), [
         { key: 'dash-0', value: registry.encode('frame', frame('dash-0', 1, { encoding: 'JPEG', width: 0, height: 0, data: Buffer.from('not a jpeg') })) },
         { key: 'dash-0', value: registry.encode('frame', frame('dash-0', 2, { encoding: 'JPEG', width: 0, height: 0, data: await noFacePhoto() })) },
       ]);
       for (const user of ['dash-0', 'dash-1']) {
-        await produce(kafka, topicName(topology, 'listens'), catalogue.ids.slice(5, 9).map((trackId, n) => ({ key: user, value: registry.encode('listen', { listenId: `${user}-${n}`, userId: user, trackId, startTimeMs: n, listenedMs: 1000, outcome: 'COMPLETED' }) })));
+        await produce(fx.kafka, topicName(topology, 'listens'), catalogue.ids.slice(5, 9).map((trackId, n) => ({ key: user, value: registry.encode('listen', { listenId: `${user}-${n}`, userId: user, trackId, startTimeMs: n, listenedMs: 1000, outcome: 'COMPLETED' }) })));
       }
       for (const [u, timeline] of ['neutral:4s,happy:7s', 'sad:4s,surprise:7s'].entries()) {
         const { frames } = await synthesizeSession({ images: FER_PUBLIC_TEST, timeline: parseTimeline(timeline), fps: 10, seed: 90 + u, userId: `dash-${u}`, sessionId: 'x' });
-        await replay(frames, { kafka, registry, topic: topicName(topology, 'frames'), sessionId: `dash-${u}`, speed: 4 });
+        await replay(frames, { kafka: fx.kafka, registry, topic: topicName(topology, 'frames'), sessionId: `dash-${u}`, speed: 4 });
       }
       await waitFor('lists after emotion changes', async () => {
         const text = await fetch(`http://127.0.0.1:${processors.recommender!.port}/metrics`).then((r) => r.text());

@@ -1,24 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Admin, Kafka } from 'kafkajs';
+import { describe, expect, it } from 'vitest';
 import { topicName } from '../../topology/topology.ts';
 import { frame, registry } from '../support/frames.ts';
-import { collect, createTopology, metricSum, metricsText, produce, randomPrefix, startProcessor, testKafka, waitFor } from '../support/kafka.ts';
+import { collect, createTopology, metricSum, metricsText, produce, randomPrefix, startProcessor, useKafka, waitFor } from '../support/kafka.ts';
 
 describe('dead letters', () => {
-  let kafka: Kafka;
-  let admin: Admin;
-  beforeAll(async () => {
-    kafka = testKafka();
-    admin = kafka.admin();
-    await admin.connect();
-  });
-  afterAll(async () => {
-    await admin.disconnect();
-  });
+  const fx = useKafka();
 
   it('sends bad records to the dead-letter topic with source coordinates and code, and keeps processing', async () => {
     const prefix = randomPrefix('dlq');
-    const topology = await createTopology(admin, prefix, 1);
+    const topology = await createTopology(fx.admin, prefix, 1);
     const garbage = Buffer.from('this is not an avro message at all');
     const wrongKind = registry.encode('listen', { listenId: 'l', userId: 'u', trackId: 't', startTimeMs: 0, listenedMs: 0, outcome: 'COMPLETED' });
     const empty = registry.encode('frame', frame('u', 3, { data: Buffer.alloc(0) }));
@@ -33,8 +23,8 @@ describe('dead letters', () => {
       oversized,
       registry.encode('frame', frame('u', 6)),
     ];
-    await produce(kafka, topicName(topology, 'frames'), inputs.map((value) => ({ key: 'u', value })));
-    const reader = await collect(kafka, [topicName(topology, 'passthrough'), topicName(topology, 'dead-letter')]);
+    await produce(fx.kafka, topicName(topology, 'frames'), inputs.map((value) => ({ key: 'u', value })));
+    const reader = await collect(fx.kafka, [topicName(topology, 'passthrough'), topicName(topology, 'dead-letter')]);
     const p = await startProcessor('passthrough', { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '1', EM_MAX_RECORD_BYTES: '2048' });
     try {
       await waitFor('4 outputs and 4 dead letters', () => reader.records.length >= 8, 60_000);

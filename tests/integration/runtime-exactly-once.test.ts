@@ -1,32 +1,21 @@
-import type { Admin, Kafka } from 'kafkajs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { topicName } from '../../topology/topology.ts';
 import { assertExactlyOnceInOrder, keyedFrames } from '../support/frames.ts';
-import { collect, createTopology, metricSum, metricsText, produce, randomPrefix, startProcessor, testKafka, waitFor } from '../support/kafka.ts';
+import { collect, createTopology, metricSum, metricsText, produce, randomPrefix, startProcessor, useKafka, waitFor } from '../support/kafka.ts';
 
 const USERS = 60;
 const PER_USER = 167; // 10,020 keyed records over 3 partitions
 
 describe('stream runtime: exactly once against the real broker', () => {
-  let kafka: Kafka;
-  let admin: Admin;
-
-  beforeAll(async () => {
-    kafka = testKafka();
-    admin = kafka.admin();
-    await admin.connect();
-  });
-  afterAll(async () => {
-    await admin.disconnect();
-  });
+  const fx = useKafka();
 
   it('survives SIGKILL mid-stream twice: every input comes out exactly once, in per-key order', async () => {
     const prefix = randomPrefix('crash');
-    const topology = await createTopology(admin, prefix, 3);
+    const topology = await createTopology(fx.admin, prefix, 3);
     const env = { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '3', EM_MAX_BATCH_RECORDS: '50' };
-    await produce(kafka, topicName(topology, 'frames'), keyedFrames(USERS, PER_USER));
+    await produce(fx.kafka, topicName(topology, 'frames'), keyedFrames(USERS, PER_USER));
     const total = USERS * PER_USER;
-    const reader = await collect(kafka, [topicName(topology, 'passthrough')]);
+    const reader = await collect(fx.kafka, [topicName(topology, 'passthrough')]);
     try {
       for (const killAt of [2500, 6000]) {
         const p = await startProcessor('passthrough', env);
@@ -49,22 +38,22 @@ describe('stream runtime: exactly once against the real broker', () => {
 
   it('hands partitions over to a second instance that joins mid-stream, exactly once, in per-key order', async () => {
     const prefix = randomPrefix('rebalance');
-    const topology = await createTopology(admin, prefix, 3);
+    const topology = await createTopology(fx.admin, prefix, 3);
     const env = { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '3', EM_MAX_BATCH_RECORDS: '50' };
     const total = USERS * PER_USER;
-    const reader = await collect(kafka, [topicName(topology, 'passthrough')]);
+    const reader = await collect(fx.kafka, [topicName(topology, 'passthrough')]);
     const a = await startProcessor('passthrough', env);
     let b: Awaited<ReturnType<typeof startProcessor>> | undefined;
     try {
       const inputs = keyedFrames(USERS, PER_USER);
       const third = Math.floor(inputs.length / 3);
-      await produce(kafka, topicName(topology, 'frames'), inputs.slice(0, third));
+      await produce(fx.kafka, topicName(topology, 'frames'), inputs.slice(0, third));
       await waitFor('first outputs', () => reader.records.length > 500, 60_000, 20);
       const joiner = await startProcessor('passthrough', env);
       b = joiner;
       // Keep the stream flowing (about 10 s) while the second instance joins and the group rebalances.
       for (let i = third; i < inputs.length; i += 200) {
-        await produce(kafka, topicName(topology, 'frames'), inputs.slice(i, i + 200));
+        await produce(fx.kafka, topicName(topology, 'frames'), inputs.slice(i, i + 200));
         await new Promise((r) => setTimeout(r, 250));
       }
       expect(await fetch(`http://127.0.0.1:${joiner.port}/readyz`).then((r) => r.status), 'the second instance joined the group').toBe(200);
@@ -87,10 +76,10 @@ describe('stream runtime: exactly once against the real broker', () => {
 
   it('stops on SIGTERM within 10 seconds with its offsets committed', async () => {
     const prefix = randomPrefix('sigterm');
-    const topology = await createTopology(admin, prefix, 3);
+    const topology = await createTopology(fx.admin, prefix, 3);
     const env = { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '3', EM_MAX_BATCH_RECORDS: '50' };
-    await produce(kafka, topicName(topology, 'frames'), keyedFrames(30, 200));
-    const reader = await collect(kafka, [topicName(topology, 'passthrough')]);
+    await produce(fx.kafka, topicName(topology, 'frames'), keyedFrames(30, 200));
+    const reader = await collect(fx.kafka, [topicName(topology, 'passthrough')]);
     try {
       const p = await startProcessor('passthrough', env);
       await waitFor('some outputs', () => reader.records.length >= 1000, 60_000, 20);
@@ -102,7 +91,7 @@ describe('stream runtime: exactly once against the real broker', () => {
       expect(took).toBeLessThan(10_000);
       expect(p.logs.join('')).toContain('"msg":"stopped"');
 
-      const offsets = await admin.fetchOffsets({ groupId: `${prefix}passthrough`, topics: [topicName(topology, 'frames')] });
+      const offsets = await fx.admin.fetchOffsets({ groupId: `${prefix}passthrough`, topics: [topicName(topology, 'frames')] });
       const committed = offsets[0]!.partitions.reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0);
       expect(committed).toBeGreaterThanOrEqual(1000);
       // Every committed input produced exactly one committed output, and nothing beyond.

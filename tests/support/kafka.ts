@@ -1,10 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { Admin, Kafka, Message } from 'kafkajs';
-import { inject } from 'vitest';
+import { afterAll, beforeAll, inject } from 'vitest';
 import { createKafka } from '../../runtime/kafka.ts';
+import { freePort } from '../../runtime/net.ts';
+
+export { freePort };
 import { applyTopology } from '../../topology/apply.ts';
 import { buildTopology, type Topology } from '../../topology/topology.ts';
 
@@ -18,6 +20,28 @@ export function testKafka(): Kafka {
   return createKafka({ brokers: brokers(), clientId: 'emotionmuse-test' });
 }
 
+/** A Kafka client and a connected admin for the tests of one file (connected before, closed after). */
+export function useKafka(): { readonly kafka: Kafka; readonly admin: Admin } {
+  let kafka: Kafka | undefined;
+  let admin: Admin | undefined;
+  beforeAll(async () => {
+    kafka = testKafka();
+    admin = kafka.admin();
+    await admin.connect();
+  });
+  afterAll(async () => {
+    await admin?.disconnect();
+  });
+  return {
+    get kafka() {
+      return kafka!;
+    },
+    get admin() {
+      return admin!;
+    },
+  };
+}
+
 /** A fresh, random topic prefix per suite, so that runs never collide. */
 export function randomPrefix(suite: string): string {
   return `test.${suite}.${randomBytes(4).toString('hex')}.`;
@@ -27,17 +51,6 @@ export async function createTopology(admin: Admin, prefix: string, partitions = 
   const topology = buildTopology({ prefix, partitions });
   await applyTopology(admin, topology);
   return topology;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export interface ProcessorProcess {
