@@ -128,7 +128,9 @@ status_line() {
 cmd=${1:-status}; shift || true
 services=("$@"); [ ${#services[@]} -gt 0 ] || services=(kafka redis)
 case "$cmd" in
-  up) for s in "${services[@]}"; do "${s}_up"; done ;;
+  # `up` also installs what the tests and the pipeline use beside the services (ffmpeg, promtool)
+  # when it is missing; nothing happens when everything is there.
+  up) install_debs; for s in "${services[@]}"; do "${s}_up"; done ;;
   down)
     for s in "${services[@]}"; do
       case "$s" in
