@@ -13,7 +13,6 @@ import { readRecording } from '../schemas/recording.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
 import { buildTopology, topicName } from '../topology/topology.ts';
 import type { Command } from './command.ts';
-import { wantsHelp } from './command.ts';
 import { formatList } from './recommendations.ts';
 
 const topologyOf = (c: { topicPrefix: string; partitions: number; replicationFactor: number }) => buildTopology({ prefix: c.topicPrefix, partitions: c.partitions, replicationFactor: c.replicationFactor });
@@ -50,10 +49,6 @@ errors.
 options:
 ${configHelp(publishOptions)}`,
   async run(argv) {
-    if (wantsHelp(argv)) {
-      console.log(this.help);
-      return 0;
-    }
     const c = loadConfig(publishOptions, { argv });
     const sources = [c.images, c.video, c.camera, c.recording].filter(Boolean);
     if (sources.length !== 1) {
@@ -119,10 +114,6 @@ export const replayCommand: Command = {
 options:
 ${configHelp(replayOptions)}`,
   async run(argv) {
-    if (wantsHelp(argv)) {
-      console.log(this.help);
-      return 0;
-    }
     const c = loadConfig(replayOptions, { argv });
     const registry = SchemaRegistry.load();
     const { frames } = await readRecording(c.recording, registry);
@@ -162,10 +153,6 @@ frame, or Ctrl-C.
 options:
 ${configHelp(recordOptions)}`,
   async run(argv) {
-    if (wantsHelp(argv)) {
-      console.log(this.help);
-      return 0;
-    }
     const c = loadConfig(recordOptions, { argv });
     if (!c.user && !c.session) {
       console.error('choose --user or --session');
@@ -206,10 +193,6 @@ export const subscribeCommand: Command = {
 options:
 ${configHelp(subscribeOptions)}`,
   async run(argv) {
-    if (wantsHelp(argv)) {
-      console.log(this.help);
-      return 0;
-    }
     const c = loadConfig(subscribeOptions, { argv });
     if (c.user.length === 0 && !c.all) {
       console.error('choose --user <id> or --all');

@@ -12,7 +12,6 @@ import type { EmotionScore } from '../schemas/generated/types.ts';
 import type { LabelledSessionMeta } from '../sessions/synth.ts';
 import { writeFileSync } from 'node:fs';
 import type { Command } from './command.ts';
-import { wantsHelp } from './command.ts';
 import { progressBar } from './progress.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -101,9 +100,9 @@ ${configHelp(classifierEvalOptions)}`,
   async run(argv) {
     const { positionals } = parseArgv(argv);
     const [what] = positionals;
-    if (!what || wantsHelp(argv)) {
+    if (!what) {
       console.log(this.help);
-      return what ? 0 : 2;
+      return 2;
     }
     if (what === 'smoother') return evalSmoother(argv.filter((a) => a !== what));
     if (what !== 'classifier') {

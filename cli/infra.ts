@@ -1,7 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Command } from './command.ts';
-import { wantsHelp } from './command.ts';
 
 const script = fileURLToPath(new URL('../infra/local.sh', import.meta.url));
 
@@ -18,9 +17,9 @@ install  fetches the Kafka jars and installs the Debian packages (redis-server, 
 environment: EM_KAFKA_VERSION (3.9.1), EM_KAFKA_PORT (9092), EM_KAFKA_CONTROLLER_PORT (9093),
 EM_REDIS_PORT (6379), EM_PROMETHEUS_PORT (9090), EM_DATA_DIR (.data), EM_CACHE_DIR (.cache)`,
   async run(argv) {
-    if (argv.length === 0 || wantsHelp(argv)) {
+    if (argv.length === 0) {
       console.log(this.help);
-      return argv.length === 0 ? 2 : 0;
+      return 2;
     }
     return spawnSync('bash', [script, ...argv], { stdio: 'inherit' }).status ?? 1;
   },

@@ -3,7 +3,6 @@ import { METRICS } from '../runtime/metrics.ts';
 import { PROCESSORS } from '../processors/index.ts';
 import { quantile, readHistogram } from '../observability/histogram.ts';
 import type { Command } from './command.ts';
-import { wantsHelp } from './command.ts';
 
 const latencyOptions = {
   host: opt.string('EM_METRICS_HOST', 'host', '127.0.0.1', 'Where the processors serve /metrics'),
@@ -40,10 +39,6 @@ that change caused.
 options:
 ${configHelp(latencyOptions)}`,
   async run(argv) {
-    if (wantsHelp(argv)) {
-      console.log(this.help);
-      return 0;
-    }
     const c = loadConfig(latencyOptions, { argv });
     const texts = new Map<number, string>();
     for (const port of [c.classifierPort, c.smootherPort, c.recommenderPort]) {

@@ -1,5 +1,5 @@
 import { EmotionMuseError, errorMessage } from '../runtime/errors.ts';
-import type { Command } from './command.ts';
+import { wantsHelp, type Command } from './command.ts';
 import { evalCommand } from './eval.ts';
 import { sessionCommand } from './session.ts';
 import { recommendationsCommand } from './recommendations.ts';
@@ -45,6 +45,11 @@ export async function main(argv: string[]): Promise<number> {
   if (!command) {
     console.error(`unknown command "${name}"\n\n${usage()}`);
     return 2;
+  }
+  // Every command answers --help here, in one place.
+  if (wantsHelp(rest)) {
+    console.log(command.help);
+    return 0;
   }
   try {
     return await command.run(rest);

@@ -22,7 +22,6 @@ import { applyTopology, formatActions } from '../topology/apply.ts';
 import { buildTopology, topicName } from '../topology/topology.ts';
 import { percentile } from '../bench/machine.ts';
 import type { Command } from './command.ts';
-import { wantsHelp } from './command.ts';
 import { formatList } from './recommendations.ts';
 import { latencyCommand } from './latency.ts';
 
@@ -84,10 +83,6 @@ the per-stage latency it observed.
 options:
 ${configHelp(pipelineOptions)}`,
   async run(argv) {
-    if (wantsHelp(argv)) {
-      console.log(this.help);
-      return 0;
-    }
     const c = loadConfig(pipelineOptions, { argv });
     const logger = createLogger(c.logLevel, { component: 'pipeline' });
     if (c.infra) {

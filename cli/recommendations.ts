@@ -5,7 +5,6 @@ import { loadCatalogue } from '../processors/recommender/catalogue.ts';
 import { UserStore } from '../processors/recommender/store.ts';
 import type { Recommendation } from '../schemas/generated/types.ts';
 import type { Command } from './command.ts';
-import { wantsHelp } from './command.ts';
 
 const getOptions = {
   redisUrl: commonOptions.redisUrl,
@@ -37,9 +36,9 @@ options:
 ${configHelp(getOptions)}`,
   async run(argv) {
     const { positionals } = parseArgv(argv);
-    if (positionals[0] !== 'get' || wantsHelp(argv)) {
+    if (positionals[0] !== 'get') {
       console.log(this.help);
-      return wantsHelp(argv) ? 0 : 2;
+      return 2;
     }
     const config = loadConfig(getOptions, { argv: argv.filter((a) => a !== 'get') });
     if (!config.user) {

@@ -4,7 +4,6 @@ import { runProcessor } from '../runtime/run-processor.ts';
 import { PROCESSORS } from '../processors/index.ts';
 import { buildTopology } from '../topology/topology.ts';
 import type { Command } from './command.ts';
-import { wantsHelp } from './command.ts';
 
 const topology = buildTopology();
 
@@ -27,9 +26,9 @@ ${Object.entries(PROCESSORS)
   .join('\n')}`,
   async run(argv) {
     const [name, ...rest] = argv;
-    if (!name || wantsHelp(argv)) {
+    if (!name) {
       console.log(this.help);
-      return name ? 0 : 2;
+      return 2;
     }
     return runProcessor(name, rest);
   },

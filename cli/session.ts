@@ -5,7 +5,6 @@ import { SchemaRegistry } from '../schemas/registry.ts';
 import { writeLabelledSession } from '../sessions/synth.ts';
 import { parseTimeline } from '../sessions/timeline.ts';
 import type { Command } from './command.ts';
-import { wantsHelp } from './command.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -36,9 +35,9 @@ options:
 ${configHelp(synthOptions)}`,
   async run(argv) {
     const { positionals } = parseArgv(argv);
-    if (positionals[0] !== 'synth' || wantsHelp(argv)) {
+    if (positionals[0] !== 'synth') {
       console.log(this.help);
-      return wantsHelp(argv) ? 0 : 2;
+      return 2;
     }
     const config = loadConfig(synthOptions, { argv: argv.filter((a) => a !== 'synth') });
     const meta = await writeLabelledSession(config.out, SchemaRegistry.load(), {

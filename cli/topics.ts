@@ -5,7 +5,6 @@ import { createKafka } from '../runtime/kafka.ts';
 import { applyTopology, describeTopology, formatActions } from '../topology/apply.ts';
 import { buildTopology, validateTopology } from '../topology/topology.ts';
 import type { Command } from './command.ts';
-import { wantsHelp } from './command.ts';
 
 const applyOptions = { ...commonOptions, fixConfig: opt.bool('EM_FIX_CONFIG', 'fix-config', false, 'Also set drifted topic configs (retention, cleanup policy) back to the declared values') };
 
@@ -23,9 +22,9 @@ options:
 ${configHelp(applyOptions)}`,
   async run(argv) {
     const [sub, ...rest] = argv;
-    if (!sub || wantsHelp(argv)) {
+    if (!sub) {
       console.log(this.help);
-      return sub ? 0 : 2;
+      return 2;
     }
     const config = loadConfig(applyOptions, { argv: rest });
     const topology = buildTopology({ prefix: config.topicPrefix, partitions: config.partitions, replicationFactor: config.replicationFactor });
