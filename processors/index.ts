@@ -9,7 +9,7 @@ import { ClassifierEngine } from './classifier/engine.ts';
 import { createPassthroughCore } from './passthrough/core.ts';
 import { createSmootherCore, DEFAULT_SMOOTHER_CONFIG } from './smoother/core.ts';
 import { createRecommenderCore, DEFAULT_RECOMMENDER_CONFIG } from './recommender/core.ts';
-import { Scorer } from './recommender/scorer.ts';
+import { SCORING_GRAPHS, Scorer } from './recommender/scorer.ts';
 import { UserStore } from './recommender/store.ts';
 import { fileURLToPath } from 'node:url';
 
@@ -58,6 +58,7 @@ export const smootherOptions = {
 export const recommenderOptions = {
   ...inferenceOptions,
   modelDir: opt.string('EM_RECOMMENDER_MODEL', 'model-dir', fileURLToPath(new URL('../models/recommender-small', import.meta.url)), 'Folder of an exported recommender (scoring.onnx, tracks.tsv, music_emb.f32, card.json)'),
+  scoringGraph: opt.oneOf('EM_SCORING_GRAPH', 'scoring-graph', 'auto', SCORING_GRAPHS, 'Scoring graph: exact = scoring.onnx (float32 over the catalogue); two-stage = scoring-int8.onnx (int8 candidates, exact float32 rescoring); auto = two-stage where the model folder has it'),
   lambda: opt.number('EM_RERANK_LAMBDA', 'lambda', DEFAULT_RECOMMENDER_CONFIG.lambda, 'Reranking: final = lambda * preference + (1 - lambda) * emotion compatibility', { min: 0, max: 1 }),
   topK: opt.int('EM_TOP_K', 'top-k', DEFAULT_RECOMMENDER_CONFIG.topK, 'Tracks per published list', { min: 1, max: 100 }),
   refreshIntervalMs: opt.int('EM_LISTEN_REFRESH_MS', 'listen-refresh-ms', DEFAULT_RECOMMENDER_CONFIG.refreshIntervalMs, 'Listens refresh a user\'s list at most once per this many ms', { min: 0 }),
@@ -94,8 +95,8 @@ export const PROCESSORS: Record<string, ProcessorEntry<any>> = {
     port: 9103,
     options: recommenderOptions,
     create: async ({ metrics, logger, config, common }) => {
-      const scorer = await Scorer.open(config.modelDir, { providers: providersOf(config.providers), threads: config.threads, logger });
-      logger.info('recommender model loaded', { model: scorer.modelVersion, tracks: scorer.catalogue.size, provider: scorer.provider });
+      const scorer = await Scorer.open(config.modelDir, { providers: providersOf(config.providers), threads: config.threads, graph: config.scoringGraph, logger });
+      logger.info('recommender model loaded', { model: scorer.modelVersion, tracks: scorer.catalogue.size, provider: scorer.provider, graph: scorer.graphFile });
       metrics.modelInfo.set({ stage: 'recommender', model: 'bilstm-va', version: scorer.modelVersion, provider: scorer.provider }, 1);
       const store = new UserStore(common.redisUrl, {
         prefix: config.redisPrefix,

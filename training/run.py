@@ -29,9 +29,9 @@ from emotionmuse_train.train import KINDS, evaluate, popularity_scores, prepare,
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = {
-    "full": {"catalogue": 0, "users": 5000, "seeds": 3, "max_epochs": 8, "targets": 4, "patience": 2},
-    "small": {"catalogue": 3000, "users": 1500, "seeds": 3, "max_epochs": 6, "targets": 4, "patience": 2},
-    "smoke": {"catalogue": 1000, "users": 200, "seeds": 1, "max_epochs": 1, "targets": 2, "patience": 1},
+    "full": {"catalogue": 0, "users": 5000, "seeds": 3, "max_epochs": 8, "targets": 4, "patience": 2, "batch": 64},
+    "small": {"catalogue": 3000, "users": 1500, "seeds": 3, "max_epochs": 6, "targets": 4, "patience": 2, "batch": 64},
+    "smoke": {"catalogue": 1000, "users": 200, "seeds": 1, "max_epochs": 1, "targets": 2, "patience": 1, "batch": 64},
 }
 
 
@@ -45,6 +45,7 @@ def main() -> int:
     ap.add_argument("--max-epochs", type=int, help="at most this many epochs per model")
     ap.add_argument("--targets-per-user", type=int, help="training targets drawn per user and epoch")
     ap.add_argument("--patience", type=int, help="early-stopping patience in epochs")
+    ap.add_argument("--batch", type=int, help="training batch size (default by size)")
     ap.add_argument("--models", default=",".join(KINDS), help="comma-separated subset of: " + ", ".join(KINDS))
     ap.add_argument("--out", help="output folder (default models/recommender-<size>; the report goes beside it)")
     ap.add_argument("--threads", type=int, default=2)
@@ -56,6 +57,7 @@ def main() -> int:
     max_epochs = args.max_epochs or preset["max_epochs"]
     targets = args.targets_per_user or preset["targets"]
     patience = args.patience or preset["patience"]
+    batch = args.batch or preset["batch"]
     out = args.out or os.path.join(ROOT, "models", f"recommender-{size}")
     os.makedirs(out, exist_ok=True)
     torch.set_num_threads(args.threads)
@@ -88,7 +90,7 @@ def main() -> int:
             log(f"  {KINDS[kind]}: {results[KINDS[kind]][0]}")
             continue
         for seed in range(seeds):
-            model, history = train(kind, data, seed, max_epochs=max_epochs, patience=patience, targets_per_user=targets, log=log)
+            model, history = train(kind, data, seed, max_epochs=max_epochs, patience=patience, targets_per_user=targets, batch=batch, log=log)
             lambdas = (0.3, 0.5, 0.7, 0.9) if kind == "bilstm-va" else ()
             metrics = evaluate(model, data, "test", rerank=lambdas)
             results.setdefault(KINDS[kind], []).append({"sampled": metrics["sampled"], "full": metrics["full"]})
@@ -109,6 +111,7 @@ def main() -> int:
         "max_epochs": max_epochs,
         "patience": patience,
         "targets": targets,
+        "batch": batch,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} (CPU), {args.threads} threads",
         "minutes": (time.time() - started) / 60,
     }

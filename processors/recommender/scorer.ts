@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { InferenceSession } from 'onnxruntime-node';
 import type { Logger } from '../../runtime/log.ts';
@@ -19,6 +19,21 @@ export interface ScoredList {
   readonly timings: { scoreMs: number; rerankMs: number };
 }
 
+export const SCORING_GRAPHS = ['auto', 'exact', 'two-stage'] as const;
+export type ScoringGraph = (typeof SCORING_GRAPHS)[number];
+
+/**
+ * Which graph of a model folder to serve. `exact`: scoring.onnx, float32 over the whole
+ * catalogue. `two-stage`: scoring-int8.onnx (training/emotionmuse_train/two_stage.py), the same
+ * model with 7-bit candidates over the catalogue and exact float32 rescoring of the best 400,
+ * same inputs and outputs. `auto`: the two-stage graph where the folder has one.
+ */
+export function scoringFile(dir: string, graph: ScoringGraph): string {
+  const twoStage = existsSync(path.join(dir, 'scoring-int8.onnx'));
+  if (graph === 'two-stage' && !twoStage) throw new Error(`${dir} has no scoring-int8.onnx; build it with: /usr/bin/python3 training/emotionmuse_train/two_stage.py ${dir}`);
+  return graph === 'exact' || !twoStage ? 'scoring.onnx' : 'scoring-int8.onnx';
+}
+
 /**
  * The exported scoring model and the catalogue beside it: history + smoothed probabilities ->
  * top-100 candidates with preference scores and the emotion embedding (ONNX Runtime), then the
@@ -30,12 +45,16 @@ export class Scorer {
     readonly catalogue: TrackCatalogue,
     readonly modelVersion: string,
     readonly provider: ExecutionProvider,
+    /** The graph file in use: scoring.onnx (float32 throughout) or scoring-int8.onnx (two-stage). */
+    readonly graphFile: string,
   ) {}
 
-  static async open(dir: string, options: { providers: readonly ExecutionProvider[]; threads?: number; logger?: Logger }): Promise<Scorer> {
+  static async open(dir: string, options: { providers: readonly ExecutionProvider[]; threads?: number; graph?: ScoringGraph; logger?: Logger }): Promise<Scorer> {
     const card = JSON.parse(readFileSync(path.join(dir, 'card.json'), 'utf8')) as { version: string };
-    const { session, provider } = await openSession(path.join(dir, 'scoring.onnx'), options);
-    return new Scorer(session, loadCatalogue(dir), card.version, provider);
+    const file = scoringFile(dir, options.graph ?? 'auto');
+    const { session, provider } = await openSession(path.join(dir, file), options);
+    options.logger?.info('recommender scoring graph', { file });
+    return new Scorer(session, loadCatalogue(dir), card.version, provider, file);
   }
 
   /** Top-100 candidates and emotion embeddings for several users at once. */

@@ -19,10 +19,13 @@ interface ParityCase {
   emotion_embedding: number[];
 }
 
-describe.each(MODELS)('exported recommender %s', (dir) => {
+// Every exported model has scoring.onnx; its two-stage graph (scoring-int8.onnx) is held to the same outputs.
+const GRAPHS = MODELS.flatMap((dir) => ['scoring.onnx', 'scoring-int8.onnx'].filter((f) => f === 'scoring.onnx' || existsSync(path.join(dir, f))).map((file) => ({ dir, file })));
+
+describe.each(GRAPHS)('exported recommender $dir/$file', ({ dir, file }) => {
   it('gives in onnxruntime-node the scores and top-100 that PyTorch gave (max abs difference <= 1e-4)', async () => {
     const { cases } = JSON.parse(readFileSync(path.join(dir, 'parity.json'), 'utf8')) as { cases: ParityCase[] };
-    const session = await ort.InferenceSession.create(path.join(dir, 'scoring.onnx'));
+    const session = await ort.InferenceSession.create(path.join(dir, file));
     expect(cases.length).toBeGreaterThanOrEqual(3);
     for (const c of cases) {
       const out = await session.run({
@@ -39,7 +42,8 @@ describe.each(MODELS)('exported recommender %s', (dir) => {
   });
 
   it('scores users in a batch exactly as one by one, and never recommends a listened track', async () => {
-    const scorer = await Scorer.open(dir, { providers: ['cpu'] });
+    const scorer = await Scorer.open(dir, { providers: ['cpu'], graph: file === 'scoring.onnx' ? 'exact' : 'two-stage' });
+    expect(scorer.graphFile).toBe(file);
     const n = scorer.catalogue.size;
     const users = [
       { history: Array.from({ length: 50 }, (_, i) => (i * 37) % n), probabilities: [0.1, 0.05, 0.05, 0.5, 0.1, 0.1, 0.1] },
@@ -56,6 +60,32 @@ describe.each(MODELS)('exported recommender %s', (dir) => {
         expect(it.emotionScore).toBeGreaterThanOrEqual(0);
         expect(it.emotionScore).toBeLessThanOrEqual(1);
         expect(it.finalScore).toBeCloseTo(0.7 * it.preferenceScore + 0.3 * it.emotionScore, 6);
+      }
+    }
+  });
+});
+
+describe.each(MODELS.filter((dir) => existsSync(path.join(dir, 'scoring-int8.onnx'))))('two-stage graph of %s', (dir) => {
+  it('returns the exact graph\'s top-100 and scores for 300 varied users', async () => {
+    const exact = await Scorer.open(dir, { providers: ['cpu'], graph: 'exact' });
+    const fast = await Scorer.open(dir, { providers: ['cpu'], graph: 'two-stage' });
+    const n = exact.catalogue.size;
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const users = Array.from({ length: 300 }, () => {
+      const length = 1 + Math.floor(rand() * 50);
+      const history = [...new Set(Array.from({ length }, () => Math.floor(rand() * n)))];
+      const raw = Array.from({ length: 7 }, () => rand() ** 3);
+      const sum = raw.reduce((a, b) => a + b, 0);
+      return { history, probabilities: raw.map((v) => v / sum) };
+    });
+    for (let i = 0; i < users.length; i += 25) {
+      const batch = users.slice(i, i + 25);
+      const [a, b] = [await exact.candidates(batch), await fast.candidates(batch)];
+      for (const [u, x] of a.entries()) {
+        const y = b[u]!;
+        expect(y.candidates.map((c) => c.index)).toEqual(x.candidates.map((c) => c.index));
+        expect(Math.max(...x.candidates.map((c, k) => Math.abs(c.preference - y.candidates[k]!.preference)))).toBeLessThanOrEqual(1e-4);
       }
     }
   });

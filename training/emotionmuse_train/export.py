@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from .models import N_HISTORY
+from .two_stage import two_stage
 
 
 class ServingModel(nn.Module):
@@ -54,7 +55,8 @@ def export(model, out_dir: str, n_items: int, version: str) -> dict:
                            "top_ids": ids[0].tolist(), "top_scores": scores[0].tolist(), "emotion_embedding": e[0].tolist()})
     with open(os.path.join(out_dir, "parity.json"), "w") as f:
         json.dump({"model": version, "note": "outputs of the PyTorch model on these inputs, for the onnxruntime-node parity test", "cases": parity}, f)
-    return {"file": "scoring.onnx", "opset": 16, "bytes": os.path.getsize(path)}
+    fast = two_stage(path, os.path.join(out_dir, "scoring-int8.onnx"))
+    return {"file": "scoring.onnx", "opset": 16, "bytes": os.path.getsize(path), "two_stage": fast}
 
 
 def write_catalogue_files(out_dir: str, cat, va: np.ndarray, gated: np.ndarray, music_emb: np.ndarray, popularity: np.ndarray) -> None:

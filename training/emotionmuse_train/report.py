@@ -52,7 +52,7 @@ def markdown(results: dict, context: dict) -> str:
         f"- Protocol: *sampled* ranks the held-out item among 99 uniformly sampled tracks the user never played (the paper's protocol); "
         f"*full* ranks it among the whole catalogue minus the user's history. With one held-out item, R@10 = HR@10 and P@10 = HR@10 / 10.",
         f"- Seeds: {context['seeds']} (model initialisation and training sampling); cells are mean ± standard deviation over seeds.",
-        f"- Training: BPR with {context['negatives']} uniform negatives per positive, Adam 5e-4, dropout 0.3, batch 256, "
+        f"- Training: BPR with {context['negatives']} uniform negatives per positive, Adam 5e-4, dropout 0.3, batch {context.get('batch', 256)}, "
         f"{context['targets']} training targets per user and epoch, early stopping on validation NDCG@10 (sampled) with patience {context['patience']}, at most {context['max_epochs']} epochs; "
         f"the emotion models add the compatibility term with beta = 0.1.",
         f"- Reranking: final = lambda * preference (min-max over the top-100) + (1 - lambda) * compatibility, compatibility = "
