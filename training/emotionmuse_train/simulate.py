@@ -45,7 +45,7 @@ class Interactions:
     plays: int
 
 
-def simulate(z: np.ndarray, va: np.ndarray, users: int, seed: int) -> Interactions:
+def simulate(z: np.ndarray, va: np.ndarray, users: int, seed: int, stay: float = 0.85, pop_weight: float = 0.5) -> Interactions:
     rng = np.random.default_rng(seed)
     n = len(z)
     feat = z[:, [FEATURES.index(f) for f in PERCEPTUAL]]
@@ -57,14 +57,14 @@ def simulate(z: np.ndarray, va: np.ndarray, users: int, seed: int) -> Interactio
     for _ in range(users):
         centre = rng.normal(0, 0.8, feat.shape[1])
         sharpness = rng.uniform(0.15, 0.4)
-        affinity = -sharpness * ((feat - centre) ** 2).sum(axis=1) + 0.5 * log_pop
+        affinity = -sharpness * ((feat - centre) ** 2).sum(axis=1) + pop_weight * log_pop
         p = np.exp(affinity - affinity.max())
         pool = rng.choice(n, size=400, replace=False, p=p / p.sum())
         length = int(rng.integers(55, 91))
         state = int(rng.integers(0, 7))
         seq, emo, st, used = [], [], [], set()
         while len(seq) < length:
-            if rng.random() > 0.85:
+            if rng.random() > stay:
                 state = int(rng.choice([s for s in range(7) if s != state]))
             candidates = np.concatenate([pool, rng.integers(0, n, 100)])
             candidates = np.array([c for c in candidates if c not in used])
