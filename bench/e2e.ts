@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { parseArgv } from '../runtime/config.ts';
 import { createKafka } from '../runtime/kafka.ts';
-import { quantile, readHistogram } from '../observability/histogram.ts';
+import { quantile, readHistogram, type Histogram } from '../observability/histogram.ts';
 import { METRICS } from '../runtime/metrics.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
 import type { Frame } from '../schemas/generated/types.ts';
@@ -31,8 +31,9 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const { flags } = parseArgv(process.argv.slice(2));
 const seconds = Number(flags.get('seconds') ?? 10);
 const usersCount = Number(flags.get('users') ?? 40);
-const cropRates = (flags.get('crop-rates') ?? '100,250,500,750,1000').split(',').map(Number);
-const jpegRates = (flags.get('jpeg-rates') ?? '10,20,40').split(',').map(Number);
+const rateList = (raw: string) => raw.split(',').filter((r) => r.trim() !== '').map(Number);
+const cropRates = rateList(flags.get('crop-rates') ?? '100,250,500,750,1000');
+const jpegRates = rateList(flags.get('jpeg-rates') ?? '10,20,40');
 const BUDGET_MS = 50;
 const brokers = (process.env.EM_KAFKA_BROKERS ?? '127.0.0.1:9092').split(',');
 const redisUrl = process.env.EM_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -120,12 +121,21 @@ async function listHistogram() {
   return readHistogram(text, METRICS.endToEnd.name, { path: 'list' });
 }
 
+/** The classifier's transactions (process + commit of one batch) and batch sizes, cumulative. */
+async function classifierBatches() {
+  const text = await fetch(`http://127.0.0.1:${ports.classifier}/metrics`).then((r) => r.text());
+  return { txn: readHistogram(text, METRICS.transactionSeconds.name, { stage: 'classifier' }), size: readHistogram(text, METRICS.batchSize.name, { stage: 'classifier' }) };
+}
+
+const minus = (a: Histogram, b: Histogram): Histogram => ({ buckets: a.buckets.map((x, i) => ({ le: x.le, count: x.count - (b.buckets[i]?.count ?? 0) })), count: a.count - b.count, sum: a.sum - b.sum });
+
 for (const [mode, rates] of [['edge-cropped grey 48x48', cropRates], ['640x480 JPEG', jpegRates]] as const) {
   for (const rate of rates) {
     latencies.length = 0;
     scored = 0;
     const before = Object.fromEntries(Object.entries(procs).map(([s, p]) => [s, procStats(p.pid!)]));
     const listBefore = await listHistogram();
+    const batchesBefore = await classifierBatches();
     const start = Date.now();
     const tick = 20;
     let sent = 0;
@@ -150,14 +160,18 @@ for (const [mode, rates] of [['edge-cropped grey 48x48', cropRates], ['640x480 J
     const after = Object.fromEntries(Object.entries(procs).map(([s, p]) => [s, procStats(p.pid!)]));
     for (const s of Object.keys(procs)) (rssSeries[s] ??= []).push(after[s]!.rssMiB);
     const listAfter = await listHistogram();
-    const listDelta = { buckets: listAfter.buckets.map((b, i) => ({ le: b.le, count: b.count - (listBefore.buckets[i]?.count ?? 0) })), count: listAfter.count - listBefore.count, sum: listAfter.sum - listBefore.sum };
+    const listDelta = minus(listAfter, listBefore);
+    const batchesAfter = await classifierBatches();
+    const txn = minus(batchesAfter.txn, batchesBefore.txn);
+    const size = minus(batchesAfter.size, batchesBefore.size);
     const p50 = percentile(latencies, 0.5);
     const p99 = percentile(latencies, 0.99);
     // Frames scored per second, from the first frame sent to the last score read.
     const throughput = scored / Math.max(0.001, (lastScoreAt - start) / 1000);
     const cpu = (s: string) => `${(((after[s]!.cpuSeconds - before[s]!.cpuSeconds) / (elapsed + 2)) * 100).toFixed(0)}%`;
     stepResults.push({ mode, rate, p99, throughput });
-    rows.push([mode, String(rate), (sent / elapsed).toFixed(0), throughput.toFixed(0), p50.toFixed(0), p99.toFixed(0), listDelta.count > 0 ? (quantile(listDelta, 0.99) * 1000).toFixed(0) : '-', String(await lag()), `${cpu('classifier')} / ${cpu('smoother')} / ${cpu('recommender')}`, `${after.classifier!.rssMiB.toFixed(0)} / ${after.smoother!.rssMiB.toFixed(0)} / ${after.recommender!.rssMiB.toFixed(0)}`]);
+    const txnCell = txn.count > 0 ? `${(size.sum / size.count).toFixed(1)} / ${((txn.sum / txn.count) * 1000).toFixed(0)} / ${(quantile(txn, 0.99) * 1000).toFixed(0)}` : '-';
+    rows.push([mode, String(rate), (sent / elapsed).toFixed(0), throughput.toFixed(0), p50.toFixed(0), p99.toFixed(0), listDelta.count > 0 ? (quantile(listDelta, 0.99) * 1000).toFixed(0) : '-', txnCell, String(await lag()), `${cpu('classifier')} / ${cpu('smoother')} / ${cpu('recommender')}`, `${after.classifier!.rssMiB.toFixed(0)} / ${after.smoother!.rssMiB.toFixed(0)} / ${after.recommender!.rssMiB.toFixed(0)}`]);
     process.stderr.write(`  ${mode} at ${rate}/s: ${throughput.toFixed(0)}/s, p99 ${p99.toFixed(0)} ms\n`);
     // Let the pipeline drain before the next step.
     for (let i = 0; i < 100 && (await lag()) > 0; i++) await new Promise((r) => setTimeout(r, 200));
@@ -170,7 +184,7 @@ for (const p of Object.values(procs)) p.kill('SIGTERM');
 await admin.disconnect();
 
 const best = (mode: string) => stepResults.filter((r) => r.mode === mode && r.p99 <= BUDGET_MS && r.throughput >= 0.95 * r.rate).sort((a, b) => b.rate - a.rate)[0];
-const header = ['frames', 'offered/s', 'sent/s', 'scored/s', 'capture->score p50 ms', 'p99 ms', 'capture->list p99 ms', 'lag at end', 'CPU classifier / smoother / recommender', 'RSS MiB (same order)'];
+const header = ['frames', 'offered/s', 'sent/s', 'scored/s', 'capture->score p50 ms', 'p99 ms', 'capture->list p99 ms', 'classifier batch: records / txn mean ms / txn p99 ms', 'lag at end', 'CPU classifier / smoother / recommender', 'RSS MiB (same order)'];
 const report = [
   `# End-to-end load benchmark`,
   '',
