@@ -1,9 +1,10 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { recommenderOptions } from '../../processors/index.ts';
-import { Scorer } from '../../processors/recommender/scorer.ts';
+import { Scorer, scoringFile } from '../../processors/recommender/scorer.ts';
 import { ort } from '../../runtime/onnx.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -87,6 +88,24 @@ describe.each(MODELS.filter((dir) => existsSync(path.join(dir, 'scoring-int8.onn
         expect(y.candidates.map((c) => c.index)).toEqual(x.candidates.map((c) => c.index));
         expect(Math.max(...x.candidates.map((c, k) => Math.abs(c.preference - y.candidates[k]!.preference)))).toBeLessThanOrEqual(1e-4);
       }
+    }
+  });
+});
+
+describe('scoring graph choice', () => {
+  it('serves the two-stage graph where the folder has one, and says how to build it where it does not', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'em-graph-'));
+    try {
+      writeFileSync(path.join(dir, 'scoring.onnx'), '');
+      expect(scoringFile(dir, 'auto')).toBe('scoring.onnx');
+      expect(scoringFile(dir, 'exact')).toBe('scoring.onnx');
+      expect(() => scoringFile(dir, 'two-stage')).toThrow(/no scoring-int8\.onnx; build it with: .*two_stage\.py/);
+      writeFileSync(path.join(dir, 'scoring-int8.onnx'), '');
+      expect(scoringFile(dir, 'auto')).toBe('scoring-int8.onnx');
+      expect(scoringFile(dir, 'two-stage')).toBe('scoring-int8.onnx');
+      expect(scoringFile(dir, 'exact')).toBe('scoring.onnx');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
