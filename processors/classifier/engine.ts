@@ -11,6 +11,10 @@ import { clahe } from './clahe.ts';
 import { DETECTOR_INPUT, FaceDetector, type FaceBox } from './detector.ts';
 import { normaliseInto, resizeGrey, type GreyImage } from './image.ts';
 
+// libvips' operation cache keeps decoded pixels of recent inputs for reuse; every frame here is
+// new, so it only holds memory (up to 50 MiB by default).
+sharp.cache(false);
+
 export const MODELS_DIR = fileURLToPath(new URL('../../models/', import.meta.url));
 export const EMOTION_INPUT = 64;
 const PIXELS = EMOTION_INPUT * EMOTION_INPUT;
