@@ -48,6 +48,8 @@ def _train_job(job):
     metrics = evaluate(model, data, "test", rerank=RERANK_LAMBDAS if kind == "bilstm-va" else ())
     log(f"  {KINDS[kind]} seed {seed}: sampled {metrics['sampled']}, full {metrics['full']}")
     return metrics, history, model.state_dict() if kind == "bilstm-va" else None
+
+
 SIZES = {
     "full": {"catalogue": 0, "users": 5000, "seeds": 3, "max_epochs": 10, "targets": 8, "patience": 2, "batch": 64},
     "small": {"catalogue": 3000, "users": 1500, "seeds": 3, "max_epochs": 10, "targets": 8, "patience": 2, "batch": 64},
