@@ -6,7 +6,7 @@
  * histogram), consumer lag at the end, CPU and memory of each process. It finds the highest
  * rate whose p99 stays within 50 ms, and checks that memory does not grow at a steady rate.
  *
- *   npm run bench:e2e [-- --seconds 10 --users 40 --crop-rates 100,250,500,750 --jpeg-rates 10,20,40]
+ *   npm run bench:e2e [-- --seconds 10 --users 40 --partitions 6 --crop-rates 100,250,500,750 --jpeg-rates 10,20,40]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -34,13 +34,14 @@ const usersCount = Number(flags.get('users') ?? 40);
 const rateList = (raw: string) => raw.split(',').filter((r) => r.trim() !== '').map(Number);
 const cropRates = rateList(flags.get('crop-rates') ?? '100,250,500,750,1000');
 const jpegRates = rateList(flags.get('jpeg-rates') ?? '10,20,40');
+const partitions = Number(flags.get('partitions') ?? 6);
 const BUDGET_MS = 50;
 const brokers = (process.env.EM_KAFKA_BROKERS ?? '127.0.0.1:9092').split(',');
 const redisUrl = process.env.EM_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 spawnSync('bash', [path.join(ROOT, 'infra/local.sh'), 'up', 'kafka', 'redis'], { stdio: 'inherit' });
 const prefix = `bench.${randomUUID().slice(0, 8)}.`;
-const topology = buildTopology({ prefix, partitions: 6 });
+const topology = buildTopology({ prefix, partitions });
 const kafka = createKafka({ brokers, clientId: 'emotionmuse-bench' });
 const admin = kafka.admin();
 await admin.connect();
@@ -54,7 +55,7 @@ process.on('exit', () => Object.values(procs).forEach((p) => p.kill('SIGKILL')))
 process.on('SIGINT', () => process.exit(130));
 for (const [stage, port] of Object.entries(ports)) {
   procs[stage] = spawn(process.execPath, [path.join(ROOT, 'bin/emotionmuse.js'), 'run', stage], {
-    env: { ...process.env, EM_KAFKA_BROKERS: brokers.join(','), EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '6', EM_REDIS_URL: redisUrl, EM_REDIS_PREFIX: `${prefix}r:`, EM_HTTP_PORT: String(port), EM_LOG_LEVEL: 'warn' },
+    env: { ...process.env, EM_KAFKA_BROKERS: brokers.join(','), EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: String(partitions), EM_REDIS_URL: redisUrl, EM_REDIS_PREFIX: `${prefix}r:`, EM_HTTP_PORT: String(port), EM_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
 }
@@ -85,7 +86,7 @@ await reader.connect();
 await reader.subscribe({ topic: topicName(topology, 'emotion-scores'), fromBeginning: false });
 const joined = new Promise<void>((resolve) => reader.on(reader.events.GROUP_JOIN, () => resolve()));
 await reader.run({
-  partitionsConsumedConcurrently: 6,
+  partitionsConsumedConcurrently: partitions,
   eachBatch: async ({ batch }) => {
     const now = Date.now();
     for (const m of batch.messages) {
@@ -188,7 +189,7 @@ const header = ['frames', 'offered/s', 'sent/s', 'scored/s', 'capture->score p50
 const report = [
   `# End-to-end load benchmark`,
   '',
-  `Machine: ${machine()}. ${usersCount} simulated users, ${seconds} s per rate, 6 partitions, local single-node Kafka ${process.env.EM_KAFKA_VERSION ?? '3.9.1'} and Redis on the same machine as the processors and the load generator.`,
+  `Machine: ${machine()}. ${usersCount} simulated users, ${seconds} s per rate, ${partitions} partitions per topic, local single-node Kafka ${process.env.EM_KAFKA_VERSION ?? '3.9.1'} and Redis on the same machine as the processors and the load generator.`,
   '',
   table(header, rows),
   '',
