@@ -3,6 +3,7 @@ import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, P
 import { SchemaRegistry } from '../schemas/registry.ts';
 import type { MessageKind } from '../schemas/kinds.ts';
 import { changelogTopic, topicSpec, type ProcessorSpec, type TopicId, type TopicSpec, type Topology } from '../topology/topology.ts';
+import { waitForLeaders } from '../topology/apply.ts';
 import { errorMessage, EmotionMuseError, type ErrorCode } from './errors.ts';
 import { decideFailure } from './failure-policy.ts';
 import type { Logger } from './log.ts';
@@ -133,12 +134,13 @@ export class StreamRuntime<S> {
     this.o.logger.info('creating the state changelog', { topic: spec.name });
     await this.admin
       .createTopics({
-        waitForLeaders: true,
+        waitForLeaders: false,
         topics: [{ topic: spec.name, numPartitions: spec.partitions, replicationFactor: spec.replicationFactor, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] }],
       })
       .catch((err: unknown) => {
         if (!/already exists/i.test(errorMessage(err))) throw err;
       });
+    await waitForLeaders(this.admin, [spec.name]);
   }
 
   readiness(): { ready: boolean; reason?: string } {

@@ -13,6 +13,24 @@ function desiredConfig(spec: TopicSpec): Record<string, string> {
   return { 'retention.ms': String(spec.retentionMs), 'cleanup.policy': spec.cleanupPolicy };
 }
 
+/** Waits until every partition of `topics` has a leader (30 s at most), retrying metadata errors. */
+export async function waitForLeaders(admin: Admin, topics: readonly string[], timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no metadata yet';
+  while (Date.now() < deadline) {
+    try {
+      const { topics: meta } = await admin.fetchTopicMetadata({ topics: [...topics] });
+      const leaderless = meta.flatMap((t) => t.partitions.filter((p) => p.leader < 0).map((p) => `${t.name}[${p.partitionId}]`));
+      if (meta.length === topics.length && leaderless.length === 0) return;
+      last = leaderless.length > 0 ? `no leader yet for ${leaderless.slice(0, 5).join(', ')}` : 'some topics not in the metadata yet';
+    } catch (err) {
+      last = err instanceof Error ? err.message : String(err);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`topics created but not ready within ${timeoutMs / 1000} s: ${last}`);
+}
+
 /**
  * Makes the cluster match the topology without destroying data: creates missing topics, reports
  * drift in partition count or replication (never changed here: more partitions would move keys),
@@ -26,7 +44,9 @@ export async function applyTopology(admin: Admin, topology: Topology, options: {
   const actions: TopicAction[] = [];
   if (missing.length > 0) {
     await admin.createTopics({
-      waitForLeaders: true,
+      // kafkajs's own wait lets UNKNOWN_TOPIC_OR_PARTITION from a just-started broker escape as
+      // an unhandled rejection; waitForLeaders below retries it instead.
+      waitForLeaders: false,
       topics: missing.map((s) => ({
         topic: s.name,
         numPartitions: s.partitions,
@@ -34,6 +54,7 @@ export async function applyTopology(admin: Admin, topology: Topology, options: {
         configEntries: Object.entries(desiredConfig(s)).map(([name, value]) => ({ name, value })),
       })),
     });
+    await waitForLeaders(admin, missing.map((s) => s.name));
     for (const s of missing) actions.push({ kind: 'created', topic: s.name });
   }
   const present = specs.filter((s) => existing.has(s.name));

@@ -18,6 +18,30 @@ def rows_of(results: dict):
         yield name, cells
 
 
+def _ndcg(results: dict, name: str, protocol: str = "sampled"):
+    runs = results.get(name)
+    return float(np.mean([r[protocol]["ndcg"] for r in runs])) if runs else None
+
+
+def findings(results: dict) -> list:
+    """Plain sentences read off the table: emotion inputs in order, reranking, the best row."""
+    out = []
+    inputs = [(KINDS[k], _ndcg(results, KINDS[k])) for k in ("bilstm-onehot", "bilstm-soft", "bilstm-va")]
+    inputs = sorted([x for x in inputs if x[1] is not None], key=lambda x: -x[1])
+    if len(inputs) > 1:
+        out.append("- Emotion inputs, best first by sampled NDCG@10: " + ", ".join(f"{n} ({v:.3f})" for n, v in inputs) + ".")
+    base = _ndcg(results, KINDS["bilstm-va"])
+    reranked = [(name, _ndcg(results, name)) for name in results if name.startswith(KINDS["bilstm-va"] + " + reranking")]
+    if base is not None and reranked:
+        better = [n.rsplit(" ", 1)[-1] for n, v in reranked if v > base + 1e-9]
+        values = ", ".join(f"{n.rsplit(' ', 1)[-1]}: {v:.3f}" for n, v in reranked)
+        out.append(f"- Emotion-compatibility reranking of the V-A model (sampled NDCG@10 {base:.3f} without it; by lambda {values}) "
+                   + (f"is higher only at lambda {', '.join(better)}." if better else "is not higher at any lambda tried."))
+    best = max(results, key=lambda n: _ndcg(results, n))
+    out.append(f"- Best row by sampled NDCG@10: {best} ({_ndcg(results, best):.3f}); popularity: {_ndcg(results, KINDS['popularity']) or 0:.3f}.")
+    return out
+
+
 def markdown(results: dict, context: dict) -> str:
     head = "| model | P@10 | R@10 | NDCG@10 | HR@10 | P@10 (full) | R@10 (full) | NDCG@10 (full) | HR@10 (full) |"
     sep = "|" + "---|" * 9
@@ -62,6 +86,8 @@ def markdown(results: dict, context: dict) -> str:
         *table,
         "",
         verdict,
+        "",
+        *findings(results),
         "",
         "![NDCG@10 per model](report.svg)",
         "",
