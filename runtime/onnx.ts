@@ -33,7 +33,10 @@ export async function openSession(
         intraOpNumThreads: options.threads ?? 0,
         interOpNumThreads: 1,
         executionMode: 'sequential',
-        ...(process.env.EM_ORT_SPIN === '0' ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
+        // ONNX Runtime's intra-op threads spin after each run by default, burning a core that the
+        // broker and the other stages need when they share the machine (classifier CPU at 100
+        // frames/s: 77% spinning, 50% not; bench/results/e2e.md). EM_ORT_SPIN=1 turns it back on.
+        extra: { session: { intra_op: { allow_spinning: process.env.EM_ORT_SPIN === '1' ? '1' : '0' } } },
       });
       options.logger?.info(`onnxruntime: ${modelPath.split('/').pop()} runs on the ${provider.toUpperCase()} execution provider`, {
         provider,
