@@ -33,6 +33,10 @@ export async function openSession(
         intraOpNumThreads: options.threads ?? 0,
         interOpNumThreads: 1,
         executionMode: 'sequential',
+        // EM_ORT_ARENA=0 trades speed for memory: without the arena the classifier stayed at 409
+        // MiB through the 640x480 JPEG steps of bench:e2e (590 with it), but inference at batch 32
+        // took 2.2 instead of 1.5 ms per frame.
+        enableCpuMemArena: process.env.EM_ORT_ARENA !== '0',
         // ONNX Runtime's intra-op threads spin after each run by default, burning a core that the
         // broker and the other stages need when they share the machine (classifier CPU at 100
         // frames/s: 77% spinning, 50% not; bench/results/e2e.md). EM_ORT_SPIN=1 turns it back on.
