@@ -142,7 +142,7 @@ def main() -> int:
         "catalogue": f"{len(cat)} tracks ({'all' if not preset['catalogue'] else 'a seeded sample'} of {len(full_cat)} distinct Spotify tracks in ../shared/data/music/catalogue), 13 features z-scored; ids are Spotify track ids, indices follow their sorted order",
         "labels": f"{labels_full.passed} of {len(full_cat)} tracks pass the cosine gate 0.75 (k = 5, distance-weighted, L2-normalised z-scored features, 12 features shared with the reference set); the other {labels_full.fallback} take their own Spotify valence and energy as valence and arousal. Mood coordinates: " + ", ".join(f"{k} {v}" for k, v in MOOD_VA.items()),
         "autoencoder": f"tied-weight autoencoder 13 -> 64 (tanh), reconstruction MSE {mse:.4f} on z-scored features",
-        "interactions": f"{users} simulated users, {n_plays} completed plays ({n_plays / users:.0f} per user), {sim.skips} skipped plays (not in histories)",
+        "interactions": f"{users} simulated users, {n_plays} completed plays ({n_plays / users:.0f} per user), {sim.skips} skipped plays (not in histories); simulator: emotional state stays with probability {args.stay} per play, popularity weight {args.pop_weight}",
         "seeds": seeds,
         "negatives": 4,
         "max_epochs": max_epochs,
