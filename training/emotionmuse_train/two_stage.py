@@ -55,7 +55,7 @@ def two_stage(src: str, dst: str, candidates: int = 400) -> dict:
     gemm = next(n for n in graph.node if n.op_type == "Gemm" and n.input[1] == OUTPUT_WEIGHT)
     user_vector = gemm.input[0]
     weight = numpy_helper.to_array(inits[OUTPUT_WEIGHT]).astype(np.float32)  # [items, 256]
-    n_items, dim = weight.shape
+    n_items = weight.shape[0]
     topk = next(n for n in graph.node if n.op_type == "TopK" and "top_scores" in n.output)
     k = int(numpy_helper.to_array(next(n for n in graph.node if topk.input[1] in n.output).attribute[0].t).reshape(-1)[0])
     m = min(candidates, n_items)
