@@ -10,7 +10,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
@@ -21,11 +21,11 @@ import { METRICS } from '../runtime/metrics.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
 import type { Frame } from '../schemas/generated/types.ts';
 import { applyTopology } from '../topology/apply.ts';
-import { buildTopology, topicName } from '../topology/topology.ts';
+import { allTopics, buildTopology, topicName } from '../topology/topology.ts';
 import { FACE_PHOTOS, FER_PUBLIC_TEST } from '../tests/support/faces.ts';
 
 import { machine, percentile, table } from './machine.ts';
-import { freePort, procStats } from './proc-stats.ts';
+import { freePort, machineBusy, procStats } from './proc-stats.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const { flags } = parseArgv(process.argv.slice(2));
@@ -47,6 +47,11 @@ const admin = kafka.admin();
 await admin.connect();
 await applyTopology(admin, topology);
 const registry = SchemaRegistry.load();
+
+// The local broker, when the launcher started it, is measured too: it shares the two cores.
+const brokerPidFile = path.join(ROOT, '.data', 'kafka', 'kafka.pid');
+const brokerPid = existsSync(brokerPidFile) ? Number(readFileSync(brokerPidFile, 'utf8').trim()) : undefined;
+const brokerStats = () => (brokerPid ? procStats(brokerPid) : undefined);
 
 const ports = { classifier: await freePort(), smoother: await freePort(), recommender: await freePort() };
 const procs: Record<string, ChildProcess> = {};
@@ -135,6 +140,9 @@ for (const [mode, rates] of [['edge-cropped grey 48x48', cropRates], ['640x480 J
     latencies.length = 0;
     scored = 0;
     const before = Object.fromEntries(Object.entries(procs).map(([s, p]) => [s, procStats(p.pid!)]));
+    const brokerBefore = brokerStats();
+    const selfBefore = process.cpuUsage();
+    const busyBefore = machineBusy();
     const listBefore = await listHistogram();
     const batchesBefore = await classifierBatches();
     const start = Date.now();
@@ -159,6 +167,9 @@ for (const [mode, rates] of [['edge-cropped grey 48x48', cropRates], ['640x480 J
     const elapsed = (Date.now() - start) / 1000;
     await new Promise((r) => setTimeout(r, 2000));
     const after = Object.fromEntries(Object.entries(procs).map(([s, p]) => [s, procStats(p.pid!)]));
+    const brokerAfter = brokerStats();
+    const self = process.cpuUsage(selfBefore);
+    const busyAfter = machineBusy();
     for (const s of Object.keys(procs)) (rssSeries[s] ??= []).push(after[s]!.rssMiB);
     const listAfter = await listHistogram();
     const listDelta = minus(listAfter, listBefore);
@@ -169,10 +180,13 @@ for (const [mode, rates] of [['edge-cropped grey 48x48', cropRates], ['640x480 J
     const p99 = percentile(latencies, 0.99);
     // Frames scored per second, from the first frame sent to the last score read.
     const throughput = scored / Math.max(0.001, (lastScoreAt - start) / 1000);
-    const cpu = (s: string) => `${(((after[s]!.cpuSeconds - before[s]!.cpuSeconds) / (elapsed + 2)) * 100).toFixed(0)}%`;
+    const pct = (seconds: number) => `${((seconds / (elapsed + 2)) * 100).toFixed(0)}%`;
+    const cpu = (s: string) => pct(after[s]!.cpuSeconds - before[s]!.cpuSeconds);
+    const brokerCpu = brokerBefore && brokerAfter ? pct(brokerAfter.cpuSeconds - brokerBefore.cpuSeconds) : '?';
+    const machineCpu = `${(((busyAfter.busy - busyBefore.busy) / Math.max(1, busyAfter.total - busyBefore.total)) * 100).toFixed(0)}%`;
     stepResults.push({ mode, rate, p99, throughput });
     const txnCell = txn.count > 0 ? `${(size.sum / size.count).toFixed(1)} / ${((txn.sum / txn.count) * 1000).toFixed(0)} / ${(quantile(txn, 0.99) * 1000).toFixed(0)}` : '-';
-    rows.push([mode, String(rate), (sent / elapsed).toFixed(0), throughput.toFixed(0), p50.toFixed(0), p99.toFixed(0), listDelta.count > 0 ? (quantile(listDelta, 0.99) * 1000).toFixed(0) : '-', txnCell, String(await lag()), `${cpu('classifier')} / ${cpu('smoother')} / ${cpu('recommender')}`, `${after.classifier!.rssMiB.toFixed(0)} / ${after.smoother!.rssMiB.toFixed(0)} / ${after.recommender!.rssMiB.toFixed(0)}`]);
+    rows.push([mode, String(rate), (sent / elapsed).toFixed(0), throughput.toFixed(0), p50.toFixed(0), p99.toFixed(0), listDelta.count > 0 ? (quantile(listDelta, 0.99) * 1000).toFixed(0) : '-', txnCell, String(await lag()), `${cpu('classifier')} / ${cpu('smoother')} / ${cpu('recommender')} / ${brokerCpu} / ${pct((self.user + self.system) / 1e6)}`, machineCpu, `${after.classifier!.rssMiB.toFixed(0)} / ${after.smoother!.rssMiB.toFixed(0)} / ${after.recommender!.rssMiB.toFixed(0)}`]);
     process.stderr.write(`  ${mode} at ${rate}/s: ${throughput.toFixed(0)}/s, p99 ${p99.toFixed(0)} ms\n`);
     // Let the pipeline drain before the next step.
     for (let i = 0; i < 100 && (await lag()) > 0; i++) await new Promise((r) => setTimeout(r, 200));
@@ -181,11 +195,20 @@ for (const [mode, rates] of [['edge-cropped grey 48x48', cropRates], ['640x480 J
 
 await producer.disconnect();
 await reader.disconnect();
-for (const p of Object.values(procs)) p.kill('SIGTERM');
+// A clean stop (each processor commits and leaves its group) before the exit handler's SIGKILL.
+await Promise.all(Object.values(procs).map((p) => new Promise((resolve) => {
+  if (p.exitCode !== null) return resolve(undefined);
+  p.once('exit', resolve);
+  p.kill('SIGTERM');
+  setTimeout(resolve, 10_000).unref();
+})));
+// The run's topics and groups go: a broker that keeps every run's partitions slows down.
+await admin.deleteTopics({ topics: allTopics(topology).map((t) => t.name), timeout: 30_000 }).catch((err: unknown) => process.stderr.write(`could not delete the run's topics: ${String(err)}\n`));
+await admin.deleteGroups([...Object.keys(procs).map((s) => `${prefix}${s}`), `${prefix}bench-reader`]).catch(() => undefined);
 await admin.disconnect();
 
 const best = (mode: string) => stepResults.filter((r) => r.mode === mode && r.p99 <= BUDGET_MS && r.throughput >= 0.95 * r.rate).sort((a, b) => b.rate - a.rate)[0];
-const header = ['frames', 'offered/s', 'sent/s', 'scored/s', 'capture->score p50 ms', 'p99 ms', 'capture->list p99 ms', 'classifier batch: records / txn mean ms / txn p99 ms', 'lag at end', 'CPU classifier / smoother / recommender', 'RSS MiB (same order)'];
+const header = ['frames', 'offered/s', 'sent/s', 'scored/s', 'capture->score p50 ms', 'p99 ms', 'capture->list p99 ms', 'classifier batch: records / txn mean ms / txn p99 ms', 'lag at end', 'CPU classifier / smoother / recommender / broker / load generator', 'machine busy', 'RSS MiB classifier / smoother / recommender'];
 const report = [
   `# End-to-end load benchmark`,
   '',

@@ -12,5 +12,12 @@ export function procStats(pid: number): { cpuSeconds: number; rssMiB: number } {
   return { cpuSeconds, rssMiB: rss ? Number(rss[1]) / 1024 : NaN };
 }
 
+/** CPU time of the whole machine so far, in clock ticks: busy (not idle or iowait) and total, from /proc/stat. */
+export function machineBusy(): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+  const ticks = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = ticks.reduce((a, b) => a + b, 0);
+  return { busy: total - (ticks[3] ?? 0) - (ticks[4] ?? 0), total };
+}
 
 export { freePort } from '../runtime/net.ts';

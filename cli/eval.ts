@@ -4,7 +4,7 @@ import { configHelp, loadConfig, opt, parseArgv } from '../runtime/config.ts';
 import { createLogger } from '../runtime/log.ts';
 import { ClassifierEngine } from '../processors/classifier/engine.ts';
 import { evaluateFolder, formatReport } from '../processors/classifier/evaluate.ts';
-import { inferenceOptions, smootherOptions } from '../processors/index.ts';
+import { emotionModelOption, inferenceOptions, smootherOptions } from '../processors/index.ts';
 import { evaluateSmoother, timelineSvg } from '../processors/smoother/evaluate.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
 import { readRecording } from '../schemas/recording.ts';
@@ -18,6 +18,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 const classifierEvalOptions = {
   ...inferenceOptions,
+  ...emotionModelOption,
   data: opt.string('EM_EVAL_DATA', 'data', path.resolve(ROOT, '../shared/data/fer2013/public-test'), 'Folder with one subfolder of face images per FER class'),
   clahe: opt.bool('EM_CLAHE', 'clahe', false, 'Apply CLAHE before the CNN (the paper\'s preprocessing)'),
   limit: opt.int('EM_EVAL_LIMIT', 'limit', 0, 'Evaluate an evenly spread subset of this many images (0: all)', { min: 0 }),
@@ -26,6 +27,7 @@ const classifierEvalOptions = {
 
 const smootherEvalOptions = {
   ...inferenceOptions,
+  ...emotionModelOption,
   ...smootherOptions,
   recording: opt.string('EM_RECORDING', 'recording', 'session.avro', 'A labelled recording (emotionmuse session synth)'),
   picture: opt.string('EM_PICTURE', 'picture', '', 'Where to write the timeline picture (SVG); default <recording>.timeline.svg'),
@@ -42,7 +44,7 @@ async function evalSmoother(argv: string[]): Promise<number> {
     console.error(`${config.recording} has no ground-truth timeline in its metadata (make one with \`emotionmuse session synth\`)`);
     return 2;
   }
-  const engine = await ClassifierEngine.create({ providers: config.providers as Array<'cuda' | 'cpu'>, threads: config.threads, clahe: config.clahe, logger: createLogger('warn') });
+  const engine = await ClassifierEngine.create({ emotionModel: config.emotionModel, providers: config.providers as Array<'cuda' | 'cpu'>, threads: config.threads, clahe: config.clahe, logger: createLogger('warn') });
   const progress = config.json ? undefined : progressBar('classifying');
   const scores: EmotionScore[] = [];
   for (let i = 0; i < frames.length; i += 64) {
@@ -111,6 +113,7 @@ ${configHelp(classifierEvalOptions)}`,
     }
     const config = loadConfig(classifierEvalOptions, { argv: argv.filter((a) => a !== what) });
     const engine = await ClassifierEngine.create({
+      emotionModel: config.emotionModel,
       providers: config.providers as Array<'cuda' | 'cpu'>,
       threads: config.threads,
       clahe: config.clahe,

@@ -1,36 +1,38 @@
 /**
- * Measures the emotion model on a labelled folder with and without CLAHE and writes the figures
- * into models/emotion.card.json: `npm run models:eval -- [folder]`
- * (default ../shared/data/fer2013/public-test).
+ * Measures both emotion models (float32 and int8) on a labelled folder, with and without CLAHE,
+ * and writes the figures into their cards (models/emotion.card.json, models/emotion-int8.card.json):
+ * `npm run models:eval -- [folder]` (default ../shared/data/fer2013/public-test).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ClassifierEngine } from '../processors/classifier/engine.ts';
+import { ClassifierEngine, EMOTION_MODELS, type EmotionModel } from '../processors/classifier/engine.ts';
 import { evaluateFolder } from '../processors/classifier/evaluate.ts';
 
 const dir = fileURLToPath(new URL('.', import.meta.url));
 const data = path.resolve(process.argv[2] ?? path.join(dir, '../../shared/data/fer2013/public-test'));
-const cardPath = path.join(dir, 'emotion.card.json');
-const card = JSON.parse(readFileSync(cardPath, 'utf8')) as Record<string, unknown>;
-const runs: Record<string, unknown> = {};
-for (const clahe of [false, true]) {
-  const engine = await ClassifierEngine.create({ providers: ['cpu'], clahe });
-  const r = await evaluateFolder(engine, data);
-  runs[clahe ? 'withClahe' : 'withoutClahe'] = {
-    accuracy: Number(r.accuracy.toFixed(4)),
-    macroF1: Number(r.macroF1.toFixed(4)),
-    perClass: r.perClass.map((c) => ({ ...c, precision: Number(c.precision.toFixed(4)), recall: Number(c.recall.toFixed(4)), f1: Number(c.f1.toFixed(4)) })),
-    confusion: r.confusion,
+for (const model of Object.keys(EMOTION_MODELS) as EmotionModel[]) {
+  const cardPath = path.join(dir, EMOTION_MODELS[model].replace(/\.onnx$/, '.card.json'));
+  const card = JSON.parse(readFileSync(cardPath, 'utf8')) as Record<string, unknown>;
+  const runs: Record<string, unknown> = {};
+  for (const clahe of [false, true]) {
+    const engine = await ClassifierEngine.create({ providers: ['cpu'], emotionModel: model, clahe });
+    const r = await evaluateFolder(engine, data);
+    runs[clahe ? 'withClahe' : 'withoutClahe'] = {
+      accuracy: Number(r.accuracy.toFixed(4)),
+      macroF1: Number(r.macroF1.toFixed(4)),
+      perClass: r.perClass.map((c) => ({ ...c, precision: Number(c.precision.toFixed(4)), recall: Number(c.recall.toFixed(4)), f1: Number(c.f1.toFixed(4)) })),
+      confusion: r.confusion,
+    };
+    console.log(`${model}, CLAHE ${clahe ? 'on ' : 'off'}: accuracy ${(100 * r.accuracy).toFixed(1)} %, macro-F1 ${(100 * r.macroF1).toFixed(1)} % on ${r.total} images`);
+  }
+  card.quality = {
+    data: `FER-2013 PublicTest (${path.basename(data)}), images used as face crops`,
+    measuredOn: `${os.cpus()[0]?.model ?? 'cpu'}, ${os.cpus().length} cores, ${new Date().toISOString().slice(0, 10)}`,
+    caveat: 'The packaged model was trained on FER-2013 by its authors with their own split; PublicTest images may have been seen in training, so these figures may be flattered. The paper reports 87.2% for its own model.',
+    note: 'The model was trained without CLAHE; the paper\'s CLAHE step shifts its input distribution and lowers accuracy, so the processor applies it only with --clahe.',
+    ...runs,
   };
-  console.log(`CLAHE ${clahe ? 'on ' : 'off'}: accuracy ${(100 * r.accuracy).toFixed(1)} %, macro-F1 ${(100 * r.macroF1).toFixed(1)} % on ${r.total} images`);
+  writeFileSync(cardPath, `${JSON.stringify(card, null, 2)}\n`);
 }
-card.quality = {
-  data: `FER-2013 PublicTest (${path.basename(data)}), images used as face crops`,
-  measuredOn: `${os.cpus()[0]?.model ?? 'cpu'}, ${os.cpus().length} cores, ${new Date().toISOString().slice(0, 10)}`,
-  caveat: 'The packaged model was trained on FER-2013 by its authors with their own split; PublicTest images may have been seen in training, so these figures may be flattered. The paper reports 87.2% for its own model.',
-  note: 'The model was trained without CLAHE; the paper\'s CLAHE step shifts its input distribution and lowers accuracy, so the processor applies it only with --clahe.',
-  ...runs,
-};
-writeFileSync(cardPath, `${JSON.stringify(card, null, 2)}\n`);

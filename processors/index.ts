@@ -5,7 +5,7 @@ import type { Metrics } from '../runtime/metrics.ts';
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../runtime/onnx.ts';
 import type { ProcessorCore } from '../runtime/processor.ts';
 import { createClassifierCore } from './classifier/core.ts';
-import { ClassifierEngine } from './classifier/engine.ts';
+import { ClassifierEngine, EMOTION_MODELS, type EmotionModel } from './classifier/engine.ts';
 import { createPassthroughCore } from './passthrough/core.ts';
 import { createSmootherCore, DEFAULT_SMOOTHER_CONFIG } from './smoother/core.ts';
 import { createRecommenderCore, DEFAULT_RECOMMENDER_CONFIG } from './recommender/core.ts';
@@ -40,9 +40,16 @@ export const inferenceOptions = {
   threads: opt.int('EM_ORT_THREADS', 'threads', 0, 'ONNX Runtime intra-op threads (0: one per core)', { min: 0 }),
 };
 
+export const emotionModelOption = {
+  emotionModel: opt.oneOf('EM_EMOTION_MODEL', 'emotion-model', 'int8', Object.keys(EMOTION_MODELS) as EmotionModel[], 'Emotion CNN: int8 (quantized; 1.6x faster on CPU, accuracy in models/emotion-int8.card.json) or float32 (the converted original)'),
+};
+
 export const classifierOptions = {
   ...inferenceOptions,
+  ...emotionModelOption,
   clahe: opt.bool('EM_CLAHE', 'clahe', false, 'Apply CLAHE (clip 2.0, 8x8 tiles) to the face crop, as the paper does (lowers this model\'s accuracy: see models/emotion.card.json)'),
+  threads: opt.int('EM_ORT_THREADS', 'threads', 1, 'ONNX Runtime intra-op threads per inference thread (0: one per core)', { min: 0 }),
+  inferenceThreads: opt.int('EM_INFERENCE_THREADS', 'inference-threads', 2, 'Worker threads that run the models (each with its own copy), so that fetching and producing go on during inference and one batch need not wait for the previous one; 0 runs them on the main thread', { min: 0, max: 16 }),
   maxInferenceBatch: opt.int('EM_MAX_INFERENCE_BATCH', 'max-inference-batch', 64, 'Largest batch for the detector and the emotion CNN', { min: 1 }),
   minFaceScore: opt.number('EM_MIN_FACE_SCORE', 'min-face-score', 0.6, 'Face detector score threshold', { min: 0, max: 1 }),
   maxFramePixels: opt.int('EM_MAX_FRAME_PIXELS', 'max-frame-pixels', 4096 * 4096, 'Frames with more pixels go to the dead-letter topic (OVERSIZED_RECORD)', { min: 1 }),
@@ -113,6 +120,8 @@ export const PROCESSORS: Record<string, ProcessorEntry<any>> = {
     options: classifierOptions,
     create: async ({ metrics, logger, config }) => {
       const engine = await ClassifierEngine.create({
+        emotionModel: config.emotionModel,
+        inferenceThreads: config.inferenceThreads,
         providers: providersOf(config.providers),
         threads: config.threads,
         clahe: config.clahe,
@@ -122,7 +131,7 @@ export const PROCESSORS: Record<string, ProcessorEntry<any>> = {
         logger,
       });
       metrics.modelInfo.set({ stage: 'classifier', model: 'emotion', version: engine.modelVersion, provider: engine.provider }, 1);
-      return createClassifierCore(engine, metrics);
+      return createClassifierCore(engine, metrics, { maxBatch: config.maxInferenceBatch, concurrency: Math.max(1, config.inferenceThreads) });
     },
   }),
 };

@@ -1,3 +1,4 @@
+import { GUARANTEES } from '../topology/topology.ts';
 import { opt } from './config.ts';
 
 /** Options every EmotionMuse process takes. Each default is written here and nowhere else. */
@@ -15,10 +16,11 @@ export const processorOptions = {
   ...commonOptions,
   httpPort: opt.int('EM_HTTP_PORT', 'http-port', -1, 'Port of /metrics, /healthz, /readyz; -1 takes the processor\'s own port (passthrough 9100, classifier 9101, smoother 9102, recommender 9103), 0 any free port', { min: -1, max: 65535 }),
   groupId: opt.string('EM_GROUP_ID', 'group-id', '', 'Consumer group; empty means <topic-prefix><processor>'),
-  maxBatchRecords: opt.int('EM_MAX_BATCH_RECORDS', 'max-batch-records', 500, 'Most input records processed in one transaction', { min: 1 }),
-  concurrency: opt.int('EM_PARTITIONS_CONCURRENTLY', 'concurrency', 1, 'Input partitions processed at the same time', { min: 1 }),
+  guarantee: opt.oneOf('EM_GUARANTEE', 'guarantee', 'topology', ['topology', ...GUARANTEES], 'How batches are committed; topology takes the processor\'s own (classifier and smoother at-least-once, recommender exactly-once)'),
+  maxBatchRecords: opt.int('EM_MAX_BATCH_RECORDS', 'max-batch-records', 500, 'Most input records processed in one batch (one transaction under exactly-once)', { min: 1 }),
+  commitIntervalMs: opt.int('EM_COMMIT_INTERVAL_MS', 'commit-interval-ms', 100, 'At-least-once: commit the processed offsets this often (a crash repeats at most this much work)', { min: 1 }),
   sessionTimeoutMs: opt.int('EM_SESSION_TIMEOUT_MS', 'session-timeout-ms', 10_000, 'Consumer session timeout (ms)', { min: 1000 }),
-  maxBacklog: opt.int('EM_MAX_BACKLOG', 'max-backlog', 1000, 'Pause consuming while this much work is pending downstream', { min: 1 }),
+  maxBacklog: opt.int('EM_MAX_BACKLOG', 'max-backlog', 1000, 'Pause a partition while this many of its fetched records wait to be processed', { min: 1 }),
   maxRecordBytes: opt.int('EM_MAX_RECORD_BYTES', 'max-record-bytes', 4 * 1024 * 1024, 'Larger input records go to the dead-letter topic (OVERSIZED_RECORD)', { min: 1 }),
   shutdownTimeoutMs: opt.int('EM_SHUTDOWN_TIMEOUT_MS', 'shutdown-timeout-ms', 8000, 'On SIGTERM/SIGINT, exit after at most this long', { min: 100 }),
 } as const;

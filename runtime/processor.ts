@@ -50,8 +50,6 @@ export interface ProcessorCore<S = unknown, P = unknown> {
   readonly stateVersion?: string;
   prepare?(records: readonly InputRecord[], signal: AbortSignal): Promise<ReadonlyArray<P | Error>>;
   process(state: S | undefined, record: InputRecord, prepared: P | undefined): StepResult<S>;
-  /** Work accepted but not finished; above the runtime's limit, consumption pauses. */
-  backlog?(): number;
   ready?(): { ready: boolean; reason?: string };
   /** Extra HTTP routes on the processor's port (tried before /metrics, /healthz, /readyz). */
   readonly routes?: readonly RouteHandler[];

@@ -37,8 +37,9 @@ export async function runProcessor(name: string, argv: readonly string[]): Promi
     kafka, topology, spec, core, logger, metrics,
     registry: SchemaRegistry.load(),
     groupId: config.groupId || `${config.topicPrefix}${name}`,
+    guarantee: config.guarantee === 'topology' ? spec.guarantee : config.guarantee,
     maxBatchRecords: config.maxBatchRecords,
-    partitionsConsumedConcurrently: config.concurrency,
+    commitIntervalMs: config.commitIntervalMs,
     sessionTimeoutMs: config.sessionTimeoutMs,
     maxBacklog: config.maxBacklog,
     maxRecordBytes: config.maxRecordBytes,
@@ -56,6 +57,9 @@ export async function runProcessor(name: string, argv: readonly string[]): Promi
     const exit = async (code: number, why: string) => {
       if (exiting) return;
       exiting = true;
+      // A second signal, or one during a stop for another reason, ends the process at once.
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
       logger.info('stopping', { why });
       const timer = setTimeout(() => {
         logger.error('shutdown timed out; exiting with the batch in flight uncommitted (it will be aborted)');
@@ -71,8 +75,9 @@ export async function runProcessor(name: string, argv: readonly string[]): Promi
       logger.info('stopped', { why });
       resolve(code);
     };
-    process.once('SIGTERM', () => void exit(0, 'SIGTERM'));
-    process.once('SIGINT', () => void exit(0, 'SIGINT'));
+    const onSignal = (signal: NodeJS.Signals) => void exit(0, signal);
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
     runtime.start((err) => void exit(1, `consumer crashed: ${errorMessage(err)}`)).catch((err: unknown) => {
       logger.error('could not start', { error: errorMessage(err), hint: 'is Kafka running? `emotionmuse infra up` starts a local broker' });
       void exit(1, 'start failed');

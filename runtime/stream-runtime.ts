@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, Producer } from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, Producer, TopicMessages } from 'kafkajs';
 import { SchemaRegistry } from '../schemas/registry.ts';
 import type { MessageKind } from '../schemas/kinds.ts';
-import { changelogTopic, topicSpec, type ProcessorSpec, type TopicId, type TopicSpec, type Topology } from '../topology/topology.ts';
+import { changelogTopic, topicSpec, type Guarantee, type ProcessorSpec, type TopicId, type TopicSpec, type Topology } from '../topology/topology.ts';
 import { waitForLeaders } from '../topology/apply.ts';
+import { coalesce } from './coalesce.ts';
 import { errorMessage, EmotionMuseError, type ErrorCode } from './errors.ts';
 import { decideFailure } from './failure-policy.ts';
 import type { Logger } from './log.ts';
@@ -20,51 +21,105 @@ export interface RuntimeOptions<S> {
   readonly logger: Logger;
   /** Consumer group; also the prefix of the per-task transactional ids. */
   readonly groupId: string;
-  /** Most input records in one transaction. @defaultValue 500 */
+  /** Overrides the processor's guarantee in the topology. @defaultValue spec.guarantee */
+  readonly guarantee?: Guarantee;
+  /** Most input records in one batch (one transaction under exactly-once). @defaultValue 500 */
   readonly maxBatchRecords?: number;
-  /** @defaultValue 1 */
-  readonly partitionsConsumedConcurrently?: number;
+  /** At-least-once: how often the processed offsets are committed. @defaultValue 100 */
+  readonly commitIntervalMs?: number;
   /** @defaultValue 10000 */
   readonly sessionTimeoutMs?: number;
-  /** Pause consumption while core.backlog() exceeds this. @defaultValue 1000 */
+  /** Pause a partition while this many of its records wait (fetched, not yet processed). @defaultValue 1000 */
   readonly maxBacklog?: number;
   /** Input records larger than this are dead-lettered with OVERSIZED_RECORD. @defaultValue 4 MiB */
   readonly maxRecordBytes?: number;
 }
 
-/** One task per input partition number: its transactional producer, key state and input positions. */
+type Input = { readonly id: TopicId; readonly name: string; readonly kind: MessageKind };
+
+/** Fetched records of one input topic waiting for the task's worker. */
+interface Chunk {
+  readonly input: Input;
+  messages: KafkaMessage[];
+  /** The offset to commit past once the whole chunk is processed (past trailing transaction markers). */
+  readonly last: bigint;
+}
+
+/**
+ * One task per input partition number: its producer, key state, input positions, and the records
+ * fetched for it. Its worker processes the inbox one batch at a time, in order.
+ */
 interface Task<S> {
   readonly partition: number;
-  readonly producer: Producer;
+  /** Exactly-once: the task's transactional producer. */
+  readonly producer: Producer | undefined;
   readonly state: Map<string, S>;
-  /** Next input offset to process, per input topic name. */
+  /** Next input offset whose processing is done (committed, or acknowledged under at-least-once), per topic name. */
   readonly positions: Map<string, bigint>;
-  queue: Promise<void>;
+  /** Next input offset to hand to the worker, per topic name: records below it are in the inbox or done. */
+  readonly fetched: Map<string, bigint>;
+  /** After a reset, the offset the consumer was sent back to: batches fetched from beyond it are stale. */
+  readonly seeking: Map<string, bigint>;
+  readonly inbox: Chunk[];
+  waiting: number;
+  worker: Promise<void> | undefined;
+  paused: boolean;
+  /** At-least-once: positions not yet committed to the group. */
+  dirty: boolean;
+  /** At-least-once: state changes not yet written to the changelog (written before each offset commit). */
+  readonly unflushed: Map<string, S | undefined>;
+  /** At-least-once: settles when every batch handed to the producer is acknowledged (or the task reset). */
+  acked: Promise<void>;
+  closed: boolean;
 }
 
 type Decoded = { ok: true; record: InputRecord } | { ok: false; message: KafkaMessage; code: ErrorCode; error: string };
 
+/** A failure of the producing or committing step: the task is reset from its committed offsets. */
+class CommitFailed extends Error {}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 /**
- * The thin Kafka adapter under every processor: consumes in batches, calls the core, produces its
- * outputs, state changes and dead letters, and commits the input offsets, all in one Kafka
- * transaction per batch (read-process-write exactly once; downstream readers use read_committed).
+ * The thin Kafka adapter under every processor. kafkajs's fetch loop only hands records to
+ * per-partition tasks; each task's worker takes whatever has arrived (up to maxBatchRecords),
+ * calls the core, and produces the outputs, state changes and dead letters while the next records
+ * are already being fetched. How a batch is committed is the processor's guarantee:
  *
- * Each input partition number is a task with its own transactional id (`<group>.task-<n>`), as in
- * Kafka Streams' first exactly-once mode: whoever takes over a partition initialises that id,
- * which fences the previous owner and completes or aborts its open transaction before the new
- * owner reads the committed offsets and restores the task's state from the changelog.
+ * - `exactly-once`: outputs, state changes and the input offsets in one Kafka transaction per
+ *   batch (downstream readers use read_committed). Each input partition number is a task with its
+ *   own transactional id (`<group>.task-<n>`), as in Kafka Streams' first exactly-once mode:
+ *   whoever takes over a partition initialises that id, which fences the previous owner and
+ *   settles its open transaction before the new owner reads the committed offsets and restores the
+ *   task's state from the changelog.
+ * - `at-least-once`: one idempotent producer per process writes the outputs of every task (the
+ *   sends of tasks that finish together in one request). Every commitIntervalMs the state changes
+ *   since the last time go to the changelog and then the processed offsets are committed, so the
+ *   stored state is never behind the committed offsets. After a crash the records since the last
+ *   commit are processed again: a stateful core must drop those its state has seen (the smoother
+ *   and the pass-through drop a sequence number they have seen), and the consumers of the outputs
+ *   see the repeats of the records the state had not seen. Nothing is lost, and no transaction
+ *   sits between a record and its output.
  */
 export class StreamRuntime<S> {
-  private readonly o: RuntimeOptions<S> & Required<Pick<RuntimeOptions<S>, 'maxBatchRecords' | 'partitionsConsumedConcurrently' | 'sessionTimeoutMs' | 'maxBacklog' | 'maxRecordBytes'>>;
-  private readonly inputs: ReadonlyArray<{ id: TopicId; name: string; kind: MessageKind }>;
+  private readonly o: RuntimeOptions<S> & Required<Pick<RuntimeOptions<S>, 'maxBatchRecords' | 'commitIntervalMs' | 'sessionTimeoutMs' | 'maxBacklog' | 'maxRecordBytes'>>;
+  readonly guarantee: Guarantee;
+  private readonly inputs: readonly Input[];
   private readonly changelog: string | undefined;
   private readonly changelogSpec: TopicSpec | undefined;
+  private readonly deadLetterTopic: string;
   private readonly consumer: Consumer;
   private readonly admin: Admin;
   private readonly tasks = new Map<number, Promise<Task<S>>>();
   private assigned = new Set<number>();
   private joined = false;
+  private running = false;
   private stopping = false;
+  private committer: NodeJS.Timeout | undefined;
+  private committing = false;
+  /** At-least-once: the process's idempotent producer, and its sends merged across tasks. */
+  private producer: Producer | undefined;
+  private send: ((topicMessages: readonly TopicMessages[]) => Promise<void[]>) | undefined;
   private readonly abort = new AbortController();
   private readonly stage: string;
   private crashed: ((err: Error) => void) | undefined;
@@ -72,12 +127,13 @@ export class StreamRuntime<S> {
   constructor(options: RuntimeOptions<S>) {
     this.o = {
       maxBatchRecords: 500,
-      partitionsConsumedConcurrently: 1,
+      commitIntervalMs: 100,
       sessionTimeoutMs: 10_000,
       maxBacklog: 1000,
       maxRecordBytes: 4 * 1024 * 1024,
       ...options,
     };
+    this.guarantee = options.guarantee ?? options.spec.guarantee;
     this.stage = options.core.name;
     this.inputs = options.spec.inputs.map((id) => {
       const spec = topicSpec(options.topology, id);
@@ -86,6 +142,7 @@ export class StreamRuntime<S> {
     });
     this.changelogSpec = options.spec.stateful ? changelogTopic(options.topology, options.spec, options.core.stateVersion) : undefined;
     this.changelog = this.changelogSpec?.name;
+    this.deadLetterTopic = topicSpec(options.topology, 'dead-letter').name;
     this.admin = options.kafka.admin();
     this.consumer = options.kafka.consumer({
       groupId: options.groupId,
@@ -117,14 +174,28 @@ export class StreamRuntime<S> {
     });
     await this.admin.connect();
     await this.ensureChangelog();
+    if (this.guarantee === 'at-least-once') {
+      const producer = this.o.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+      await producer.connect();
+      this.producer = producer;
+      this.send = coalesce(async (topicMessages: TopicMessages[]) => {
+        await producer.sendBatch({ topicMessages: mergeByTopic(topicMessages), acks: -1 });
+        return topicMessages.map(() => undefined);
+      }, 10_000);
+    }
     await consumer.connect();
     for (const input of this.inputs) await consumer.subscribe({ topic: input.name, fromBeginning: true });
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: this.o.partitionsConsumedConcurrently,
       eachBatch: (payload) => this.onBatch(payload),
     });
+    this.running = true;
+    if (this.guarantee === 'at-least-once') {
+      this.committer = setInterval(() => void this.commitProcessed(), this.o.commitIntervalMs);
+      this.committer.unref();
+    }
+    this.o.logger.info('stream runtime started', { guarantee: this.guarantee, maxBatchRecords: this.o.maxBatchRecords });
   }
 
   /** A core whose parameters changed writes to a changelog of its own: create it if `topics apply` did not. */
@@ -149,16 +220,25 @@ export class StreamRuntime<S> {
     return this.o.core.ready?.() ?? { ready: true };
   }
 
-  /** Finishes the batch in flight (or abandons it to be aborted), commits, leaves the group, closes producers. */
+  /**
+   * Finishes each task's batch in flight (later fetched records are left to the next owner),
+   * commits, leaves the group and closes the producers.
+   */
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
     this.abort.abort();
+    clearInterval(this.committer);
+    const tasks = (await Promise.all([...this.tasks.values()].map((t) => t.catch(() => undefined)))).filter((t) => t !== undefined);
+    for (const task of tasks) task.inbox.length = 0;
+    await Promise.all(tasks.map((t) => t.worker?.catch(() => undefined)));
+    await Promise.all(tasks.map((t) => t.acked));
+    await this.commitProcessed();
     await this.consumer.stop().catch(() => undefined);
     await this.consumer.disconnect().catch(() => undefined);
-    const tasks = [...this.tasks.values()];
     this.tasks.clear();
-    await Promise.all(tasks.map(async (t) => (await t.catch(() => undefined))?.producer.disconnect().catch(() => undefined)));
+    await Promise.all(tasks.map((t) => t.producer?.disconnect().catch(() => undefined)));
+    await this.producer?.disconnect().catch(() => undefined);
     await this.admin.disconnect().catch(() => undefined);
     await this.o.core.close?.();
   }
@@ -169,7 +249,7 @@ export class StreamRuntime<S> {
 
   private onAssignment(next: Set<number>): void {
     for (const partition of this.assigned) {
-      if (!next.has(partition)) void this.dropTask(partition, 'revoked');
+      if (!next.has(partition)) void this.closeTask(partition, 'revoked');
     }
     this.assigned = next;
     this.metrics.assignedPartitions.set({ stage: this.stage }, next.size * this.inputs.length);
@@ -177,21 +257,29 @@ export class StreamRuntime<S> {
     this.o.logger.info('partitions assigned', { partitions: [...next].sort((a, b) => a - b) });
   }
 
-  private async dropTask(partition: number, why: string): Promise<void> {
+  /**
+   * Stops a task after its batch in flight. Under at-least-once its last positions are not
+   * committed here: the group has moved on, and the new owner starts from the last commit.
+   */
+  private async closeTask(partition: number, why: string): Promise<void> {
     const pending = this.tasks.get(partition);
     if (!pending) return;
     this.tasks.delete(partition);
     const task = await pending.catch(() => undefined);
     if (!task) return;
-    await task.queue.catch(() => undefined);
-    await task.producer.disconnect().catch(() => undefined);
+    task.closed = true;
+    task.inbox.length = 0;
+    await task.worker?.catch(() => undefined);
+    await task.acked;
+    if (task.paused) this.resume(task);
+    await task.producer?.disconnect().catch(() => undefined);
     this.o.logger.info('task closed', { partition, why });
   }
 
-  private task(partition: number): Promise<Task<S>> {
+  private task(partition: number, reset = false): Promise<Task<S>> {
     let pending = this.tasks.get(partition);
     if (!pending) {
-      pending = this.initTask(partition);
+      pending = reset ? sleep(200).then(() => this.initTask(partition, true)) : this.initTask(partition, false);
       pending.catch((err: unknown) => {
         this.o.logger.warn('task init failed', { partition, error: errorMessage(err) });
         if (this.tasks.get(partition) === pending) this.tasks.delete(partition);
@@ -201,22 +289,25 @@ export class StreamRuntime<S> {
     return pending;
   }
 
-  private async initTask(partition: number): Promise<Task<S>> {
-    const producer = this.o.kafka.producer({
-      transactionalId: `${this.o.groupId}.task-${partition}`,
-      idempotent: true,
-      maxInFlightRequests: 1,
-      transactionTimeout: 30_000,
-      allowAutoTopicCreation: false,
-      // Right after a commit the coordinator answers CONCURRENT_TRANSACTIONS until its markers are
-      // written (a few ms): retry quickly, as the Java client does, instead of kafkajs's 300 ms.
-      retry: { initialRetryTime: 5, maxRetryTime: 500, multiplier: 2, retries: 20 },
-    });
-    await producer.connect();
-    // Initialising the transactional id fences a previous owner and settles its open transaction,
-    // so the committed offsets and the changelog read below are final.
-    const fence = await producer.transaction();
-    await fence.abort();
+  private async initTask(partition: number, reset: boolean): Promise<Task<S>> {
+    let producer: Producer | undefined;
+    if (this.guarantee === 'exactly-once') {
+      producer = this.o.kafka.producer({
+        transactionalId: `${this.o.groupId}.task-${partition}`,
+        transactionTimeout: 30_000,
+        idempotent: true,
+        maxInFlightRequests: 1,
+        allowAutoTopicCreation: false,
+        // Right after a commit the coordinator answers CONCURRENT_TRANSACTIONS until its markers
+        // are written (a few ms): retry at once and then quickly, instead of kafkajs's 300 ms.
+        retry: { initialRetryTime: 1, maxRetryTime: 500, multiplier: 1.5, retries: 30 },
+      });
+      await producer.connect();
+      // Initialising the transactional id fences a previous owner and settles its open
+      // transaction, so the committed offsets and the changelog read below are final.
+      const fence = await producer.transaction();
+      await fence.abort();
+    }
 
     const state = this.changelog ? await this.restoreState(partition) : new Map<string, S>();
     const committed = await this.admin.fetchOffsets({ groupId: this.o.groupId, topics: this.inputs.map((i) => i.name) });
@@ -225,8 +316,20 @@ export class StreamRuntime<S> {
       const offset = t.partitions.find((p) => p.partition === partition)?.offset ?? '-1';
       positions.set(t.topic, BigInt(offset) < 0n ? 0n : BigInt(offset));
     }
+    const task: Task<S> = {
+      partition, producer, state, positions, fetched: new Map(positions), seeking: new Map(), inbox: [], waiting: 0,
+      worker: undefined, paused: false, dirty: false, unflushed: new Map(), acked: Promise.resolve(), closed: false,
+    };
+    if (reset) {
+      // The consumer fetched ahead of what was processed: send it back to the committed offsets,
+      // and drop whatever it had already fetched from further on.
+      for (const [topic, offset] of positions) {
+        task.seeking.set(topic, offset);
+        this.consumer.seek({ topic, partition, offset: offset.toString() });
+      }
+    }
     this.o.logger.info('task ready', { partition, keys: state.size, positions: Object.fromEntries([...positions].map(([k, v]) => [k, v.toString()])) });
-    return { partition, producer, state, positions, queue: Promise.resolve() };
+    return task;
   }
 
   /** Reads the task's changelog partition from the start to its end (read_committed) into a map. */
@@ -277,53 +380,122 @@ export class StreamRuntime<S> {
     return state;
   }
 
-  private async onBatch(payload: EachBatchPayload): Promise<void> {
-    const { batch, resolveOffset, heartbeat, isRunning, isStale, pause } = payload;
+  /** kafkajs's fetch loop: hands the batch to its task and returns, so that fetching goes on. */
+  private async onBatch({ batch, resolveOffset, isRunning }: EachBatchPayload): Promise<void> {
     if (this.stopping || !isRunning()) return;
-    const backlog = this.o.core.backlog?.() ?? 0;
-    if (backlog > this.o.maxBacklog) {
-      const resume = pause();
-      this.metrics.pausedPartitions.inc({ stage: this.stage });
-      const wait = setInterval(() => {
-        if ((this.o.core.backlog?.() ?? 0) <= this.o.maxBacklog / 2 || this.stopping) {
-          clearInterval(wait);
-          this.metrics.pausedPartitions.dec({ stage: this.stage });
-          resume();
-        }
-      }, 20);
-      return;
-    }
     const task = await this.task(batch.partition);
-    const run = task.queue.then(async () => {
-      const input = this.inputs.find((i) => i.name === batch.topic)!;
-      const position = task.positions.get(batch.topic) ?? 0n;
-      const fresh = batch.messages.filter((m) => BigInt(m.offset) >= position);
-      const already = batch.messages.length - fresh.length;
-      if (already > 0) {
-        this.metrics.skipped.inc({ stage: this.stage, reason: 'already-committed' }, already);
-        this.o.logger.info('skipped records already committed by a previous owner', { topic: batch.topic, partition: batch.partition, count: already });
-      }
-      for (let i = 0; i < fresh.length; i += this.o.maxBatchRecords) {
-        if (this.stopping || !isRunning() || isStale() || this.tasks.get(batch.partition) === undefined) return;
-        const chunk = fresh.slice(i, i + this.o.maxBatchRecords);
-        // The batch's last offset can lie past its last record (transaction markers, aborted
-        // records): committing past them leaves no phantom lag behind.
-        const lastOfBatch = i + this.o.maxBatchRecords >= fresh.length ? BigInt(batch.lastOffset()) : undefined;
-        await this.processChunk(task, input, batch.partition, chunk, lastOfBatch);
-        resolveOffset(chunk[chunk.length - 1]!.offset);
-        this.metrics.consumerLag.set(
-          { stage: this.stage, topic: batch.topic, partition: String(batch.partition) },
-          Math.max(0, Number(BigInt(batch.highWatermark) - (task.positions.get(batch.topic) ?? 0n))),
-        );
-        await heartbeat().catch(() => undefined);
-      }
-      if (fresh.length === 0 && batch.messages.length > 0) resolveOffset(batch.messages[batch.messages.length - 1]!.offset);
-    });
-    task.queue = run.catch(() => undefined);
-    await run;
+    if (task.closed) return;
+    const input = this.inputs.find((i) => i.name === batch.topic)!;
+    const seek = task.seeking.get(batch.topic);
+    if (seek !== undefined) {
+      // kafkajs keeps the offset a batch was fetched from, though its types do not say so.
+      if (BigInt((batch as unknown as { fetchedOffset: string }).fetchedOffset) > seek) return;
+      task.seeking.delete(batch.topic);
+    }
+    const position = task.positions.get(batch.topic) ?? 0n;
+    const from = task.fetched.get(batch.topic) ?? position;
+    const fresh = batch.messages.filter((m) => BigInt(m.offset) >= from);
+    const already = batch.messages.filter((m) => BigInt(m.offset) < position).length;
+    if (already > 0) {
+      this.metrics.skipped.inc({ stage: this.stage, reason: 'already-committed' }, already);
+      this.o.logger.info('skipped records already committed by a previous owner', { topic: batch.topic, partition: batch.partition, count: already });
+    }
+    // The batch's last offset can lie past its last record (transaction markers, aborted
+    // records): committing past them leaves no phantom lag behind.
+    const last = BigInt(batch.lastOffset());
+    if (last + 1n > from) task.fetched.set(batch.topic, last + 1n);
+    resolveOffset(batch.lastOffset());
+    if (fresh.length === 0) return;
+    task.inbox.push({ input, messages: fresh, last });
+    task.waiting += fresh.length;
+    this.metrics.consumerLag.set({ stage: this.stage, topic: batch.topic, partition: String(batch.partition) }, Math.max(0, Number(BigInt(batch.highWatermark) - position)));
+    if (task.waiting > this.o.maxBacklog && !task.paused) {
+      task.paused = true;
+      this.consumer.pause(this.inputs.map((i) => ({ topic: i.name, partitions: [task.partition] })));
+      this.metrics.pausedPartitions.inc({ stage: this.stage });
+    }
+    task.worker ??= this.work(task).finally(() => (task.worker = undefined));
   }
 
-  private decode(input: { id: TopicId; name: string; kind: MessageKind }, partition: number, m: KafkaMessage): Decoded {
+  private resume(task: Task<S>): void {
+    task.paused = false;
+    this.metrics.pausedPartitions.dec({ stage: this.stage });
+    if (!this.stopping) this.consumer.resume(this.inputs.map((i) => ({ topic: i.name, partitions: [task.partition] })));
+  }
+
+  /** The task's worker: batches of whatever waits in the inbox, one after the other, until it is empty. */
+  private async work(task: Task<S>): Promise<void> {
+    while (!task.closed && task.inbox.length > 0) {
+      const batch = this.take(task);
+      const count = batch.reduce((n, c) => n + c.messages.length, 0);
+      try {
+        await this.processWithRetry(task, batch);
+      } catch (err) {
+        await this.resetTask(task, err);
+        return;
+      }
+      task.waiting -= count;
+      if (task.paused && task.waiting <= this.o.maxBacklog / 2) this.resume(task);
+    }
+  }
+
+  /** Up to maxBatchRecords records from the head of the inbox, across input topics, in arrival order. */
+  private take(task: Task<S>): Chunk[] {
+    const out: Chunk[] = [];
+    let room = this.o.maxBatchRecords;
+    while (room > 0 && task.inbox.length > 0) {
+      const head = task.inbox[0]!;
+      if (head.messages.length <= room) {
+        out.push(head);
+        task.inbox.shift();
+        room -= head.messages.length;
+      } else {
+        const part = head.messages.slice(0, room);
+        out.push({ input: head.input, messages: part, last: BigInt(part[part.length - 1]!.offset) });
+        head.messages = head.messages.slice(room);
+        room = 0;
+      }
+    }
+    return out;
+  }
+
+  /** A service the core needs being away (a retriable error) retries the same batch with backoff; nothing is committed meanwhile. */
+  private async processWithRetry(task: Task<S>, batch: Chunk[]): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.processBatch(task, batch);
+        return;
+      } catch (err) {
+        if (err instanceof CommitFailed || task.closed || this.stopping) throw err;
+        const wait = Math.min(2000, 50 * 2 ** attempt) * (0.8 + 0.4 * Math.random());
+        this.o.logger.warn('batch failed with a retriable error; retrying it', { partition: task.partition, attempt: attempt + 1, inMs: Math.round(wait), error: errorMessage(err) });
+        await sleep(wait);
+      }
+    }
+  }
+
+  /**
+   * After a failed commit (or a fenced producer) the task starts over from what was committed: a
+   * new task restores the state and sends the consumer back to the committed offsets.
+   */
+  private async resetTask(task: Task<S>, err: unknown): Promise<void> {
+    if (task.closed) return;
+    task.closed = true;
+    task.inbox.length = 0;
+    if (task.paused) this.resume(task);
+    this.metrics.transactionsAborted.inc({ stage: this.stage });
+    const partition = task.partition;
+    await task.producer?.disconnect().catch(() => undefined);
+    const pending = this.tasks.get(partition);
+    if (!pending || (await pending.catch(() => undefined)) !== task) return;
+    this.tasks.delete(partition);
+    if (this.stopping || !this.assigned.has(partition)) return;
+    this.o.logger.warn('batch could not be committed; the task starts over from its committed offsets', { partition, error: errorMessage(err) });
+    // In the map at once, so that records fetched meanwhile wait for the reset task (and its seek).
+    await this.task(partition, true).catch(() => undefined);
+  }
+
+  private decode(input: Input, partition: number, m: KafkaMessage): Decoded {
     if (m.value === null) return { ok: false, message: m, code: 'INVALID_RECORD', error: 'record has no value (tombstone)' };
     if (m.value.length > this.o.maxRecordBytes) {
       return { ok: false, message: m, code: 'OVERSIZED_RECORD', error: `record of ${m.value.length} bytes exceeds the limit of ${this.o.maxRecordBytes}` };
@@ -340,7 +512,7 @@ export class StreamRuntime<S> {
     }
   }
 
-  private deadLetter(input: { name: string }, partition: number, m: KafkaMessage, code: ErrorCode, error: string): Message {
+  private deadLetter(input: Input, partition: number, m: KafkaMessage, code: ErrorCode, error: string): Message {
     this.metrics.deadLetters.inc({ stage: this.stage, code });
     this.o.logger.warn('record dead-lettered', { topic: input.name, partition, offset: m.offset, code, error });
     return {
@@ -365,14 +537,16 @@ export class StreamRuntime<S> {
     return { topic: spec.name, message: { key: out.key, value: this.o.registry.encode(spec.valueKind, out.value as never) } };
   }
 
-  private async processChunk(task: Task<S>, input: { id: TopicId; name: string; kind: MessageKind }, partition: number, chunk: KafkaMessage[], lastOfBatch?: bigint): Promise<void> {
+  private async processBatch(task: Task<S>, batch: Chunk[]): Promise<void> {
     const started = performance.now();
     const { metrics, stage } = this;
-    metrics.recordsIn.inc({ stage, topic: input.name }, chunk.length);
-    metrics.batchSize.observe({ stage }, chunk.length);
+    const partition = task.partition;
+    const count = batch.reduce((n, c) => n + c.messages.length, 0);
+    metrics.batchSize.observe({ stage }, count);
 
-    const decoded = chunk.map((m) => this.decode(input, partition, m));
-    const good = decoded.flatMap((d) => (d.ok ? [d.record] : []));
+    const decoded: Array<{ input: Input; message: KafkaMessage; d: Decoded }> = [];
+    for (const chunk of batch) for (const message of chunk.messages) decoded.push({ input: chunk.input, message, d: this.decode(chunk.input, partition, message) });
+    const good = decoded.flatMap(({ d }) => (d.ok ? [d.record] : []));
     const prepared = this.o.core.prepare && good.length > 0 ? await this.o.core.prepare(good, this.abort.signal) : undefined;
 
     const staged = new Map<string, S | undefined>();
@@ -382,11 +556,10 @@ export class StreamRuntime<S> {
       list.push(message);
       out.set(topic, list);
     };
-    const deadLetterTopic = topicSpec(this.o.topology, 'dead-letter').name;
     let g = 0;
-    for (const d of decoded) {
+    for (const { input, message, d } of decoded) {
       if (!d.ok) {
-        push(deadLetterTopic, this.deadLetter(input, partition, d.message, d.code, d.error));
+        push(this.deadLetterTopic, this.deadLetter(input, partition, d.message, d.code, d.error));
         continue;
       }
       const record = d.record;
@@ -403,42 +576,120 @@ export class StreamRuntime<S> {
         if (decision.action === 'retry') {
           throw new EmotionMuseError('SERVICE_UNAVAILABLE', `retrying batch of ${input.name}[${partition}]: ${decision.message}`, { retriable: true, cause: err });
         }
-        const source = chunk.find((m) => m.offset === record.offset)!;
-        push(deadLetterTopic, this.deadLetter(input, partition, source, decision.code, decision.message));
-      }
-    }
-    if (this.changelog) {
-      for (const [key, value] of staged) {
-        push(this.changelog, { key, partition: task.partition, value: value === undefined ? null : JSON.stringify(value) });
+        push(this.deadLetterTopic, this.deadLetter(input, partition, message, decision.code, decision.message));
       }
     }
 
-    const lastRecord = BigInt(chunk[chunk.length - 1]!.offset);
-    const last = lastOfBatch !== undefined && lastOfBatch > lastRecord ? lastOfBatch : lastRecord;
-    const txn = await task.producer.transaction();
+    // Next offset per input topic once this batch is done.
+    const next = new Map<string, bigint>();
+    for (const chunk of batch) {
+      const lastRecord = BigInt(chunk.messages[chunk.messages.length - 1]!.offset);
+      next.set(chunk.input.name, (chunk.last > lastRecord ? chunk.last : lastRecord) + 1n);
+    }
+
+    const done = () => {
+      for (const [topic, offset] of next) task.positions.set(topic, offset);
+      task.dirty = true;
+      for (const [topic, messages] of out) metrics.recordsOut.inc({ stage, topic }, messages.length);
+      for (const chunk of batch) metrics.recordsIn.inc({ stage, topic: chunk.input.name }, chunk.messages.length);
+      metrics.transactionSeconds.observe({ stage }, (performance.now() - started) / 1000);
+    };
+    const applyState = () => {
+      for (const [key, value] of staged) {
+        if (value === undefined) task.state.delete(key);
+        else task.state.set(key, value);
+      }
+    };
+
+    if (this.guarantee === 'exactly-once') {
+      try {
+        await this.commitTransaction(task, out, this.changelogMessages(partition, staged), next);
+      } catch (err) {
+        throw new CommitFailed(errorMessage(err), { cause: err });
+      }
+      applyState();
+      done();
+      return;
+    }
+    // At least once: the next batch need not wait for this one's acknowledgement. Its state is
+    // used at once; the positions and the state to flush move on only when the outputs are
+    // acknowledged (acknowledgements come in order), so a flush never stores state whose outputs
+    // could still be lost.
+    const sent = out.size > 0 ? this.send!([...out].map(([topic, messages]) => ({ topic, messages }))) : undefined;
+    applyState();
+    task.acked = task.acked
+      .then(() => sent)
+      .then(() => {
+        if (this.changelog) for (const [key, value] of staged) task.unflushed.set(key, value);
+        done();
+      })
+      .catch((err: unknown) => void this.resetTask(task, err));
+  }
+
+
+  private changelogMessages(partition: number, changes: Map<string, S | undefined>): Message[] {
+    if (!this.changelog) return [];
+    return [...changes].map(([key, value]) => ({ key, partition, value: value === undefined ? null : JSON.stringify(value) }));
+  }
+
+  /** Outputs, dead letters, state changes and input offsets in one transaction. */
+  private async commitTransaction(task: Task<S>, out: Map<string, Message[]>, changes: Message[], next: Map<string, bigint>): Promise<void> {
+    const txn = await task.producer!.transaction();
     try {
       const topicMessages = [...out].map(([topic, messages]) => ({ topic, messages }));
+      if (changes.length > 0) topicMessages.push({ topic: this.changelog!, messages: changes });
       if (topicMessages.length > 0) await txn.sendBatch({ topicMessages, acks: -1 });
       await txn.sendOffsets({
         consumerGroupId: this.o.groupId,
-        topics: [{ topic: input.name, partitions: [{ partition, offset: (last + 1n).toString() }] }],
+        topics: [...next].map(([topic, offset]) => ({ topic, partitions: [{ partition: task.partition, offset: offset.toString() }] })),
       });
       await txn.commit();
     } catch (err) {
-      metrics.transactionsAborted.inc({ stage });
-      this.o.logger.warn('transaction failed; the batch will be retried from the committed offsets', { topic: input.name, partition, error: errorMessage(err) });
+      this.o.logger.warn('transaction failed; the batch will be processed again from the committed offsets', { partition: task.partition, error: errorMessage(err) });
       await txn.abort().catch(() => undefined);
-      void this.dropTask(task.partition, 'transaction failed');
       throw err;
     }
-    for (const [key, value] of staged) {
-      if (value === undefined) task.state.delete(key);
-      else task.state.set(key, value);
-    }
-    task.positions.set(input.name, last + 1n);
-    for (const [topic, messages] of out) {
-      if (topic !== this.changelog) metrics.recordsOut.inc({ stage, topic }, messages.length);
-    }
-    metrics.transactionSeconds.observe({ stage }, (performance.now() - started) / 1000);
   }
+
+  /**
+   * At-least-once: writes every task's state changes to the changelog, then commits the processed
+   * positions of every task, in one request each. Positions and changes are taken together, so
+   * the state stored is never behind the offsets committed.
+   */
+  private async commitProcessed(): Promise<void> {
+    if (this.guarantee !== 'at-least-once' || !this.running || this.committing) return;
+    const tasks = (await Promise.all([...this.tasks.values()].map((t) => t.catch(() => undefined)))).filter((t): t is Task<S> => t !== undefined && !t.closed && t.dirty);
+    if (tasks.length === 0) return;
+    const offsets = tasks.flatMap((task) => [...task.positions].map(([topic, offset]) => ({ topic, partition: task.partition, offset: offset.toString() })));
+    const changes = tasks.map((task) => ({ task, changes: new Map(task.unflushed) }));
+    for (const task of tasks) {
+      task.dirty = false;
+      task.unflushed.clear();
+    }
+    this.committing = true;
+    try {
+      const messages = changes.flatMap(({ task, changes }) => this.changelogMessages(task.partition, changes));
+      if (messages.length > 0) await this.send!([{ topic: this.changelog!, messages }]);
+      await this.consumer.commitOffsets(offsets);
+    } catch (err) {
+      for (const { task, changes: taken } of changes) {
+        task.dirty = true;
+        for (const [key, value] of taken) if (!task.unflushed.has(key)) task.unflushed.set(key, value);
+      }
+      this.o.logger.warn('state flush or offset commit failed; retried at the next interval', { error: errorMessage(err) });
+    } finally {
+      this.committing = false;
+    }
+  }
+}
+
+/** kafkajs takes one entry per topic in a send (a second one would replace the first). */
+function mergeByTopic(topicMessages: readonly TopicMessages[]): TopicMessages[] {
+  const byTopic = new Map<string, Message[]>();
+  for (const { topic, messages } of topicMessages) {
+    const list = byTopic.get(topic);
+    if (list) list.push(...messages);
+    else byTopic.set(topic, [...messages]);
+  }
+  return [...byTopic].map(([topic, messages]) => ({ topic, messages }));
 }

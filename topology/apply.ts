@@ -122,7 +122,7 @@ export function describeTopology(topology: Topology): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
   const processors = topology.processors.map(
-    (p) => `  ${p.name}: ${p.inputs.join(' + ')} -> ${p.outputs.join(', ')}${p.stateful ? ` (state: ${p.name}.state-${p.stateVersion ?? 'v1'}.changelog)` : ''}\n      ${p.description}`,
+    (p) => `  ${p.name}: ${p.inputs.join(' + ')} -> ${p.outputs.join(', ')}, ${p.guarantee}${p.stateful ? ` (state: ${p.name}.state-${p.stateVersion ?? 'v1'}.changelog)` : ''}\n      ${p.description}`,
   );
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line), '', 'processors:', ...processors].join('\n');
 }

@@ -18,13 +18,24 @@ export interface TopicSpec {
   readonly description: string;
 }
 
-/** A processor as data: what it reads, what it writes, and whether it keeps per-key state. */
+/**
+ * How a processor commits a batch. `exactly-once`: outputs, state and input offsets in one Kafka
+ * transaction. `at-least-once`: outputs acknowledged, then offsets committed every interval; a
+ * crash repeats the records since the last commit, so the consumers of its outputs must drop
+ * duplicates.
+ */
+export type Guarantee = 'exactly-once' | 'at-least-once';
+export const GUARANTEES = ['exactly-once', 'at-least-once'] as const satisfies readonly Guarantee[];
+
+/** A processor as data: what it reads, what it writes, whether it keeps per-key state, and how it commits. */
 export interface ProcessorSpec {
   readonly name: string;
   readonly inputs: readonly TopicId[];
   readonly outputs: readonly TopicId[];
-  /** Per-key state kept in a compacted changelog topic, written in the processing transaction. */
+  /** Per-key state kept in a compacted changelog topic, written with the outputs. */
   readonly stateful: boolean;
+  /** The default; `--guarantee` overrides it per deployment. */
+  readonly guarantee: Guarantee;
   /** Part of the changelog's name: bump it when the state's shape or its parameters change. */
   readonly stateVersion?: string;
   readonly description: string;
@@ -74,10 +85,10 @@ export function buildTopology(options: TopologyOptions = {}): Topology {
       topic('passthrough', 1, { partitions, retentionMs: 1 * HOUR, cleanupPolicy: 'delete', valueKind: 'frame', description: 'Output of the pass-through processor (validated frames); used to exercise the runtime.' }),
     ],
     processors: [
-      { name: 'classifier', inputs: ['frames'], outputs: ['emotion-scores', 'dead-letter'], stateful: false, description: 'Stage 1: face detection, crop, grey, resize, (CLAHE), emotion CNN on ONNX Runtime; per-frame 7-class probabilities.' },
-      { name: 'smoother', inputs: ['emotion-scores'], outputs: ['emotion-changes', 'dead-letter'], stateful: true, stateVersion: 'v1-t10-h5-g5000-skip', description: 'Stage 2 (temporal): mean of T=10 frames per non-overlapping window, label change after H=5 consecutive windows agree; per-user state in a changelog.' },
-      { name: 'recommender', inputs: ['emotion-changes', 'listens'], outputs: ['recommendations', 'dead-letter'], stateful: false, description: 'Stages 3 and 4: per-user state in Redis, Bi-LSTM scoring (ONNX) of the whole catalogue, emotion-compatibility reranking, top-K list per user.' },
-      { name: 'passthrough', inputs: ['frames'], outputs: ['passthrough', 'dead-letter'], stateful: true, stateVersion: 'v1', description: 'Validates frames and forwards them, counting frames per user in changelogged state (exercises the runtime).' },
+      { name: 'classifier', inputs: ['frames'], outputs: ['emotion-scores', 'dead-letter'], stateful: false, guarantee: 'at-least-once', description: 'Stage 1: face detection, crop, grey, resize, (CLAHE), emotion CNN on ONNX Runtime; per-frame 7-class probabilities.' },
+      { name: 'smoother', inputs: ['emotion-scores'], outputs: ['emotion-changes', 'dead-letter'], stateful: true, stateVersion: 'v2-t10-h5-g5000-skip', guarantee: 'at-least-once', description: 'Stage 2 (temporal): mean of T=10 frames per non-overlapping window, label change after H=5 consecutive windows agree; per-user state in a changelog.' },
+      { name: 'recommender', inputs: ['emotion-changes', 'listens'], outputs: ['recommendations', 'dead-letter'], stateful: false, guarantee: 'exactly-once', description: 'Stages 3 and 4: per-user state in Redis, Bi-LSTM scoring (ONNX) of the whole catalogue, emotion-compatibility reranking, top-K list per user.' },
+      { name: 'passthrough', inputs: ['frames'], outputs: ['passthrough', 'dead-letter'], stateful: true, stateVersion: 'v1', guarantee: 'exactly-once', description: 'Validates frames and forwards them, counting frames per user in changelogged state (exercises the runtime).' },
     ],
   };
 }

@@ -1,3 +1,4 @@
+import { coalesce } from '../../runtime/coalesce.ts';
 import { EmotionMuseError } from '../../runtime/errors.ts';
 import type { Metrics } from '../../runtime/metrics.ts';
 import type { InputRecord, ProcessorCore } from '../../runtime/processor.ts';
@@ -5,32 +6,28 @@ import type { EmotionScore, Frame } from '../../schemas/generated/types.ts';
 import type { ClassifierEngine, FrameResult } from './engine.ts';
 
 /**
- * frames -> emotion-scores. Stateless: `prepare` runs the whole batch of a poll through the
- * engine (one detector batch, one CNN batch); `process` maps each result back to its record.
- * A frame without a face gives `faceFound: false` (counted, not dead-lettered).
+ * frames -> emotion-scores. Stateless: `prepare` runs the batch through the engine (one detector
+ * batch, one CNN batch), together with the batches other partitions' tasks hand in meanwhile;
+ * `process` maps each result back to its record. A frame without a face gives
+ * `faceFound: false` (counted, not dead-lettered).
  */
-export function createClassifierCore(engine: ClassifierEngine, metrics?: Metrics): ProcessorCore<never, FrameResult> {
-  let inFlight = 0;
+export function createClassifierCore(engine: ClassifierEngine, metrics?: Metrics, options: { maxBatch?: number; concurrency?: number } = {}): ProcessorCore<never, FrameResult> {
+  const classify = coalesce((frames: Frame[]) => engine.classify(frames), options.maxBatch ?? 64, options.concurrency ?? 1);
   return {
     name: 'classifier',
     async prepare(records) {
-      inFlight += records.length;
-      try {
-        const results = await engine.classify(records.map((r) => r.value as Frame));
-        if (metrics) {
-          for (const r of results) {
-            if (r instanceof EmotionMuseError) continue;
-            metrics.stepSeconds.observe({ stage: 'classifier', step: 'decode' }, r.timings.decodeMs / 1000);
-            metrics.stepSeconds.observe({ stage: 'classifier', step: 'preprocess' }, r.timings.preprocessMs / 1000);
-            if (r.timings.detectMs > 0) metrics.stepSeconds.observe({ stage: 'classifier', step: 'detect' }, r.timings.detectMs / 1000);
-            if (r.faceFound) metrics.stepSeconds.observe({ stage: 'classifier', step: 'infer' }, r.timings.inferMs / 1000);
-            else metrics.skipped.inc({ stage: 'classifier', reason: 'no-face' });
-          }
+      const results = await classify(records.map((r) => r.value as Frame));
+      if (metrics) {
+        for (const r of results) {
+          if (r instanceof EmotionMuseError) continue;
+          metrics.stepSeconds.observe({ stage: 'classifier', step: 'decode' }, r.timings.decodeMs / 1000);
+          metrics.stepSeconds.observe({ stage: 'classifier', step: 'preprocess' }, r.timings.preprocessMs / 1000);
+          if (r.timings.detectMs > 0) metrics.stepSeconds.observe({ stage: 'classifier', step: 'detect' }, r.timings.detectMs / 1000);
+          if (r.faceFound) metrics.stepSeconds.observe({ stage: 'classifier', step: 'infer' }, r.timings.inferMs / 1000);
+          else metrics.skipped.inc({ stage: 'classifier', reason: 'no-face' });
         }
-        return results;
-      } finally {
-        inFlight -= records.length;
       }
+      return results;
     },
     process(_state, record: InputRecord, result) {
       if (!result) throw new EmotionMuseError('PROCESSING_FAILED', 'no classifier result for this frame');
@@ -50,7 +47,6 @@ export function createClassifierCore(engine: ClassifierEngine, metrics?: Metrics
       metrics?.endToEnd.observe({ path: 'score' }, Math.max(0, score.processedTimeMs - frame.captureTimeMs) / 1000);
       return { state: undefined, outputs: [{ to: 'emotion-scores', key: record.key, value: score }] };
     },
-    backlog: () => inFlight,
     ready: () => ({ ready: true }),
   };
 }

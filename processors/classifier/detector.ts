@@ -1,4 +1,4 @@
-import type { InferenceSession } from 'onnxruntime-node';
+import type { ModelSession } from '../../runtime/onnx.ts';
 import { ort } from '../../runtime/onnx.ts';
 
 export interface FaceBox {
@@ -79,7 +79,7 @@ export function decodeDetections(
 /** Runs the converted BlazeFace model on a batch of 256x256 RGB inputs normalised to [-1, 1]. */
 export class FaceDetector {
   constructor(
-    private readonly session: InferenceSession,
+    private readonly session: ModelSession,
     private readonly options: DetectorOptions = {},
   ) {}
 

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import type { InferenceSession } from 'onnxruntime-node';
+import type { ModelSession } from '../../runtime/onnx.ts';
 import { EmotionMuseError, errorMessage } from '../../runtime/errors.ts';
 import type { Logger } from '../../runtime/log.ts';
 import { openSession, ort, type ExecutionProvider } from '../../runtime/onnx.ts';
@@ -16,10 +16,17 @@ import { normaliseInto, resizeGrey, type GreyImage } from './image.ts';
 sharp.cache(false);
 
 export const MODELS_DIR = fileURLToPath(new URL('../../models/', import.meta.url));
+/** The emotion CNN's files: int8 (models/quantize/) is the default, float32 the converted original. */
+export const EMOTION_MODELS = { int8: 'emotion-int8.onnx', float32: 'emotion.onnx' } as const;
+export type EmotionModel = keyof typeof EMOTION_MODELS;
 export const EMOTION_INPUT = 64;
 const PIXELS = EMOTION_INPUT * EMOTION_INPUT;
 
 export interface ClassifierEngineOptions {
+  /** Which emotion CNN to run (same inputs and outputs). @defaultValue 'int8' */
+  readonly emotionModel?: EmotionModel;
+  /** Run both models in this many inference threads, off the event loop (see runtime/onnx.ts); 0 runs them in this thread. @defaultValue 0 */
+  readonly inferenceThreads?: number;
   /** Execution providers to try in order. @defaultValue ['cuda', 'cpu'] */
   readonly providers?: readonly ExecutionProvider[];
   /** ONNX Runtime intra-op threads; 0 lets it choose. @defaultValue 0 */
@@ -62,23 +69,25 @@ const now = () => performance.now();
  */
 export class ClassifierEngine {
   private constructor(
-    private readonly emotion: InferenceSession,
+    private readonly emotion: ModelSession,
     private readonly detector: FaceDetector,
     readonly provider: ExecutionProvider,
     readonly modelVersion: string,
-    private readonly options: Required<Omit<ClassifierEngineOptions, 'logger' | 'modelsDir' | 'providers'>>,
+    private readonly options: Required<Omit<ClassifierEngineOptions, 'logger' | 'modelsDir' | 'providers' | 'emotionModel' | 'inferenceThreads'>>,
   ) {}
 
   static async create(options: ClassifierEngineOptions = {}): Promise<ClassifierEngine> {
     const dir = options.modelsDir ?? MODELS_DIR;
     const providers = options.providers ?? ['cuda', 'cpu'];
-    const emotion = await openSession(path.join(dir, 'emotion.onnx'), { providers, threads: options.threads, logger: options.logger });
-    const detector = await openSession(path.join(dir, 'blazeface.onnx'), { providers, threads: options.threads, logger: options.logger });
+    const emotionModel = options.emotionModel ?? 'int8';
+    const open = { providers, threads: options.threads, inferenceThreads: options.inferenceThreads, logger: options.logger };
+    const emotion = await openSession(path.join(dir, EMOTION_MODELS[emotionModel]), open);
+    const detector = await openSession(path.join(dir, 'blazeface.onnx'), open);
     return new ClassifierEngine(
       emotion.session,
       new FaceDetector(detector.session, { minScore: options.minFaceScore ?? 0.6 }),
       emotion.provider,
-      MODEL_SPECS.emotion.version,
+      emotionModel === 'int8' ? `${MODEL_SPECS.emotion.version}-int8` : MODEL_SPECS.emotion.version,
       {
         threads: options.threads ?? 0,
         clahe: options.clahe ?? false,

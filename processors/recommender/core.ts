@@ -30,7 +30,6 @@ export function createRecommenderCore(deps: { scorer: Scorer; store: UserStore; 
   const { scorer, store, metrics } = deps;
   const config = deps.config ?? DEFAULT_RECOMMENDER_CONFIG;
   const step = (name: string, ms: number) => metrics?.stepSeconds.observe({ stage: 'recommender', step: name }, ms / 1000);
-  let inFlight = 0;
 
   async function buildList(record: InputRecord, user: string, trigger: Recommendation['trigger']): Promise<Recommendation> {
     const state = await store.read(user);
@@ -79,9 +78,16 @@ export function createRecommenderCore(deps: { scorer: Scorer; store: UserStore; 
       }
     } else {
       const change = record.value as EmotionChange;
-      applied = await store.applyEmotion(user, source, record.offset, {
+      const outcome = await store.applyEmotion(user, source, record.offset, {
         label: change.label, probabilities: change.probabilities, valence: change.valence, arousal: change.arousal, sinceMs: change.captureTimeMs,
-      });
+      }, `${change.sessionId}:${change.windowEndSeq}`);
+      if (outcome === 'repeat') {
+        // The smoother (at least once) sent this change again after a restart: its list is out already.
+        metrics?.skipped.inc({ stage: 'recommender', reason: 'repeated-change' });
+        await store.redis.set(cacheKey, 'none', 'EX', config.outputCacheSeconds);
+        return null;
+      }
+      applied = outcome === 'applied';
       trigger = 'EMOTION_CHANGE';
     }
     if (!applied) {
@@ -104,29 +110,23 @@ export function createRecommenderCore(deps: { scorer: Scorer; store: UserStore; 
   return {
     name: 'recommender',
     async prepare(records) {
-      inFlight += records.length;
       const out: Array<Recommendation | null | Error> = [];
-      try {
-        for (const record of records) {
-          const t0 = performance.now();
-          try {
-            out.push(await handle(record));
-          } catch (err) {
-            // A service that is away fails the whole batch (it is retried); a bad record fails alone.
-            if (err instanceof EmotionMuseError && err.retriable) throw err;
-            out.push(err instanceof Error ? err : new Error(String(err)));
-          }
-          step('record', performance.now() - t0);
+      for (const record of records) {
+        const t0 = performance.now();
+        try {
+          out.push(await handle(record));
+        } catch (err) {
+          // A service that is away fails the whole batch (it is retried); a bad record fails alone.
+          if (err instanceof EmotionMuseError && err.retriable) throw err;
+          out.push(err instanceof Error ? err : new Error(String(err)));
         }
-      } finally {
-        inFlight -= records.length;
+        step('record', performance.now() - t0);
       }
       return out;
     },
     process(_state, record, list) {
       return { state: undefined, outputs: list ? [{ to: 'recommendations', key: record.key, value: list }] : [] };
     },
-    backlog: () => inFlight,
     ready: () => (store.ready() ? { ready: true } : { ready: false, reason: 'redis is not reachable' }),
     close: () => store.close(),
     routes: [

@@ -1,8 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { InferenceSession } from 'onnxruntime-node';
 import type { Logger } from '../../runtime/log.ts';
-import { openSession, ort, type ExecutionProvider } from '../../runtime/onnx.ts';
+import { openSession, ort, type ExecutionProvider, type ModelSession } from '../../runtime/onnx.ts';
 import { valenceArousal } from '../smoother/core.ts';
 import { loadCatalogue, type TrackCatalogue } from './catalogue.ts';
 
@@ -41,7 +40,7 @@ export function scoringFile(dir: string, graph: ScoringGraph): string {
  */
 export class Scorer {
   private constructor(
-    private readonly session: InferenceSession,
+    private readonly session: ModelSession,
     readonly catalogue: TrackCatalogue,
     readonly modelVersion: string,
     readonly provider: ExecutionProvider,

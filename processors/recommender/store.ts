@@ -6,6 +6,8 @@ import type { Recommendation } from '../../schemas/generated/types.ts';
  * Per-user state in Redis. Key layout (prefix `em:` by default):
  *
  * - `<prefix>u:<user>` (hash): `emotion` (JSON: label, probabilities, valence, arousal, sinceMs),
+ *   `change` (the session and closing sequence number of the emotion change applied last, so that
+ *   a change repeated by an at-least-once smoother after a restart is recognised),
  *   `listAtMs` (time of the listen that last refreshed the list), and one `at:<topic>:<partition>`
  *   field per source partition: the last input offset applied to this user, which makes every
  *   update idempotent (a redelivered record is not applied twice).
@@ -39,18 +41,23 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 return 1`;
 
-// KEYS: hash, history. ARGV: field, offset, emotion JSON, ttl.
+// KEYS: hash, history. ARGV: field, offset, emotion JSON, ttl, change id. Returns 1 when applied,
+// 0 when this offset was, 2 when the same change came before from another offset.
 const APPLY_EMOTION = `
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur and tonumber(cur) >= tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[1], 'emotion', ARGV[3], ARGV[1], ARGV[2])
+if redis.call('HGET', KEYS[1], 'change') == ARGV[5] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return 2
+end
+redis.call('HSET', KEYS[1], 'emotion', ARGV[3], ARGV[1], ARGV[2], 'change', ARGV[5])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
 return 1`;
 
 type Scripted = Redis & {
   applyListen(hash: string, history: string, field: string, offset: string, track: string, n: number, ttl: number): Promise<number>;
-  applyEmotion(hash: string, history: string, field: string, offset: string, emotion: string, ttl: number): Promise<number>;
+  applyEmotion(hash: string, history: string, field: string, offset: string, emotion: string, ttl: number, change: string): Promise<number>;
 };
 
 export class UserStore {
@@ -109,9 +116,17 @@ export class UserStore {
     return this.timed('apply-listen', async () => (await this.redis.applyListen(k.hash, k.history, `at:${source}`, offset, trackId, this.options.historySize, this.options.ttlSeconds)) === 1);
   }
 
-  applyEmotion(user: string, source: string, offset: string, emotion: EmotionState): Promise<boolean> {
+  /**
+   * Sets the user's emotion unless this source offset was already applied (`already`), or the
+   * same change (`changeId`: its session and closing sequence number) was applied from another
+   * offset (`repeat`).
+   */
+  applyEmotion(user: string, source: string, offset: string, emotion: EmotionState, changeId: string): Promise<'applied' | 'already' | 'repeat'> {
     const k = this.keys(user);
-    return this.timed('apply-emotion', async () => (await this.redis.applyEmotion(k.hash, k.history, `at:${source}`, offset, JSON.stringify(emotion), this.options.ttlSeconds)) === 1);
+    return this.timed('apply-emotion', async () => {
+      const r = await this.redis.applyEmotion(k.hash, k.history, `at:${source}`, offset, JSON.stringify(emotion), this.options.ttlSeconds, changeId);
+      return r === 1 ? 'applied' : r === 2 ? 'repeat' : 'already';
+    });
   }
 
   read(user: string): Promise<UserState> {

@@ -30,9 +30,18 @@ export interface SmootherConfig {
 
 export const DEFAULT_SMOOTHER_CONFIG: SmootherConfig = { windowSize: 10, hysteresis: 5, sessionGapMs: 5000, noFace: 'skip' };
 
+/** Sessions a user has left that the state remembers, newest first. */
+export const LEFT_SESSIONS_KEPT = 8;
+
 /** Per-user state; plain JSON, kept in the changelog. */
 export interface SmootherState {
   readonly sessionId: string;
+  /**
+   * Sessions this user has left, newest first (at most LEFT_SESSIONS_KEPT): a score from one of
+   * them is late or a duplicate (an at-least-once upstream repeating records after a restart),
+   * not a new session.
+   */
+  readonly leftSessions: readonly string[];
   readonly lastSeq: number;
   readonly lastCaptureMs: number;
   /** Sum and count of the probability vectors of the window being filled. */
@@ -49,8 +58,8 @@ export type StepOutcome =
   | { readonly kind: 'accepted'; readonly change?: EmotionChange; readonly reset?: 'new-session' | 'gap' }
   | { readonly kind: 'dropped'; readonly reason: 'late-or-duplicate' };
 
-function fresh(score: EmotionScore): SmootherState {
-  return { sessionId: score.sessionId, lastSeq: -Infinity, lastCaptureMs: score.captureTimeMs, windowSum: new Array(7).fill(0), windowCount: 0, windows: 0, label: null, candidate: null, streak: 0 };
+function fresh(score: EmotionScore, leftSessions: readonly string[]): SmootherState {
+  return { sessionId: score.sessionId, leftSessions, lastSeq: -Infinity, lastCaptureMs: score.captureTimeMs, windowSum: new Array(7).fill(0), windowCount: 0, windows: 0, label: null, candidate: null, streak: 0 };
 }
 
 export function argmax(values: readonly number[]): number {
@@ -78,8 +87,11 @@ export function smooth(state: SmootherState | undefined, score: EmotionScore, co
   let reset: 'new-session' | 'gap' | undefined;
   if (s && s.sessionId !== score.sessionId) reset = 'new-session';
   else if (s && score.seq > s.lastSeq && score.captureTimeMs - s.lastCaptureMs > config.sessionGapMs) reset = 'gap';
-  if (s && !reset && score.seq <= s.lastSeq) return { state: s, outcome: { kind: 'dropped', reason: 'late-or-duplicate' } };
-  if (!s || reset) s = fresh(score);
+  const late = reset === 'new-session' ? s!.leftSessions.includes(score.sessionId) : !reset && s !== undefined && score.seq <= s.lastSeq;
+  if (late) return { state: s!, outcome: { kind: 'dropped', reason: 'late-or-duplicate' } };
+  if (!s) s = fresh(score, []);
+  else if (reset === 'new-session') s = fresh(score, [s.sessionId, ...s.leftSessions].slice(0, LEFT_SESSIONS_KEPT));
+  else if (reset === 'gap') s = fresh(score, s.leftSessions);
   s = { ...s, lastSeq: score.seq, lastCaptureMs: score.captureTimeMs };
 
   if (!score.faceFound || score.probabilities.length !== 7) {
@@ -121,7 +133,7 @@ export function smooth(state: SmootherState | undefined, score: EmotionScore, co
 
 /** The state's version is derived from the parameters, so a changed T, H, gap or policy never reads old state. */
 export function smootherStateVersion(config: SmootherConfig): string {
-  return `v1-t${config.windowSize}-h${config.hysteresis}-g${config.sessionGapMs}-${config.noFace}`;
+  return `v2-t${config.windowSize}-h${config.hysteresis}-g${config.sessionGapMs}-${config.noFace}`;
 }
 
 /** emotion-scores -> emotion-changes, per user, with the state in the runtime's changelog. */

@@ -58,3 +58,30 @@ export function assertExactlyOnceInOrder(outputs: readonly Collected[], users: n
   }
   if (problems.length > 0) throw new Error(`not exactly once in order:\n  ${problems.slice(0, 10).join('\n  ')}`);
 }
+
+/**
+ * At least once, in order: every input of every user comes out, the first time in sequence
+ * order. Repeats (a stretch processed again after a crash) are allowed; their count is returned.
+ */
+export function assertAtLeastOnceInOrder(outputs: readonly Collected[], users: number, perUser: number): number {
+  const byUser = new Map<string, number[]>();
+  for (const r of outputs) {
+    const f = registry.decode('frame', r.value!);
+    if (f.userId !== r.key) throw new Error(`record keyed ${r.key} holds user ${f.userId}`);
+    const list = byUser.get(f.userId) ?? [];
+    list.push(f.seq);
+    byUser.set(f.userId, list);
+  }
+  const problems: string[] = [];
+  let repeats = 0;
+  if (byUser.size !== users) problems.push(`expected ${users} users, saw ${byUser.size}`);
+  for (const [user, seqs] of byUser) {
+    const seen = new Set<number>();
+    const firsts = seqs.filter((s) => !seen.has(s) && seen.add(s));
+    repeats += seqs.length - firsts.length;
+    const outOfOrder = firsts.findIndex((s, i) => s !== i + 1);
+    if (firsts.length !== perUser || outOfOrder >= 0) problems.push(`${user}: ${firsts.length} distinct outputs for ${perUser} inputs, first out-of-order index ${outOfOrder}`);
+  }
+  if (problems.length > 0) throw new Error(`not at least once in order:\n  ${problems.slice(0, 10).join('\n  ')}`);
+  return repeats;
+}

@@ -1,14 +1,16 @@
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { clahe } from '../../processors/classifier/clahe.ts';
 import { decodeDetections, nonMaxSuppression } from '../../processors/classifier/detector.ts';
-import { ClassifierEngine, widen } from '../../processors/classifier/engine.ts';
+import { ClassifierEngine, EMOTION_MODELS, MODELS_DIR, widen } from '../../processors/classifier/engine.ts';
 import { scoreClassification } from '../../processors/classifier/evaluate.ts';
 import { resizeGrey } from '../../processors/classifier/image.ts';
 import { EmotionMuseError } from '../../runtime/errors.ts';
 import type { Frame } from '../../schemas/generated/types.ts';
-import { cameraFrame, FACE_PHOTOS, noFacePhoto } from '../support/faces.ts';
+import { cameraFrame, FACE_PHOTOS, FER_PUBLIC_TEST, noFacePhoto } from '../support/faces.ts';
 
 const fixture = JSON.parse(readFileSync(new URL('../fixtures/clahe-opencv.json', import.meta.url), 'utf8')) as {
   cases: Array<{ width: number; height: number; input: number[]; output: number[] }>;
@@ -135,5 +137,63 @@ describe('classifier engine (real converted models on ONNX Runtime, CPU)', () =>
   it('uses the CUDA provider when asked and falls back to CPU when it is not installed', async () => {
     const e = await ClassifierEngine.create({ providers: ['cuda', 'cpu'] });
     expect(['cuda', 'cpu']).toContain(e.provider);
+  });
+});
+
+describe('the int8 emotion model', () => {
+  const sha = (file: string) => createHash('sha256').update(readFileSync(path.join(MODELS_DIR, file))).digest('hex');
+
+  it('is the file its card describes, derived from the committed float32 model', () => {
+    const card = JSON.parse(readFileSync(path.join(MODELS_DIR, 'emotion-int8.card.json'), 'utf8')) as { sha256: string; derivedFrom: { sha256: string }; quality: { withoutClahe: { accuracy: number } } };
+    expect(card.sha256).toBe(sha(EMOTION_MODELS.int8));
+    expect(card.derivedFrom.sha256).toBe(sha(EMOTION_MODELS.float32));
+    const float32 = JSON.parse(readFileSync(path.join(MODELS_DIR, 'emotion.card.json'), 'utf8')) as { quality: { withoutClahe: { accuracy: number } } };
+    // The measured cost of quantization, as the cards report it: under one point of accuracy.
+    expect(float32.quality.withoutClahe.accuracy - card.quality.withoutClahe.accuracy).toBeLessThan(0.01);
+  });
+
+  it('agrees with the float32 model on real faces (FER-2013 crops, or the face photos where that data is absent)', async () => {
+    const [int8, float32] = await Promise.all([ClassifierEngine.create({ providers: ['cpu'] }), ClassifierEngine.create({ providers: ['cpu'], emotionModel: 'float32' })]);
+    expect(int8.modelVersion).toMatch(/-int8$/);
+    let crops: Array<{ data: Uint8Array; width: number; height: number }>;
+    if (existsSync(FER_PUBLIC_TEST)) {
+      const files = readdirSync(FER_PUBLIC_TEST).flatMap((c) => readdirSync(path.join(FER_PUBLIC_TEST, c)).slice(0, 30).map((f) => path.join(FER_PUBLIC_TEST, c, f)));
+      crops = await Promise.all(files.map(async (f) => {
+        const { data, info } = await sharp(f).greyscale().raw().toBuffer({ resolveWithObject: true });
+        return { data: new Uint8Array(data), width: info.width, height: info.height };
+      }));
+    } else {
+      console.warn(`${FER_PUBLIC_TEST} is absent: comparing on the face photos only`);
+      crops = await Promise.all(FACE_PHOTOS.map(async (f) => {
+        const { data, info } = await sharp(f).resize(256, 256, { fit: 'cover' }).greyscale().raw().toBuffer({ resolveWithObject: true });
+        return { data: new Uint8Array(data), width: info.width, height: info.height };
+      }));
+    }
+    const [a, b] = await Promise.all([int8.classifyCrops(crops), float32.classifyCrops(crops)]);
+    const argmax = (p: Float32Array) => p.indexOf(Math.max(...p));
+    const agree = a.filter((p, i) => argmax(p) === argmax(b[i]!)).length / a.length;
+    const meanDiff = a.reduce((s, p, i) => s + p.reduce((t, v, k) => t + Math.abs(v - b[i]![k]!), 0) / 7, 0) / a.length;
+    expect(agree, `top class agreement over ${a.length} faces`).toBeGreaterThanOrEqual(0.9);
+    expect(meanDiff).toBeLessThan(0.03);
+  });
+});
+
+describe('inference threads', () => {
+  it('give the same results as the calling thread, for crops and full frames, with calls in parallel', async () => {
+    const [here, threads] = await Promise.all([ClassifierEngine.create({ providers: ['cpu'] }), ClassifierEngine.create({ providers: ['cpu'], inferenceThreads: 2, threads: 1 })]);
+    const { data, info } = await sharp(FACE_PHOTOS[0]!).extract({ left: 400, top: 380, width: 250, height: 250 }).greyscale().raw().toBuffer({ resolveWithObject: true });
+    const frames: Frame[] = [
+      { userId: 'u', sessionId: 's', seq: 1, captureTimeMs: 0, encoding: 'GRAY8', width: info.width, height: info.height, data, faceBox: null },
+      { userId: 'u', sessionId: 's', seq: 2, captureTimeMs: 0, encoding: 'JPEG', width: 0, height: 0, data: await cameraFrame(FACE_PHOTOS[3]!), faceBox: null },
+    ];
+    const expected = await here.classify(frames);
+    const parallel = await Promise.all([threads.classify(frames), threads.classify(frames), threads.classify(frames)]);
+    for (const got of parallel) {
+      got.forEach((r, i) => {
+        const want = expected[i] as { probabilities: number[]; faceBox: unknown };
+        expect((r as { faceBox: unknown }).faceBox).toEqual(want.faceBox);
+        (r as { probabilities: number[] }).probabilities.forEach((p, k) => expect(p).toBeCloseTo(want.probabilities[k]!, 5));
+      });
+    }
   });
 });

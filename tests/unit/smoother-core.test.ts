@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_SMOOTHER_CONFIG, smooth, smootherStateVersion, TABLE_II, valenceArousal, type SmootherConfig, type SmootherState } from '../../processors/smoother/core.ts';
+import { DEFAULT_SMOOTHER_CONFIG, LEFT_SESSIONS_KEPT, smooth, smootherStateVersion, TABLE_II, valenceArousal, type SmootherConfig, type SmootherState } from '../../processors/smoother/core.ts';
 import { EMOTIONS, type EmotionLabel } from '../../schemas/kinds.ts';
 import { buildTopology } from '../../topology/topology.ts';
 import type { EmotionChange, EmotionScore } from '../../schemas/generated/types.ts';
@@ -12,7 +12,7 @@ function onehot(label: EmotionLabel, confidence = 0.7): number[] {
 }
 
 /** Replays a script of windows ("happy" = a whole window of frames whose mean argmax is happy). */
-function run(script: Array<EmotionLabel | { gapMs?: number; session?: string; noFace?: number; late?: boolean }>, config: SmootherConfig = DEFAULT_SMOOTHER_CONFIG) {
+function run(script: Array<EmotionLabel | { gapMs?: number; session?: string; noFace?: number; late?: boolean; from?: { session: string; seq: number } }>, config: SmootherConfig = DEFAULT_SMOOTHER_CONFIG) {
   let state: SmootherState | undefined;
   let seq = 0;
   let t = 0;
@@ -40,6 +40,7 @@ function run(script: Array<EmotionLabel | { gapMs?: number; session?: string; no
       }
       for (let i = 0; i < (step.noFace ?? 0); i++) feed(frame([], false));
       if (step.late) feed({ ...frame(onehot('angry')), seq: seq - 5 });
+      if (step.from) feed({ ...frame(onehot('angry')), sessionId: step.from.session, seq: step.from.seq });
     }
   }
   return { changes: changes.map((c) => `${c.previousLabel ?? '-'}>${c.label}`), dropped, state: state!, raw: changes };
@@ -101,6 +102,21 @@ describe('smoother core: sessions, gaps, late frames, frames without a face', ()
     expect(r.state.sessionId).toBe('s2');
   });
 
+  it('drops a score from a session the user has left (a repeat after an upstream restart), without starting it over', () => {
+    const r = run(['neutral', { session: 's2' }, 'happy', { from: { session: 's1', seq: 3 } }, { from: { session: 's1', seq: 99 } }, ...rep('sad', H)]);
+    expect(r.dropped).toEqual(['late-or-duplicate', 'late-or-duplicate']);
+    expect(r.changes).toEqual(['->neutral', '->happy', 'happy>sad']);
+    expect(r.state.sessionId).toBe('s2');
+    expect(r.state.leftSessions).toEqual(['s1']);
+  });
+
+  it('remembers only the newest sessions it left', () => {
+    const sessions = Array.from({ length: LEFT_SESSIONS_KEPT + 3 }, (_, i) => ({ session: `s${i + 2}` }));
+    const r = run(['neutral', ...sessions.flatMap((s) => [s, 'happy' as const])]);
+    expect(r.state.leftSessions).toHaveLength(LEFT_SESSIONS_KEPT);
+    expect(r.state.leftSessions[0]).toBe(`s${LEFT_SESSIONS_KEPT + 3}`);
+  });
+
   it('drops and counts a late or duplicate frame, without touching the window', () => {
     const r = run(['neutral', { late: true }, { late: true }, ...rep('happy', H)]);
     expect(r.dropped).toEqual(['late-or-duplicate', 'late-or-duplicate']);
@@ -128,7 +144,7 @@ describe('smoother core: sessions, gaps, late frames, frames without a face', ()
   });
 
   it('derives the state version from its parameters', () => {
-    expect(smootherStateVersion(DEFAULT_SMOOTHER_CONFIG)).toBe('v1-t10-h5-g5000-skip');
+    expect(smootherStateVersion(DEFAULT_SMOOTHER_CONFIG)).toBe('v2-t10-h5-g5000-skip');
     expect(smootherStateVersion({ ...DEFAULT_SMOOTHER_CONFIG, hysteresis: 3 })).not.toBe(smootherStateVersion(DEFAULT_SMOOTHER_CONFIG));
     // `topics apply` creates the changelog of the default parameters.
     expect(buildTopology().processors.find((p) => p.name === 'smoother')?.stateVersion).toBe(smootherStateVersion(DEFAULT_SMOOTHER_CONFIG));

@@ -18,7 +18,7 @@ describe('topology', () => {
 
   it('adds a compacted changelog, co-partitioned with the inputs, for each stateful processor', () => {
     const changelogs = allTopics(topology).filter((t) => t.id === 'changelog');
-    expect(changelogs.map((t) => t.name)).toEqual(['p.smoother.state-v1-t10-h5-g5000-skip.changelog', 'p.passthrough.state-v1.changelog']);
+    expect(changelogs.map((t) => t.name)).toEqual(['p.smoother.state-v2-t10-h5-g5000-skip.changelog', 'p.passthrough.state-v1.changelog']);
     expect(changelogs[0]).toMatchObject({ cleanupPolicy: 'compact', partitions: 6, retentionMs: -1 });
   });
 
@@ -27,7 +27,7 @@ describe('topology', () => {
     const broken: Topology = {
       ...topology,
       topics: topology.topics.map((t) => (t.id === 'listens' ? { ...t, partitions: 3 } : t)),
-      processors: [{ name: 'joiner', inputs: ['emotion-changes', 'listens'], outputs: [], stateful: false, description: '' }],
+      processors: [{ name: 'joiner', inputs: ['emotion-changes', 'listens'], outputs: [], stateful: false, guarantee: 'exactly-once', description: '' }],
     };
     expect(validateTopology(broken)).toEqual(['joiner: inputs emotion-changes, listens are not co-partitioned']);
   });
