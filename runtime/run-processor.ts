@@ -63,7 +63,8 @@ export async function runProcessor(name: string, argv: readonly string[]): Promi
       logger.info('stopping', { why });
       const timer = setTimeout(() => {
         logger.error('shutdown timed out; exiting with the batch in flight uncommitted (it will be aborted)');
-        resolve(code || 1);
+        // Open connections would keep the process alive: leave now, as the message says.
+        process.exit(code || 1);
       }, config.shutdownTimeoutMs);
       try {
         await runtime.stop();

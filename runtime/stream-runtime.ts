@@ -152,6 +152,8 @@ export class StreamRuntime<S> {
       rebalanceTimeout: Math.max(this.o.sessionTimeoutMs, 20_000),
       allowAutoTopicCreation: false,
       maxWaitTimeInMs: 100,
+      // kafkajs restarts a crashed consumer by itself; never once this runtime is stopping.
+      retry: { restartOnFailure: async () => !this.stopping },
     });
   }
 
@@ -174,6 +176,7 @@ export class StreamRuntime<S> {
     });
     await this.admin.connect();
     await this.ensureChangelog();
+    if (this.stopping) return;
     if (this.guarantee === 'at-least-once') {
       const producer = this.o.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
       await producer.connect();
@@ -185,6 +188,7 @@ export class StreamRuntime<S> {
     }
     await consumer.connect();
     for (const input of this.inputs) await consumer.subscribe({ topic: input.name, fromBeginning: true });
+    if (this.stopping) return;
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,

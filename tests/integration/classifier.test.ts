@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { MODEL_SPECS } from '../../models/specs.ts';
 import { topicName } from '../../topology/topology.ts';
 import { cameraFrame, FACE_PHOTOS, noFacePhoto } from '../support/faces.ts';
 import { frame, registry } from '../support/frames.ts';
@@ -38,7 +39,7 @@ describe('classifier processor on the real broker', () => {
         expect(s.faceFound, `${s.userId}/${s.seq}`).toBe(true);
         expect(s.probabilities).toHaveLength(7);
         expect(s.probabilities.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 4);
-        expect(s.modelVersion).toBe('fer-mini-xception-human-3.3.6');
+        expect(s.modelVersion).toBe(`${MODEL_SPECS.emotion.version}-int8`);
         expect(s.timings.inferMs).toBeGreaterThan(0);
         expect(s.timings.decodeMs).toBeGreaterThan(0);
       }

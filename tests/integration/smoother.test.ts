@@ -76,9 +76,16 @@ describe.each(['exactly-once', 'at-least-once'] satisfies Guarantee[])('smoother
     const prefix = randomPrefix(`smoother-crash-${guarantee}`);
     const topology = await createTopology(admin, prefix, 3);
     const input = topicName(topology, 'emotion-scores');
-    await produce(kafka, input, scoreMessages(scores));
     const reader = await collect(kafka, [topicName(topology, 'emotion-changes')]);
     const env = { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '3', EM_MAX_BATCH_RECORDS: '20', EM_GUARANTEE: guarantee };
+    // The scores arrive over about 12 s, so that every kill lands mid-stream however fast the processor is.
+    const messages = scoreMessages(scores);
+    const feeding = (async () => {
+      for (let i = 0; i < messages.length; i += 50) {
+        await produce(kafka, input, messages.slice(i, i + 50));
+        await new Promise((r) => setTimeout(r, 180));
+      }
+    })();
     const kills = [Math.random(), Math.random(), Math.random()].map((f) => Math.floor(scores.length * (0.1 + 0.8 * f))).sort((a, b) => a - b);
     const restored: number[] = [];
     try {
@@ -89,6 +96,7 @@ describe.each(['exactly-once', 'at-least-once'] satisfies Guarantee[])('smoother
         await p.exited;
         restored.push(...restoredKeys(p.logs));
       }
+      await feeding;
       const last = await startProcessor('smoother', env);
       await waitFor('all inputs committed', async () => (await committed(`${prefix}smoother`, input)) >= scores.length, 120_000);
       await waitFor('all changes read', () => reader.records.length >= expectedCount, 20_000);

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import kafkajs, { type Admin } from 'kafkajs';
 import { applyTopology } from '../../topology/apply.ts';
 import { allTopics, buildTopology, topicName } from '../../topology/topology.ts';
-import { produce, randomPrefix, testKafka } from '../support/kafka.ts';
+import { produce, randomPrefix, testKafka, waitFor } from '../support/kafka.ts';
 
 describe('topics apply', () => {
   let admin: Admin;
@@ -48,6 +48,11 @@ describe('topics apply', () => {
       validateOnly: false,
       resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: listens, configEntries: [{ name: 'retention.ms', value: '1000' }, { name: 'cleanup.policy', value: 'delete' }] }],
     });
+    // A KRaft broker applies a config change from its metadata log a moment after answering.
+    await waitFor('the altered retention to be visible', async () => {
+      const { resources } = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: kafkajs.ConfigResourceTypes.TOPIC, name: listens }] });
+      return resources[0]?.configEntries.find((e) => e.configName === 'retention.ms')?.configValue === '1000';
+    }, 10_000, 50);
     const reported = await applyTopology(admin, topology);
     expect(reported.find((a) => a.topic === listens)).toMatchObject({ kind: 'drift' });
     const fixed = await applyTopology(admin, topology, { fixConfig: true });
