@@ -22,7 +22,10 @@ const ROWS = [
   { label: 'Redis (per operation)', port: 'recommenderPort', metric: METRICS.stepSeconds.name, where: { stage: 'recommender', step: 'redis' } },
   { label: 'scoring (Bi-LSTM, emotion embedding, top-100)', port: 'recommenderPort', metric: METRICS.stepSeconds.name, where: { stage: 'recommender', step: 'score' } },
   { label: 'reranking', port: 'recommenderPort', metric: METRICS.stepSeconds.name, where: { stage: 'recommender', step: 'rerank' } },
-  { label: 'total: capture -> emotion score', port: 'classifierPort', metric: METRICS.endToEnd.name, where: { path: 'score' } },
+  { label: 'classifier: Kafka, producer to processor', port: 'classifierPort', metric: METRICS.stepSeconds.name, where: { stage: 'classifier', step: 'fetch' } },
+  { label: 'classifier: waiting for the batch before', port: 'classifierPort', metric: METRICS.stepSeconds.name, where: { stage: 'classifier', step: 'queue' } },
+  { label: 'classifier: produce and commit', port: 'classifierPort', metric: METRICS.stepSeconds.name, where: { stage: 'classifier', step: 'commit' } },
+  { label: 'total: capture -> emotion score',  port: 'classifierPort', metric: METRICS.endToEnd.name, where: { path: 'score' } },
   { label: 'total: capture -> emotion change', port: 'smootherPort', metric: METRICS.endToEnd.name, where: { path: 'change' } },
   { label: 'total: capture -> recommendation list', port: 'recommenderPort', metric: METRICS.endToEnd.name, where: { path: 'list' } },
 ] as const;

@@ -2,8 +2,9 @@
  * Wraps a batched async function so that calls made while it is busy (or in the same turn of
  * the event loop) run together: the records of several partitions' tasks share one model batch
  * instead of waiting for one another's. At most `concurrency` runs go on at once, each with up to
- * `maxItems` items (a single larger call runs alone). Results go back to their callers in order;
- * a failed run fails every call in it.
+ * `maxItems` items: a larger call is cut into pieces that run like separate calls, so that no run
+ * grows past what one model batch should take. Results go back to their callers in order; a
+ * failed run fails every call in it.
  *
  * @example
  * const classify = coalesce((frames: Frame[]) => engine.classify(frames), 64);
@@ -50,7 +51,7 @@ export function coalesce<T, R>(run: (items: T[]) => Promise<R[]>, maxItems: numb
     }
   }
 
-  return (items) =>
+  const call = (items: readonly T[]) =>
     new Promise<R[]>((resolve, reject) => {
       queue.push({ items, resolve, reject });
       if (running < concurrency && !scheduled) {
@@ -58,4 +59,11 @@ export function coalesce<T, R>(run: (items: T[]) => Promise<R[]>, maxItems: numb
         setImmediate(start);
       }
     });
+
+  return async (items) => {
+    if (items.length <= maxItems) return call(items);
+    const pieces: Array<Promise<R[]>> = [];
+    for (let i = 0; i < items.length; i += maxItems) pieces.push(call(items.slice(i, i + maxItems)));
+    return (await Promise.all(pieces)).flat();
+  };
 }

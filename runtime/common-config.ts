@@ -16,7 +16,7 @@ export const processorOptions = {
   ...commonOptions,
   httpPort: opt.int('EM_HTTP_PORT', 'http-port', -1, 'Port of /metrics, /healthz, /readyz; -1 takes the processor\'s own port (passthrough 9100, classifier 9101, smoother 9102, recommender 9103), 0 any free port', { min: -1, max: 65535 }),
   groupId: opt.string('EM_GROUP_ID', 'group-id', '', 'Consumer group; empty means <topic-prefix><processor>'),
-  guarantee: opt.oneOf('EM_GUARANTEE', 'guarantee', 'topology', ['topology', ...GUARANTEES], 'How batches are committed; topology takes the processor\'s own (classifier and smoother at-least-once, recommender exactly-once)'),
+  guarantee: opt.oneOf('EM_GUARANTEE', 'guarantee', 'topology', ['topology', ...GUARANTEES], 'How batches are committed; topology takes the processor\'s own (the pipeline\'s three stages at-least-once, the pass-through exactly-once)'),
   maxBatchRecords: opt.int('EM_MAX_BATCH_RECORDS', 'max-batch-records', 500, 'Most input records processed in one batch (one transaction under exactly-once)', { min: 1 }),
   commitIntervalMs: opt.int('EM_COMMIT_INTERVAL_MS', 'commit-interval-ms', 100, 'At-least-once: commit the processed offsets this often (a crash repeats at most this much work)', { min: 1 }),
   sessionTimeoutMs: opt.int('EM_SESSION_TIMEOUT_MS', 'session-timeout-ms', 10_000, 'Consumer session timeout (ms)', { min: 1000 }),

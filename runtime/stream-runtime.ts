@@ -43,6 +43,8 @@ interface Chunk {
   messages: KafkaMessage[];
   /** The offset to commit past once the whole chunk is processed (past trailing transaction markers). */
   readonly last: bigint;
+  /** When the fetch loop handed it over (performance.now()). */
+  readonly fetchedAt: number;
 }
 
 /**
@@ -410,7 +412,9 @@ export class StreamRuntime<S> {
     if (last + 1n > from) task.fetched.set(batch.topic, last + 1n);
     resolveOffset(batch.lastOffset());
     if (fresh.length === 0) return;
-    task.inbox.push({ input, messages: fresh, last });
+    const now = Date.now();
+    for (const m of fresh) this.metrics.stepSeconds.observe({ stage: this.stage, step: 'fetch' }, Math.max(0, now - Number(m.timestamp)) / 1000);
+    task.inbox.push({ input, messages: fresh, last, fetchedAt: performance.now() });
     task.waiting += fresh.length;
     this.metrics.consumerLag.set({ stage: this.stage, topic: batch.topic, partition: String(batch.partition) }, Math.max(0, Number(BigInt(batch.highWatermark) - position)));
     if (task.waiting > this.o.maxBacklog && !task.paused) {
@@ -455,7 +459,7 @@ export class StreamRuntime<S> {
         room -= head.messages.length;
       } else {
         const part = head.messages.slice(0, room);
-        out.push({ input: head.input, messages: part, last: BigInt(part[part.length - 1]!.offset) });
+        out.push({ input: head.input, messages: part, last: BigInt(part[part.length - 1]!.offset), fetchedAt: head.fetchedAt });
         head.messages = head.messages.slice(room);
         room = 0;
       }
@@ -547,6 +551,7 @@ export class StreamRuntime<S> {
     const partition = task.partition;
     const count = batch.reduce((n, c) => n + c.messages.length, 0);
     metrics.batchSize.observe({ stage }, count);
+    for (const chunk of batch) metrics.stepSeconds.observe({ stage, step: 'queue' }, (started - chunk.fetchedAt) / 1000);
 
     const decoded: Array<{ input: Input; message: KafkaMessage; d: Decoded }> = [];
     for (const chunk of batch) for (const message of chunk.messages) decoded.push({ input: chunk.input, message, d: this.decode(chunk.input, partition, message) });
@@ -591,7 +596,9 @@ export class StreamRuntime<S> {
       next.set(chunk.input.name, (chunk.last > lastRecord ? chunk.last : lastRecord) + 1n);
     }
 
+    const processed = performance.now();
     const done = () => {
+      metrics.stepSeconds.observe({ stage, step: 'commit' }, (performance.now() - processed) / 1000);
       for (const [topic, offset] of next) task.positions.set(topic, offset);
       task.dirty = true;
       for (const [topic, messages] of out) metrics.recordsOut.inc({ stage, topic }, messages.length);

@@ -87,7 +87,7 @@ export function buildTopology(options: TopologyOptions = {}): Topology {
     processors: [
       { name: 'classifier', inputs: ['frames'], outputs: ['emotion-scores', 'dead-letter'], stateful: false, guarantee: 'at-least-once', description: 'Stage 1: face detection, crop, grey, resize, (CLAHE), emotion CNN on ONNX Runtime; per-frame 7-class probabilities.' },
       { name: 'smoother', inputs: ['emotion-scores'], outputs: ['emotion-changes', 'dead-letter'], stateful: true, stateVersion: 'v2-t10-h5-g5000-skip', guarantee: 'at-least-once', description: 'Stage 2 (temporal): mean of T=10 frames per non-overlapping window, label change after H=5 consecutive windows agree; per-user state in a changelog.' },
-      { name: 'recommender', inputs: ['emotion-changes', 'listens'], outputs: ['recommendations', 'dead-letter'], stateful: false, guarantee: 'exactly-once', description: 'Stages 3 and 4: per-user state in Redis, Bi-LSTM scoring (ONNX) of the whole catalogue, emotion-compatibility reranking, top-K list per user.' },
+      { name: 'recommender', inputs: ['emotion-changes', 'listens'], outputs: ['recommendations', 'dead-letter'], stateful: false, guarantee: 'at-least-once', description: 'Stages 3 and 4: per-user state in Redis, Bi-LSTM scoring (ONNX) of the whole catalogue, emotion-compatibility reranking, top-K list per user.' },
       { name: 'passthrough', inputs: ['frames'], outputs: ['passthrough', 'dead-letter'], stateful: true, stateVersion: 'v1', guarantee: 'exactly-once', description: 'Validates frames and forwards them, counting frames per user in changelogged state (exercises the runtime).' },
     ],
   };

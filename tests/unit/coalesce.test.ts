@@ -70,17 +70,17 @@ describe('coalesce', () => {
     expect(r.maxActive()).toBe(2);
   });
 
-  it('keeps a run within maxItems, except a single larger call', async () => {
+  it('keeps every run within maxItems, cutting a larger call into pieces', async () => {
     const r = recorder();
     const f = coalesce(r.run, 3);
     const calls = [f([1, 2]), f([3, 4]), f([5, 6, 7, 8])];
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 4; i++) {
       await tick();
       r.finish.shift()?.();
       await tick();
     }
-    await Promise.all(calls);
-    expect(r.runs).toEqual([[1, 2], [3, 4], [5, 6, 7, 8]]);
+    expect(await Promise.all(calls)).toEqual([[10, 20], [30, 40], [50, 60, 70, 80]]);
+    expect(r.runs).toEqual([[1, 2], [3, 4], [5, 6, 7], [8]]);
   });
 
   it('fails every call of a failed run, and goes on with the next', async () => {
