@@ -13,7 +13,7 @@ import { loadCatalogue, type TrackCatalogue } from '../../processors/recommender
 import type { EmotionChange, Listen, Recommendation } from '../../schemas/generated/types.ts';
 import { topicName, type Topology } from '../../topology/topology.ts';
 import { registry } from '../support/frames.ts';
-import { collect, createTopology, freePort, produce, randomPrefix, startProcessor, testKafka, waitFor } from '../support/kafka.ts';
+import { collect, createTopology, freePort, metricSum, metricsText, produce, randomPrefix, startProcessor, testKafka, waitFor } from '../support/kafka.ts';
 
 const MODEL = process.env.EM_RECOMMENDER_MODEL ?? recommenderOptions.modelDir.default;
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -144,6 +144,32 @@ describe('recommender processor on the real broker and Redis', () => {
       const again = (await (await fetch(`http://127.0.0.1:${p.port}/users/ana/recommendations`)).json()) as Recommendation;
       expect(again.listId).toBe(sad.listId);
       expect(await redis.lrange(`${redisPrefix}u:ana:history`, 0, -1)).toEqual([...tracks].reverse());
+    } finally {
+      p.proc.kill('SIGTERM');
+      await p.exited;
+      await reader.stop();
+    }
+  });
+
+  it('publishes one list for an emotion change that comes twice (a smoother repeating it after a restart)', async () => {
+    const prefix = randomPrefix('recommender-repeat');
+    const topology = await createTopology(admin, prefix, 1);
+    const env = { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '1', EM_REDIS_URL: inject('redisUrl'), EM_REDIS_PREFIX: `${prefix}r:`, EM_RECOMMENDER_MODEL: MODEL };
+    const happy = change('cy', 'happy', 1_764_000_200_000);
+    const sad = { ...change('cy', 'sad', 1_764_000_205_000), previousLabel: 'happy' as const, windowIndex: 5, windowEndSeq: 60 };
+    await send(topology, [
+      { topic: 'emotion-changes', value: happy },
+      { topic: 'emotion-changes', value: happy },
+      { topic: 'emotion-changes', value: sad },
+    ]);
+    const reader = await collect(kafka, [topicName(topology, 'recommendations')]);
+    const p = await startProcessor('recommender', env);
+    try {
+      await waitFor('the list of the second change', () => lists(reader.records, topology).some((l) => l.emotion?.label === 'sad'), 60_000);
+      await new Promise((r) => setTimeout(r, 1000));
+      const published = lists(reader.records, topology);
+      expect(published.map((l) => l.emotion?.label)).toEqual(['happy', 'sad']);
+      expect(metricSum(await metricsText(p.port), 'emotionmuse_records_skipped_total', 'reason="repeated-change"')).toBe(1);
     } finally {
       p.proc.kill('SIGTERM');
       await p.exited;
