@@ -1,5 +1,5 @@
 /**
- * Classifier benchmark: inference alone at batch 1, 8, 32, 64, and the whole stage (decode +
+ * Classifier benchmark: inference alone (int8 and float32 emotion models) at batch 1, 8, 32, 64, and the whole stage (decode +
  * detect + preprocess + infer) on 640x480 JPEG camera frames and on edge-cropped grey faces.
  * `npm run bench:classifier` (add `-- --seconds 5` for longer runs).
  */
@@ -14,7 +14,8 @@ import { machine, percentile, table, timeIt } from './machine.ts';
 
 const ms = (process.argv.includes('--seconds') ? Number(process.argv[process.argv.indexOf('--seconds') + 1]) : 2) * 1000;
 const engine = await ClassifierEngine.create({ providers: ['cpu'] });
-console.log(`classifier benchmark on ${machine()}; execution provider ${engine.provider}; CLAHE off (default)\n`);
+const float32 = await ClassifierEngine.create({ providers: ['cpu'], emotionModel: 'float32' });
+console.log(`classifier benchmark on ${machine()}; execution provider ${engine.provider}; CLAHE off (default); emotion model int8 unless the row says float32; ONNX Runtime on this thread, threads per core\n`);
 
 const rows: string[][] = [];
 /** Three timed runs; the row reports the median run, so one noisy neighbour does not decide it. */
@@ -42,9 +43,11 @@ const crops = greyFiles.length > 0
   ? await Promise.all(greyFiles.map(async (f) => sharp(f).greyscale().raw().toBuffer({ resolveWithObject: true })))
   : await Promise.all(FACE_PHOTOS.map((f) => sharp(f).extract({ left: 700, top: 300, width: 480, height: 480 }).resize(48, 48).greyscale().raw().toBuffer({ resolveWithObject: true })));
 const modelInputs = crops.map((c) => resizeGrey({ data: new Uint8Array(c.data), width: c.info.width, height: c.info.height }, 64, 64));
-for (const batch of [1, 8, 32, 64]) {
-  const inputs = Array.from({ length: batch }, (_, i) => modelInputs[i % modelInputs.length]!);
-  await measure(`inference only (64x64 face crops), batch ${batch}`, batch, () => engine.infer(inputs));
+for (const [name, e] of [['int8', engine], ['float32', float32]] as const) {
+  for (const batch of [1, 8, 32, 64]) {
+    const inputs = Array.from({ length: batch }, (_, i) => modelInputs[i % modelInputs.length]!);
+    await measure(`inference only (64x64 face crops), ${name}, batch ${batch}`, batch, () => e.infer(inputs));
+  }
 }
 for (const batch of [1, 32]) {
   const frames = Array.from({ length: batch }, (_, i) => frame(jpegs[i % jpegs.length]!));
