@@ -34,11 +34,8 @@ export function keyedFrames(users: number, perUser: number): Message[] {
   return out;
 }
 
-/**
- * Every user's frames came out exactly once and in order: for each key, the output sequence
- * numbers are exactly 1..perUser.
- */
-export function assertExactlyOnceInOrder(outputs: readonly Collected[], users: number, perUser: number): void {
+/** The sequence numbers of the frames each user's outputs carry, in output order. */
+function seqsByUser(outputs: readonly Collected[]): Map<string, number[]> {
   const byUser = new Map<string, number[]>();
   for (const r of outputs) {
     const f = registry.decode('frame', r.value!);
@@ -47,6 +44,15 @@ export function assertExactlyOnceInOrder(outputs: readonly Collected[], users: n
     list.push(f.seq);
     byUser.set(f.userId, list);
   }
+  return byUser;
+}
+
+/**
+ * Every user's frames came out exactly once and in order: for each key, the output sequence
+ * numbers are exactly 1..perUser.
+ */
+export function assertExactlyOnceInOrder(outputs: readonly Collected[], users: number, perUser: number): void {
+  const byUser = seqsByUser(outputs);
   const problems: string[] = [];
   if (byUser.size !== users) problems.push(`expected ${users} users, saw ${byUser.size}`);
   for (const [user, seqs] of byUser) {
@@ -66,14 +72,7 @@ export function assertExactlyOnceInOrder(outputs: readonly Collected[], users: n
  * outputs and the most runs any user had.
  */
 export function assertAtLeastOnceInOrder(outputs: readonly Collected[], users: number, perUser: number): { repeats: number; maxRuns: number } {
-  const byUser = new Map<string, number[]>();
-  for (const r of outputs) {
-    const f = registry.decode('frame', r.value!);
-    if (f.userId !== r.key) throw new Error(`record keyed ${r.key} holds user ${f.userId}`);
-    const list = byUser.get(f.userId) ?? [];
-    list.push(f.seq);
-    byUser.set(f.userId, list);
-  }
+  const byUser = seqsByUser(outputs);
   const problems: string[] = [];
   let repeats = 0;
   let maxRuns = 0;
