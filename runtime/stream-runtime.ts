@@ -118,7 +118,8 @@ export class StreamRuntime<S> {
   private running = false;
   private stopping = false;
   private committer: NodeJS.Timeout | undefined;
-  private committing = false;
+  /** At-least-once: the flush and commit in progress, if any. */
+  private committing: Promise<void> | undefined;
   /** At-least-once: the process's idempotent producer, and its sends merged across tasks. */
   private producer: Producer | undefined;
   private send: ((topicMessages: readonly TopicMessages[]) => Promise<void[]>) | undefined;
@@ -239,7 +240,7 @@ export class StreamRuntime<S> {
     for (const task of tasks) task.inbox.length = 0;
     await Promise.all(tasks.map((t) => t.worker?.catch(() => undefined)));
     await Promise.all(tasks.map((t) => t.acked));
-    await this.commitProcessed();
+    await this.commitLast();
     await this.consumer.stop().catch(() => undefined);
     await this.consumer.disconnect().catch(() => undefined);
     this.tasks.clear();
@@ -669,7 +670,19 @@ export class StreamRuntime<S> {
    */
   private async commitProcessed(): Promise<void> {
     if (this.guarantee !== 'at-least-once' || !this.running || this.committing) return;
-    const tasks = (await Promise.all([...this.tasks.values()].map((t) => t.catch(() => undefined)))).filter((t): t is Task<S> => t !== undefined && !t.closed && t.dirty);
+    const tasks = [...this.tasks.values()];
+    this.committing = this.flushAndCommit(tasks).finally(() => (this.committing = undefined));
+    await this.committing;
+  }
+
+  /** At-least-once, on stop: waits for a commit in progress, then commits what came after it. */
+  private async commitLast(): Promise<void> {
+    await this.committing;
+    await this.commitProcessed();
+  }
+
+  private async flushAndCommit(pending: ReadonlyArray<Promise<Task<S>>>): Promise<void> {
+    const tasks = (await Promise.all(pending.map((t) => t.catch(() => undefined)))).filter((t): t is Task<S> => t !== undefined && !t.closed && t.dirty);
     if (tasks.length === 0) return;
     const offsets = tasks.flatMap((task) => [...task.positions].map(([topic, offset]) => ({ topic, partition: task.partition, offset: offset.toString() })));
     const changes = tasks.map((task) => ({ task, changes: new Map(task.unflushed) }));
@@ -677,7 +690,6 @@ export class StreamRuntime<S> {
       task.dirty = false;
       task.unflushed.clear();
     }
-    this.committing = true;
     try {
       const messages = changes.flatMap(({ task, changes }) => this.changelogMessages(task.partition, changes));
       if (messages.length > 0) await this.send!([{ topic: this.changelog!, messages }]);
@@ -688,8 +700,6 @@ export class StreamRuntime<S> {
         for (const [key, value] of taken) if (!task.unflushed.has(key)) task.unflushed.set(key, value);
       }
       this.o.logger.warn('state flush or offset commit failed; retried at the next interval', { error: errorMessage(err) });
-    } finally {
-      this.committing = false;
     }
   }
 }

@@ -50,7 +50,9 @@ describe('stream runtime: at least once against the real broker', () => {
   it('commits on SIGTERM: a restart repeats nothing', async () => {
     const prefix = randomPrefix('alo-sigterm');
     const topology = await createTopology(fx.admin, prefix, 3);
-    const env = { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '3', EM_GUARANTEE: 'at-least-once' };
+    // Commits back to back, so that SIGTERM lands while one is in flight: the stop must wait for it
+    // and commit what came after.
+    const env = { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '3', EM_GUARANTEE: 'at-least-once', EM_COMMIT_INTERVAL_MS: '2' };
     const inputs = keyedFrames(30, 100);
     await produce(fx.kafka, topicName(topology, 'frames'), inputs.slice(0, 1500));
     const reader = await collect(fx.kafka, [topicName(topology, 'passthrough')]);
