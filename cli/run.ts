@@ -12,11 +12,14 @@ export const runCommand: Command = {
   help: `usage: emotionmuse run <processor> [options]
 
 processors:
-${Object.keys(PROCESSORS).map((n) => `  ${n.padEnd(12)} ${topology.processors.find((p) => p.name === n)?.description ?? ''}`).join('\n')}
+${Object.keys(PROCESSORS).map((n) => { const p = topology.processors.find((q) => q.name === n); return `  ${n.padEnd(12)} ${p?.description ?? ''} [${p?.guarantee ?? ''}]`; }).join('\n')}
 
-The processor consumes its input topics in a consumer group, processes each batch exactly once
-(outputs, state changes, dead letters and input offsets in one Kafka transaction), and serves
-/metrics, /healthz and /readyz. SIGTERM or SIGINT stops it cleanly.
+The processor consumes its input topics in a consumer group, one task per partition, and commits
+each batch as its guarantee says (--guarantee): exactly once (outputs, state changes, dead
+letters and input offsets in one Kafka transaction) or at least once (outputs acknowledged, state
+and offsets committed every --commit-interval-ms; a crash repeats the records since the last
+commit, which the next stage drops). It serves /metrics, /healthz and /readyz. SIGTERM or SIGINT
+stops it cleanly.
 
 options of every processor (flags win over environment variables):
 ${configHelp(processorOptions)}

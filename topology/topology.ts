@@ -115,7 +115,7 @@ export function changelogTopic(topology: Topology, processor: ProcessorSpec, sta
     cleanupPolicy: 'compact',
     key: 'userId',
     valueKind: 'state',
-    description: `State changelog of ${processor.name} (compacted, written in the processing transaction).`,
+    description: `State changelog of ${processor.name} (compacted; written in the processing transaction under exactly once, before each offset commit under at least once).`,
   };
 }
 
