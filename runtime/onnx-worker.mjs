@@ -27,11 +27,6 @@ async function handle(message) {
     }
     return { result: outputs, transfer };
   }
-  if (message.type === 'release') {
-    await sessions.get(message.sessionId)?.release();
-    sessions.delete(message.sessionId);
-    return { result: null, transfer: [] };
-  }
   throw new Error(`unknown message ${message.type}`);
 }
 
