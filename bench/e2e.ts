@@ -44,6 +44,7 @@ const jpegRates = rateList(flags.get('jpeg-rates') ?? '10,20,40');
 const soakSeconds = Number(flags.get('soak-seconds') ?? 60);
 const soakRate = Number(flags.get('soak-rate') ?? 250);
 const partitions = Number(flags.get('partitions') ?? 6);
+const tickMs = Number(flags.get('tick-ms') ?? 20);
 const nodeArgs = (flags.get('node-args') ?? '').split(',').filter(Boolean);
 const SCORE_BUDGET_MS = 50;
 const LIST_BUDGET_MS = 100;
@@ -178,7 +179,7 @@ async function drive(mode: Mode, rate: number, durationS: number, every10s?: () 
       nextSample += 10_000;
       every10s();
     }
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, tickMs));
   }
   return { sent, elapsed: (Date.now() - start) / 1000 };
 }
@@ -257,7 +258,7 @@ for (const [mode, rates] of [['edge-cropped grey 48x48', cropRates], ['640x480 J
     stepResults.push({ mode, rate, scoreP99, listP99, lists: seen.listMs.length, throughput });
     const stepsCell = CLASSIFIER_STEPS.map((_, i) => {
       const h = minus(batchesAfter.steps[i]!, batchesBefore.steps[i]!);
-      return h.count > 0 ? ms(quantile(h, 0.99) * 1000) : '-';
+      return h.count > 0 ? `${ms(quantile(h, 0.5) * 1000)}/${ms(quantile(h, 0.99) * 1000)}` : '-';
     }).join(' / ');
     const txnCell = txn.count > 0 ? `${(size.sum / size.count).toFixed(1)} / ${((txn.sum / txn.count) * 1000).toFixed(0)} / ${ms(quantile(txn, 0.99) * 1000)}` : '-';
     rows.push([
