@@ -21,6 +21,8 @@ import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { parseArgv } from '../runtime/config.ts';
 import { createKafka } from '../runtime/kafka.ts';
+import { ClassifierEngine } from '../processors/classifier/engine.ts';
+import { resizeGrey } from '../processors/classifier/image.ts';
 import { quantile, readHistogram, type Histogram } from '../observability/histogram.ts';
 import { METRICS } from '../runtime/metrics.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
@@ -222,6 +224,20 @@ if (warmupSeconds > 0) {
   await drain();
 }
 
+/**
+ * This VM's speed drifts (the same int8 batch took 0.7 and 1.2 ms per frame on different hours):
+ * before each step, with the pipeline idle, the emotion CNN alone on batches of 8 in this thread,
+ * ms per frame, so that a reader can tell a slow machine from a slow pipeline.
+ */
+const reference = await ClassifierEngine.create({ providers: ['cpu'], threads: 1 });
+const referenceInputs = [...crops.values()].flat().slice(0, 8).map((c) => resizeGrey({ data: new Uint8Array(c.data), width: c.width, height: c.height }, 64, 64));
+async function cnnReference(): Promise<number> {
+  for (let i = 0; i < 10; i++) await reference.infer(referenceInputs);
+  const t0 = performance.now();
+  for (let i = 0; i < 40; i++) await reference.infer(referenceInputs);
+  return (performance.now() - t0) / 40 / referenceInputs.length;
+}
+
 const rows: string[][] = [];
 const stepResults: Array<{ mode: Mode; rate: number; scoreP99: number; listP99: number; lists: number; throughput: number }> = [];
 const rssSeries: Record<string, number[]> = {};
@@ -231,6 +247,7 @@ for (const [mode, rates] of [['edge-cropped grey 48x48', cropRates], ['640x480 J
     seen.changeMs.length = 0;
     seen.listMs.length = 0;
     seen.scored = 0;
+    const cnnMs = await cnnReference();
     const before = Object.fromEntries(Object.entries(procs).map(([s, p]) => [s, procStats(p.pid!)]));
     const brokerBefore = brokerStats();
     const selfBefore = process.cpuUsage();
@@ -267,7 +284,7 @@ for (const [mode, rates] of [['edge-cropped grey 48x48', cropRates], ['640x480 J
       seen.changeMs.length > 0 ? `${ms(percentile(seen.changeMs, 0.99))} (${seen.changeMs.length})` : '-',
       seen.listMs.length > 0 ? `${ms(percentile(seen.listMs, 0.5))} / ${ms(listP99)} (${seen.listMs.length})` : '-',
       txnCell, stepsCell, String(await lag()),
-      `${cpu('classifier')} / ${cpu('smoother')} / ${cpu('recommender')} / ${brokerCpu} / ${pct((self.user + self.system) / 1e6)}`, machineCpu,
+      `${cpu('classifier')} / ${cpu('smoother')} / ${cpu('recommender')} / ${brokerCpu} / ${pct((self.user + self.system) / 1e6)}`, machineCpu, cnnMs.toFixed(2),
       `${after.classifier!.rssMiB.toFixed(0)} / ${after.smoother!.rssMiB.toFixed(0)} / ${after.recommender!.rssMiB.toFixed(0)}`,
     ]);
     process.stderr.write(`  ${mode} at ${rate}/s: ${throughput.toFixed(0)}/s scored, score p99 ${ms(scoreP99)} ms, list p99 ${ms(listP99)} ms (${seen.listMs.length} lists)\n`);
@@ -313,8 +330,8 @@ await admin.disconnect();
 const highest = (mode: Mode, ok: (r: (typeof stepResults)[number]) => boolean) => stepResults.filter((r) => r.mode === mode && r.throughput >= 0.95 * r.rate && ok(r)).sort((a, b) => b.rate - a.rate)[0];
 const header = [
   'frames', 'offered/s', 'sent/s', 'scored/s', 'capture->score p50 / p99 ms', 'capture->change p99 ms (changes)', 'capture->list p50 / p99 ms (lists)',
-  'classifier batch: records / mean ms / p99 ms', `classifier p99 ms: ${CLASSIFIER_STEPS.join(' / ')}`, 'lag at end',
-  'CPU classifier / smoother / recommender / broker / load generator', 'machine busy', 'RSS MiB classifier / smoother / recommender',
+  'classifier batch: records / mean ms / p99 ms', `classifier p50/p99 ms: ${CLASSIFIER_STEPS.join(' / ')}`, 'lag at end',
+  'CPU classifier / smoother / recommender / broker / load generator', 'machine busy', 'CNN ms/frame alone', 'RSS MiB classifier / smoother / recommender',
 ];
 const maxClassifierRss = Math.max(...(rssSeries.classifier ?? []), ...(soak.classifier ?? []));
 const report = [

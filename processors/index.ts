@@ -51,6 +51,7 @@ export const classifierOptions = {
   threads: opt.int('EM_ORT_THREADS', 'threads', 1, 'ONNX Runtime intra-op threads per inference thread (0: one per core)', { min: 0 }),
   inferenceThreads: opt.int('EM_INFERENCE_THREADS', 'inference-threads', 2, 'Worker threads that run the models (each with its own copy), so that fetching and producing go on during inference and one batch need not wait for the previous one; 0 runs them on the main thread', { min: 0, max: 16 }),
   maxInferenceBatch: opt.int('EM_MAX_INFERENCE_BATCH', 'max-inference-batch', 16, 'Largest batch for the detector and the emotion CNN (a larger backlog runs as several batches, on the inference threads in parallel)', { min: 1 }),
+  prepareAhead: opt.int('EM_PREPARE_AHEAD', 'prepare-ahead', 4, 'Batches of a partition that may go to the model while its previous batch is still there (0: one at a time)', { min: 0, max: 64 }),
   minFaceScore: opt.number('EM_MIN_FACE_SCORE', 'min-face-score', 0.6, 'Face detector score threshold', { min: 0, max: 1 }),
   maxFramePixels: opt.int('EM_MAX_FRAME_PIXELS', 'max-frame-pixels', 4096 * 4096, 'Frames with more pixels go to the dead-letter topic (OVERSIZED_RECORD)', { min: 1 }),
 };
@@ -131,7 +132,7 @@ export const PROCESSORS: Record<string, ProcessorEntry<any>> = {
         logger,
       });
       metrics.modelInfo.set({ stage: 'classifier', model: 'emotion', version: engine.modelVersion, provider: engine.provider }, 1);
-      return createClassifierCore(engine, metrics, { maxBatch: config.maxInferenceBatch, concurrency: Math.max(1, config.inferenceThreads) });
+      return createClassifierCore(engine, metrics, { maxBatch: config.maxInferenceBatch, concurrency: Math.max(1, config.inferenceThreads), prepareAhead: config.prepareAhead });
     },
   }),
 };

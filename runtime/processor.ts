@@ -49,6 +49,13 @@ export interface ProcessorCore<S = unknown, P = unknown> {
    */
   readonly stateVersion?: string;
   prepare?(records: readonly InputRecord[], signal: AbortSignal): Promise<ReadonlyArray<P | Error>>;
+  /**
+   * How many later batches of a partition may be in `prepare` while one is: only for a `prepare`
+   * that neither reads nor changes state (its results are used in order all the same). A batch
+   * that is fetched while a model batch runs then joins the next model batch at once. 0 (the
+   * default) prepares a batch only when the one before it is done.
+   */
+  readonly prepareAhead?: number;
   process(state: S | undefined, record: InputRecord, prepared: P | undefined): StepResult<S>;
   ready?(): { ready: boolean; reason?: string };
   /** Extra HTTP routes on the processor's port (tried before /metrics, /healthz, /readyz). */

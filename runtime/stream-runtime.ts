@@ -63,6 +63,8 @@ interface Task<S> {
   /** After a reset, the offset the consumer was sent back to: batches fetched from beyond it are stale. */
   readonly seeking: Map<string, bigint>;
   readonly inbox: Chunk[];
+  /** Batches taken from the inbox whose `prepare` already runs (cores with prepareAhead), oldest first. */
+  readonly ahead: Ahead[];
   waiting: number;
   worker: Promise<void> | undefined;
   paused: boolean;
@@ -76,6 +78,19 @@ interface Task<S> {
 }
 
 type Decoded = { ok: true; record: InputRecord } | { ok: false; message: KafkaMessage; code: ErrorCode; error: string };
+
+/** A batch decoded and through the core's `prepare`, ready for `process` in order. */
+interface Prepared {
+  readonly started: number;
+  readonly decoded: ReadonlyArray<{ input: Input; message: KafkaMessage; d: Decoded }>;
+  readonly prepared: ReadonlyArray<unknown> | undefined;
+}
+
+/** A batch taken ahead of its turn, and its preparation (a rejection is handled, and thrown again in its turn). */
+interface Ahead {
+  readonly batch: Chunk[];
+  readonly ready: Promise<Prepared>;
+}
 
 /** A failure of the producing or committing step: the task is reset from its committed offsets. */
 class CommitFailed extends Error {}
@@ -237,7 +252,10 @@ export class StreamRuntime<S> {
     this.abort.abort();
     clearInterval(this.committer);
     const tasks = (await Promise.all([...this.tasks.values()].map((t) => t.catch(() => undefined)))).filter((t) => t !== undefined);
-    for (const task of tasks) task.inbox.length = 0;
+    for (const task of tasks) {
+      task.inbox.length = 0;
+      task.ahead.length = 0;
+    }
     await Promise.all(tasks.map((t) => t.worker?.catch(() => undefined)));
     await Promise.all(tasks.map((t) => t.acked));
     await this.commitLast();
@@ -276,6 +294,7 @@ export class StreamRuntime<S> {
     if (!task) return;
     task.closed = true;
     task.inbox.length = 0;
+    task.ahead.length = 0;
     await task.worker?.catch(() => undefined);
     await task.acked;
     if (task.paused) this.resume(task);
@@ -324,7 +343,7 @@ export class StreamRuntime<S> {
       positions.set(t.topic, BigInt(offset) < 0n ? 0n : BigInt(offset));
     }
     const task: Task<S> = {
-      partition, producer, state, positions, fetched: new Map(positions), seeking: new Map(), inbox: [], waiting: 0,
+      partition, producer, state, positions, fetched: new Map(positions), seeking: new Map(), inbox: [], ahead: [], waiting: 0,
       worker: undefined, paused: false, dirty: false, unflushed: new Map(), acked: Promise.resolve(), closed: false,
     };
     if (reset) {
@@ -423,7 +442,23 @@ export class StreamRuntime<S> {
       this.consumer.pause(this.inputs.map((i) => ({ topic: i.name, partitions: [task.partition] })));
       this.metrics.pausedPartitions.inc({ stage: this.stage });
     }
-    task.worker ??= this.work(task).finally(() => (task.worker = undefined));
+    if (task.worker) this.prepareAhead(task);
+    else task.worker = this.work(task).finally(() => (task.worker = undefined));
+  }
+
+  /**
+   * A core whose `prepare` may run ahead (the classifier's inference) starts preparing batches
+   * while the one before is still in `prepare`: records that arrive during a model batch join the
+   * next one at once instead of waiting for their turn. `process` and the commits stay in order.
+   */
+  private prepareAhead(task: Task<S>): void {
+    const depth = this.o.core.prepareAhead ?? 0;
+    while (!task.closed && task.ahead.length < depth && task.inbox.length > 0) {
+      const batch = this.take(task);
+      const ready = this.prepareBatch(task, batch);
+      ready.catch(() => undefined);
+      task.ahead.push({ batch, ready });
+    }
   }
 
   private resume(task: Task<S>): void {
@@ -434,11 +469,15 @@ export class StreamRuntime<S> {
 
   /** The task's worker: batches of whatever waits in the inbox, one after the other, until it is empty. */
   private async work(task: Task<S>): Promise<void> {
-    while (!task.closed && task.inbox.length > 0) {
-      const batch = this.take(task);
+    while (!task.closed) {
+      this.prepareAhead(task);
+      const next = task.ahead.shift() ?? (task.inbox.length > 0 ? { batch: this.take(task), ready: undefined } : undefined);
+      if (!next) break;
+      this.prepareAhead(task);
+      const { batch } = next;
       const count = batch.reduce((n, c) => n + c.messages.length, 0);
       try {
-        await this.processWithRetry(task, batch);
+        await this.processWithRetry(task, batch, next.ready);
       } catch (err) {
         await this.resetTask(task, err);
         return;
@@ -469,10 +508,10 @@ export class StreamRuntime<S> {
   }
 
   /** A service the core needs being away (a retriable error) retries the same batch with backoff; nothing is committed meanwhile. */
-  private async processWithRetry(task: Task<S>, batch: Chunk[]): Promise<void> {
+  private async processWithRetry(task: Task<S>, batch: Chunk[], ready?: Promise<Prepared>): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.processBatch(task, batch);
+        await this.processBatch(task, batch, attempt === 0 ? ready : undefined);
         return;
       } catch (err) {
         if (err instanceof CommitFailed || task.closed || this.stopping) throw err;
@@ -491,6 +530,7 @@ export class StreamRuntime<S> {
     if (task.closed) return;
     task.closed = true;
     task.inbox.length = 0;
+    task.ahead.length = 0;
     if (task.paused) this.resume(task);
     this.metrics.transactionsAborted.inc({ stage: this.stage });
     const partition = task.partition;
@@ -546,18 +586,23 @@ export class StreamRuntime<S> {
     return { topic: spec.name, message: { key: out.key, value: this.o.registry.encode(spec.valueKind, out.value as never) } };
   }
 
-  private async processBatch(task: Task<S>, batch: Chunk[]): Promise<void> {
+  /** Decodes a batch and runs the core's `prepare` on its good records. */
+  private async prepareBatch(task: Task<S>, batch: Chunk[]): Promise<Prepared> {
     const started = performance.now();
     const { metrics, stage } = this;
-    const partition = task.partition;
-    const count = batch.reduce((n, c) => n + c.messages.length, 0);
-    metrics.batchSize.observe({ stage }, count);
+    metrics.batchSize.observe({ stage }, batch.reduce((n, c) => n + c.messages.length, 0));
     for (const chunk of batch) metrics.stepSeconds.observe({ stage, step: 'queue' }, (started - chunk.fetchedAt) / 1000);
-
     const decoded: Array<{ input: Input; message: KafkaMessage; d: Decoded }> = [];
-    for (const chunk of batch) for (const message of chunk.messages) decoded.push({ input: chunk.input, message, d: this.decode(chunk.input, partition, message) });
+    for (const chunk of batch) for (const message of chunk.messages) decoded.push({ input: chunk.input, message, d: this.decode(chunk.input, task.partition, message) });
     const good = decoded.flatMap(({ d }) => (d.ok ? [d.record] : []));
     const prepared = this.o.core.prepare && good.length > 0 ? await this.o.core.prepare(good, this.abort.signal) : undefined;
+    return { started, decoded, prepared };
+  }
+
+  private async processBatch(task: Task<S>, batch: Chunk[], ready?: Promise<Prepared>): Promise<void> {
+    const { metrics, stage } = this;
+    const partition = task.partition;
+    const { started, decoded, prepared } = await (ready ?? this.prepareBatch(task, batch));
 
     const staged = new Map<string, S | undefined>();
     const out = new Map<string, Message[]>();

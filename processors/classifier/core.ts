@@ -11,10 +11,12 @@ import type { ClassifierEngine, FrameResult } from './engine.ts';
  * `process` maps each result back to its record. A frame without a face gives
  * `faceFound: false` (counted, not dead-lettered).
  */
-export function createClassifierCore(engine: ClassifierEngine, metrics?: Metrics, options: { maxBatch?: number; concurrency?: number } = {}): ProcessorCore<never, FrameResult> {
+export function createClassifierCore(engine: ClassifierEngine, metrics?: Metrics, options: { maxBatch?: number; concurrency?: number; prepareAhead?: number } = {}): ProcessorCore<never, FrameResult> {
   const classify = coalesce((frames: Frame[]) => engine.classify(frames), options.maxBatch ?? 64, options.concurrency ?? 1);
   return {
     name: 'classifier',
+    // Inference is stateless: a partition's next frames may go to the model while its last ones are still there.
+    prepareAhead: options.prepareAhead ?? 4,
     async prepare(records) {
       const results = await classify(records.map((r) => r.value as Frame));
       if (metrics) {

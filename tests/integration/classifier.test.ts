@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { MODEL_SPECS } from '../../models/specs.ts';
 import { topicName } from '../../topology/topology.ts';
 import { cameraFrame, FACE_PHOTOS, noFacePhoto } from '../support/faces.ts';
-import { frame, registry } from '../support/frames.ts';
+import { assertExactlyOnceInOrder, frame, keyedFrames, registry } from '../support/frames.ts';
 import { collect, createTopology, metricSum, metricsText, produce, randomPrefix, startProcessor, useKafka, waitFor } from '../support/kafka.ts';
 
 describe('classifier processor on the real broker', () => {
@@ -52,5 +52,39 @@ describe('classifier processor on the real broker', () => {
       await p.exited;
       await reader.stop();
     }
+  });
+
+  it('prepares batches ahead (model batches of 2 on two inference threads, finishing out of order) and still publishes each user\'s scores once, in order', async () => {
+    const prefix = randomPrefix('classifier-ahead');
+    const topology = await createTopology(fx.admin, prefix, 2);
+    const users = 12;
+    const perUser = 40;
+    const inputs = keyedFrames(users, perUser);
+    const reader = await collect(fx.kafka, [topicName(topology, 'emotion-scores')]);
+    const p = await startProcessor('classifier', {
+      EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '2', EM_PREPARE_AHEAD: '4', EM_MAX_INFERENCE_BATCH: '2', EM_INFERENCE_THREADS: '2', EM_MAX_BATCH_RECORDS: '3',
+    });
+    try {
+      // Small bursts a few ms apart: records keep arriving while their partition's last batch is in the model.
+      for (let i = 0; i < inputs.length; i += 16) {
+        await produce(fx.kafka, topicName(topology, 'frames'), inputs.slice(i, i + 16));
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      await waitFor('every frame scored', () => reader.records.length >= inputs.length, 90_000);
+      await new Promise((r) => setTimeout(r, 1000));
+      const metrics = await metricsText(p.port);
+      // Each frame processed once (a batch prepared ahead is processed in its turn, not again).
+      expect(metricSum(metrics, 'emotionmuse_records_in_total', `topic="${topicName(topology, 'frames')}"`)).toBe(inputs.length);
+    } finally {
+      p.proc.kill('SIGTERM');
+      await p.exited;
+      await reader.stop();
+    }
+    // The scores carry the frame's user and sequence number: rewrite them as frames to reuse the order check.
+    const asFrames = reader.records.map((r) => {
+      const s = registry.decode('emotion-score', r.value!);
+      return { ...r, value: registry.encode('frame', frame(s.userId, s.seq)) };
+    });
+    assertExactlyOnceInOrder(asFrames, users, perUser);
   });
 });
