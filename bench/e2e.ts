@@ -10,7 +10,8 @@
  *
  *   npm run bench:e2e [-- --seconds 20 --warmup-seconds 20 --warmup-rate 250 --users 40 --partitions 6]
  *                     [--crop-rates 100,250,500,750 --jpeg-rates 10,20,40]
- *                     [--soak-seconds 60 --soak-rate 250]
+ *                     [--soak-seconds 60 --soak-rate 250] [--tick-ms 5]
+ *                     [--env smoother:EM_FETCH_MIN_BYTES=4096,classifier:EM_PREPARE_AHEAD=0]   (settings for one processor)
  *                     [--node-args=--cpu-prof,--cpu-prof-dir=/tmp/prof]   (node arguments for the processors)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -46,7 +47,14 @@ const jpegRates = rateList(flags.get('jpeg-rates') ?? '10,20,40');
 const soakSeconds = Number(flags.get('soak-seconds') ?? 60);
 const soakRate = Number(flags.get('soak-rate') ?? 250);
 const partitions = Number(flags.get('partitions') ?? 6);
-const tickMs = Number(flags.get('tick-ms') ?? 20);
+/**
+ * How often the load generator publishes the frames that are due. The users' frames are due at
+ * evenly spread times (each user at its own phase), as from independent cameras; every tick sends
+ * what has come due since the last one, stamped with the time it is sent. 20 ms ticks make every
+ * user's frame of a tick arrive at once (10 frames per burst at 500 frames/s), which no fleet of
+ * independent cameras does.
+ */
+const tickMs = Number(flags.get('tick-ms') ?? 5);
 const nodeArgs = (flags.get('node-args') ?? '').split(',').filter(Boolean);
 const SCORE_BUDGET_MS = 50;
 const LIST_BUDGET_MS = 100;
@@ -75,12 +83,14 @@ const brokerStats = () => (brokerPid ? procStats(brokerPid) : undefined);
 
 const ports = { classifier: await freePort(), smoother: await freePort(), recommender: await freePort() };
 const procs: Record<string, ChildProcess> = {};
+/** `--env smoother:EM_FETCH_MIN_BYTES=4096,classifier:EM_PREPARE_AHEAD=0`: settings for one processor. */
+const stageEnv = (stage: string) => Object.fromEntries((flags.get('env') ?? '').split(',').filter((e) => e.startsWith(`${stage}:`)).map((e) => e.slice(stage.length + 1).split('=') as [string, string]));
 // Never leave processors behind, whatever ends this script.
 process.on('exit', () => Object.values(procs).forEach((p) => p.kill('SIGKILL')));
 process.on('SIGINT', () => process.exit(130));
 for (const [stage, port] of Object.entries(ports)) {
   procs[stage] = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'bin/emotionmuse.js'), 'run', stage], {
-    env: { ...process.env, EM_KAFKA_BROKERS: brokers.join(','), EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: String(partitions), EM_REDIS_URL: redisUrl, EM_REDIS_PREFIX: `${prefix}r:`, EM_HTTP_PORT: String(port), EM_LOG_LEVEL: 'warn' },
+    env: { ...process.env, ...stageEnv(stage), EM_KAFKA_BROKERS: brokers.join(','), EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: String(partitions), EM_REDIS_URL: redisUrl, EM_REDIS_PREFIX: `${prefix}r:`, EM_HTTP_PORT: String(port), EM_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
 }
@@ -167,7 +177,7 @@ function nextFrame(mode: Mode, user: number, n: number): { key: string; value: B
 
 type Mode = 'edge-cropped grey 48x48' | '640x480 JPEG';
 
-/** Publishes at `rate` frames per second for `durationS`, in 20 ms ticks; calls `every10s` along the way. */
+/** Publishes at `rate` frames per second for `durationS`, in ticks of `tickMs`; calls `every10s` along the way. */
 async function drive(mode: Mode, rate: number, durationS: number, every10s?: () => void): Promise<{ sent: number; elapsed: number }> {
   const start = Date.now();
   let sent = 0;
@@ -337,7 +347,7 @@ const maxClassifierRss = Math.max(...(rssSeries.classifier ?? []), ...(soak.clas
 const report = [
   `# End-to-end load benchmark`,
   '',
-  `Machine: ${machine()}. ${usersCount} simulated users (expression changing every ${SEGMENT_FRAMES} frames), ${seconds} s per rate after a ${warmupSeconds} s warm-up at ${warmupRate} frames/s, ${partitions} partitions per topic, local single-node Kafka ${process.env.EM_KAFKA_VERSION ?? '3.9.1'} and Redis on the same machine as the processors and the load generator. Latencies are as a read_committed reader sees the records; a list is timed from the capture of the frame that completed its emotion change.`,
+  `Machine: ${machine()}. ${usersCount} simulated users (expression changing every ${SEGMENT_FRAMES} frames; frames due at evenly spread times, published every ${tickMs} ms), ${seconds} s per rate after a ${warmupSeconds} s warm-up at ${warmupRate} frames/s, ${partitions} partitions per topic, local single-node Kafka ${process.env.EM_KAFKA_VERSION ?? '3.9.1'} and Redis on the same machine as the processors and the load generator. Latencies are as a read_committed reader sees the records; a list is timed from the capture of the frame that completed its emotion change.`,
   '',
   table(header, rows),
   '',

@@ -1,4 +1,5 @@
-import kafkajs, { type Kafka, type LogEntry } from 'kafkajs';
+import net from 'node:net';
+import kafkajs, { type ISocketFactory, type Kafka, type LogEntry } from 'kafkajs';
 
 const { Kafka: KafkaClient, logLevel: KafkaLogLevel } = kafkajs;
 import type { Logger } from './log.ts';
@@ -14,6 +15,18 @@ process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
 
 const QUIET = ['switched default partitioner', 'Limiting retries for the idempotent producer'];
 
+/**
+ * kafkajs leaves Nagle's algorithm on: a request written while an earlier one is not yet
+ * acknowledged by TCP (a commit behind a long-polling fetch, the tail of a request larger than
+ * one segment) waits for the broker's delayed ACK, up to 40 ms on Linux. Requests are whole
+ * messages, written once each: send them at once. (Plain TCP only: this project's brokers speak
+ * PLAINTEXT.)
+ */
+const socketFactory: ISocketFactory = ({ host, port, onConnect }) => {
+  const socket = net.connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 }, onConnect);
+  return socket;
+};
+
 /** A kafkajs client whose log lines go through our logger (kafkajs info is chatty: only warnings and up pass). */
 export function createKafka(options: { brokers: readonly string[]; clientId: string; logger?: Logger }): Kafka {
   const logger = options.logger?.child({ component: 'kafkajs' });
@@ -21,6 +34,7 @@ export function createKafka(options: { brokers: readonly string[]; clientId: str
     clientId: options.clientId,
     brokers: [...options.brokers],
     connectionTimeout: 5000,
+    socketFactory,
     retry: { initialRetryTime: 200, retries: 8 },
     logLevel: logger ? KafkaLogLevel.WARN : KafkaLogLevel.NOTHING,
     logCreator: () => (entry: LogEntry) => {

@@ -41,6 +41,8 @@ export async function runProcessor(name: string, argv: readonly string[]): Promi
     maxBatchRecords: config.maxBatchRecords,
     commitIntervalMs: config.commitIntervalMs,
     sessionTimeoutMs: config.sessionTimeoutMs,
+    fetchMinBytes: config.fetchMinBytes,
+    fetchMaxWaitMs: config.fetchMaxWaitMs,
     maxBacklog: config.maxBacklog,
     maxRecordBytes: config.maxRecordBytes,
   });

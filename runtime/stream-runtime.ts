@@ -29,6 +29,10 @@ export interface RuntimeOptions<S> {
   readonly commitIntervalMs?: number;
   /** @defaultValue 10000 */
   readonly sessionTimeoutMs?: number;
+  /** The broker answers a fetch once this many bytes wait (or fetchMaxWaitMs has passed). @defaultValue 1 */
+  readonly fetchMinBytes?: number;
+  /** @defaultValue 100 */
+  readonly fetchMaxWaitMs?: number;
   /** Pause a partition while this many of its records wait (fetched, not yet processed). @defaultValue 1000 */
   readonly maxBacklog?: number;
   /** Input records larger than this are dead-lettered with OVERSIZED_RECORD. @defaultValue 4 MiB */
@@ -169,7 +173,8 @@ export class StreamRuntime<S> {
       heartbeatInterval: Math.max(500, Math.floor(this.o.sessionTimeoutMs / 5)),
       rebalanceTimeout: Math.max(this.o.sessionTimeoutMs, 20_000),
       allowAutoTopicCreation: false,
-      maxWaitTimeInMs: 100,
+      minBytes: options.fetchMinBytes ?? 1,
+      maxWaitTimeInMs: options.fetchMaxWaitMs ?? 100,
       // kafkajs restarts a crashed consumer by itself; never once this runtime is stopping.
       retry: { restartOnFailure: async () => !this.stopping },
     });
