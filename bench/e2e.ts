@@ -13,6 +13,7 @@
  *                     [--soak-seconds 60 --soak-rate 250] [--tick-ms 5]
  *                     [--env smoother:EM_FETCH_MIN_BYTES=4096,classifier:EM_PREPARE_AHEAD=0]   (settings for one processor)
  *                     [--node-args=--cpu-prof,--cpu-prof-dir=/tmp/prof]   (node arguments for the processors)
+ *                     [--out report.md]   (default: bench/results/e2e.md for a run with the default steps, else .cache/bench/e2e-last.md)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -367,6 +368,10 @@ const report = [
   '',
 ];
 console.log(report.join('\n'));
-mkdirSync(path.join(ROOT, 'bench', 'results'), { recursive: true });
-writeFileSync(path.join(ROOT, 'bench', 'results', 'e2e.md'), report.join('\n'));
+// Only a run with the default steps replaces the committed report; any other goes under .cache.
+const STEP_FLAGS = ['seconds', 'warmup-seconds', 'warmup-rate', 'users', 'crop-rates', 'jpeg-rates', 'soak-seconds', 'soak-rate', 'partitions', 'tick-ms', 'env', 'node-args'];
+const out = flags.get('out') ?? (STEP_FLAGS.some((f) => flags.has(f)) ? path.join(ROOT, '.cache', 'bench', 'e2e-last.md') : path.join(ROOT, 'bench', 'results', 'e2e.md'));
+mkdirSync(path.dirname(out), { recursive: true });
+writeFileSync(out, report.join('\n'));
+process.stderr.write(`report written to ${path.relative(ROOT, out)}\n`);
 process.exit(0);
