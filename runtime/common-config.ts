@@ -20,7 +20,7 @@ export const processorOptions = {
   maxBatchRecords: opt.int('EM_MAX_BATCH_RECORDS', 'max-batch-records', 500, 'Most input records processed in one batch (one transaction under exactly-once)', { min: 1 }),
   commitIntervalMs: opt.int('EM_COMMIT_INTERVAL_MS', 'commit-interval-ms', 100, 'At-least-once: commit the processed offsets this often (a crash repeats at most this much work)', { min: 1 }),
   fetchMinBytes: opt.int('EM_FETCH_MIN_BYTES', 'fetch-min-bytes', 1, 'The broker answers a fetch once this many bytes are there (or fetch-max-wait-ms has passed): more lets a stage that is not on the score path fetch less often', { min: 1 }),
-  fetchMaxWaitMs: opt.int('EM_FETCH_MAX_WAIT_MS', 'fetch-max-wait-ms', 100, 'Longest a fetch waits at the broker for fetch-min-bytes', { min: 0 }),
+  fetchMaxWaitMs: opt.int('EM_FETCH_MAX_WAIT_MS', 'fetch-max-wait-ms', 100, 'Longest a fetch waits at the broker for fetch-min-bytes', { min: 1 }),
   sessionTimeoutMs: opt.int('EM_SESSION_TIMEOUT_MS', 'session-timeout-ms', 10_000, 'Consumer session timeout (ms)', { min: 1000 }),
   maxBacklog: opt.int('EM_MAX_BACKLOG', 'max-backlog', 1000, 'Pause a partition while this many of its fetched records wait to be processed', { min: 1 }),
   maxRecordBytes: opt.int('EM_MAX_RECORD_BYTES', 'max-record-bytes', 4 * 1024 * 1024, 'Larger input records go to the dead-letter topic (OVERSIZED_RECORD)', { min: 1 }),
