@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { topicName } from '../../topology/topology.ts';
-import { assertAtLeastOnceInOrder, keyedFrames } from '../support/frames.ts';
-import { collect, createTopology, produce, randomPrefix, startProcessor, useKafka, waitFor } from '../support/kafka.ts';
+import { assertAtLeastOnceInOrder, CRASH_PER_USER, CRASH_USERS, keyedFrames } from '../support/frames.ts';
+import { collect, createTopology, killMidStream, produce, randomPrefix, startProcessor, useKafka, waitFor } from '../support/kafka.ts';
 
-const USERS = 60;
-const PER_USER = 167; // 10,020 keyed records over 3 partitions
+const USERS = CRASH_USERS;
+const PER_USER = CRASH_PER_USER;
 
 describe('stream runtime: at least once against the real broker', () => {
   const fx = useKafka();
@@ -26,10 +26,7 @@ describe('stream runtime: at least once against the real broker', () => {
     })();
     try {
       for (const killAt of [2500, 6000]) {
-        const p = await startProcessor('passthrough', env);
-        await waitFor(`${killAt} outputs`, () => reader.records.length >= killAt, 120_000, 20);
-        p.proc.kill('SIGKILL');
-        expect((await p.exited).signal).toBe('SIGKILL');
+        await killMidStream('passthrough', env, `${killAt} outputs`, () => reader.records.length >= killAt);
         expect(new Set(reader.records.map((r) => r.value!.toString('latin1'))).size, 'the kill landed before the end of the stream').toBeLessThan(total);
       }
       await feeding;

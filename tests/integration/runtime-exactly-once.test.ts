@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { topicName } from '../../topology/topology.ts';
-import { assertExactlyOnceInOrder, keyedFrames } from '../support/frames.ts';
-import { collect, createTopology, metricSum, metricsText, produce, randomPrefix, startProcessor, useKafka, waitFor } from '../support/kafka.ts';
+import { assertExactlyOnceInOrder, CRASH_PER_USER, CRASH_USERS, keyedFrames } from '../support/frames.ts';
+import { collect, createTopology, killMidStream, metricSum, metricsText, produce, randomPrefix, startProcessor, useKafka, waitFor } from '../support/kafka.ts';
 
-const USERS = 60;
-const PER_USER = 167; // 10,020 keyed records over 3 partitions
+const USERS = CRASH_USERS;
+const PER_USER = CRASH_PER_USER;
 
 describe('stream runtime: exactly once against the real broker', () => {
   const fx = useKafka();
@@ -18,10 +18,7 @@ describe('stream runtime: exactly once against the real broker', () => {
     const reader = await collect(fx.kafka, [topicName(topology, 'passthrough')]);
     try {
       for (const killAt of [2500, 6000]) {
-        const p = await startProcessor('passthrough', env);
-        await waitFor(`${killAt} outputs`, () => reader.records.length >= killAt, 120_000, 20);
-        p.proc.kill('SIGKILL');
-        expect((await p.exited).signal).toBe('SIGKILL');
+        await killMidStream('passthrough', env, `${killAt} outputs`, () => reader.records.length >= killAt);
         expect(reader.records.length, 'the kill landed before the end of the stream').toBeLessThan(total);
       }
       const last = await startProcessor('passthrough', env);

@@ -22,6 +22,10 @@ export function frame(userId: string, seq: number, extra: Partial<Frame> = {}): 
   };
 }
 
+/** The runtime crash tests' stream: 60 users x 167 frames = 10,020 keyed records (over 3 partitions). */
+export const CRASH_USERS = 60;
+export const CRASH_PER_USER = 167;
+
 /** `users` users with `perUser` frames each, interleaved as clients would send them. */
 export function keyedFrames(users: number, perUser: number): Message[] {
   const out: Message[] = [];

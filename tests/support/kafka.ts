@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { Admin, Kafka, Message } from 'kafkajs';
-import { afterAll, beforeAll, inject } from 'vitest';
+import { afterAll, beforeAll, expect, inject } from 'vitest';
 import { createKafka } from '../../runtime/kafka.ts';
 import { freePort } from '../../runtime/net.ts';
 
@@ -72,6 +72,14 @@ export async function startProcessor(name: string, env: Record<string, string>):
   proc.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
   return { proc, port, logs, exited };
+}
+
+/** Starts `emotionmuse run <name>`, waits until `until()` holds, and kills it with SIGKILL mid-stream. */
+export async function killMidStream(name: string, env: Record<string, string>, what: string, until: () => boolean): Promise<void> {
+  const p = await startProcessor(name, env);
+  await waitFor(what, until, 120_000, 20);
+  p.proc.kill('SIGKILL');
+  expect((await p.exited).signal).toBe('SIGKILL');
 }
 
 export async function metricsText(port: number): Promise<string> {
