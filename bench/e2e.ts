@@ -38,6 +38,31 @@ import { freePort, machineBusy, procStats } from './proc-stats.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const { flags } = parseArgv(process.argv.slice(2));
+const USAGE = `npm run bench:e2e [-- options]: the whole pipeline under load on this machine (starts Kafka and Redis if needed)
+
+  --crop-rates 100,250,500,750   edge-cropped 48x48 grey frames per second, one step each
+  --jpeg-rates 10,20,40          640x480 JPEG frames per second, one step each ('' for none)
+  --seconds 20                   length of each step
+  --warmup-seconds 20            unreported warm-up first (a fresh broker is slow), at --warmup-rate 250
+  --users 40                     simulated users (expression changing every 60 frames)
+  --partitions 6                 partitions of every topic
+  --tick-ms 5                    how often the load generator publishes the frames that are due
+  --soak-seconds 60              leak check at --soak-rate 250, resident memory every 10 s (0: none)
+  --env stage:VAR=value,...      a setting for one processor, e.g. classifier:EM_PREPARE_AHEAD=0
+  --node-args a,b                node arguments for the processors, e.g. --cpu-prof
+  --out file.md                  where the report goes (default: bench/results/e2e.md for a run with
+                                 the default steps, .cache/bench/e2e-last.md for any other)
+`;
+const KNOWN_FLAGS = ['help', 'seconds', 'warmup-seconds', 'warmup-rate', 'users', 'crop-rates', 'jpeg-rates', 'soak-seconds', 'soak-rate', 'partitions', 'tick-ms', 'env', 'node-args', 'out'];
+if (flags.has('help')) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+const unknown = [...flags.keys()].filter((f) => !KNOWN_FLAGS.includes(f));
+if (unknown.length > 0) {
+  process.stderr.write(`unknown option(s): ${unknown.map((f) => `--${f}`).join(', ')}\n\n${USAGE}`);
+  process.exit(2);
+}
 const seconds = Number(flags.get('seconds') ?? 20);
 const warmupSeconds = Number(flags.get('warmup-seconds') ?? 20);
 const warmupRate = Number(flags.get('warmup-rate') ?? 250);
@@ -369,7 +394,7 @@ const report = [
 ];
 console.log(report.join('\n'));
 // Only a run with the default steps replaces the committed report; any other goes under .cache.
-const STEP_FLAGS = ['seconds', 'warmup-seconds', 'warmup-rate', 'users', 'crop-rates', 'jpeg-rates', 'soak-seconds', 'soak-rate', 'partitions', 'tick-ms', 'env', 'node-args'];
+const STEP_FLAGS = KNOWN_FLAGS.filter((f) => f !== 'help' && f !== 'out');
 const out = flags.get('out') ?? (STEP_FLAGS.some((f) => flags.has(f)) ? path.join(ROOT, '.cache', 'bench', 'e2e-last.md') : path.join(ROOT, 'bench', 'results', 'e2e.md'));
 mkdirSync(path.dirname(out), { recursive: true });
 writeFileSync(out, report.join('\n'));
