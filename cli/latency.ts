@@ -23,7 +23,7 @@ const ROWS = [
   { label: 'scoring (Bi-LSTM, emotion embedding, top-100)', port: 'recommenderPort', metric: METRICS.stepSeconds.name, where: { stage: 'recommender', step: 'score' } },
   { label: 'reranking', port: 'recommenderPort', metric: METRICS.stepSeconds.name, where: { stage: 'recommender', step: 'rerank' } },
   { label: 'classifier: Kafka, producer to processor', port: 'classifierPort', metric: METRICS.stepSeconds.name, where: { stage: 'classifier', step: 'fetch' } },
-  { label: 'classifier: waiting for the batch before', port: 'classifierPort', metric: METRICS.stepSeconds.name, where: { stage: 'classifier', step: 'queue' } },
+  { label: 'classifier: waiting to go to the model', port: 'classifierPort', metric: METRICS.stepSeconds.name, where: { stage: 'classifier', step: 'queue' } },
   { label: 'classifier: produce and commit', port: 'classifierPort', metric: METRICS.stepSeconds.name, where: { stage: 'classifier', step: 'commit' } },
   { label: 'total: capture -> emotion score',  port: 'classifierPort', metric: METRICS.endToEnd.name, where: { path: 'score' } },
   { label: 'total: capture -> emotion change', port: 'smootherPort', metric: METRICS.endToEnd.name, where: { path: 'change' } },
