@@ -1,12 +1,13 @@
 /**
- * Classifier benchmark: inference alone (int8 and float32 emotion models) at batch 1, 8, 32, 64, and the whole stage (decode +
- * detect + preprocess + infer) on 640x480 JPEG camera frames and on edge-cropped grey faces.
+ * Classifier benchmark: inference alone (every emotion model: int8 and float32, at 64x64 and fine-tuned for 48x48) at batch
+ * 1, 8, 32, 64, and the whole stage (decode + detect + preprocess + infer, default model) on 640x480 JPEG camera frames and
+ * on edge-cropped grey faces.
  * `npm run bench:classifier` (add `-- --seconds 5` for longer runs).
  */
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import { ClassifierEngine } from '../processors/classifier/engine.ts';
+import { ClassifierEngine, DEFAULT_EMOTION_MODEL, EMOTION_MODELS, type EmotionModel } from '../processors/classifier/engine.ts';
 import { resizeGrey } from '../processors/classifier/image.ts';
 import type { Frame } from '../schemas/generated/types.ts';
 import { FACE_PHOTOS, FER_PUBLIC_TEST } from '../tests/support/faces.ts';
@@ -14,8 +15,7 @@ import { machine, percentile, table, timeIt } from './machine.ts';
 
 const ms = (process.argv.includes('--seconds') ? Number(process.argv[process.argv.indexOf('--seconds') + 1]) : 2) * 1000;
 const engine = await ClassifierEngine.create({ providers: ['cpu'] });
-const float32 = await ClassifierEngine.create({ providers: ['cpu'], emotionModel: 'float32' });
-console.log(`classifier benchmark on ${machine()}; execution provider ${engine.provider}; CLAHE off (default); emotion model int8 unless the row says float32; ONNX Runtime on this thread, threads per core\n`);
+console.log(`classifier benchmark on ${machine()}; execution provider ${engine.provider}; CLAHE off (default); whole-stage rows with the default emotion model (${DEFAULT_EMOTION_MODEL}); ONNX Runtime on this thread, threads per core\n`);
 
 const rows: string[][] = [];
 /** Three timed runs; the row reports the median run, so one noisy neighbour does not decide it. */
@@ -42,11 +42,12 @@ const greyFiles = (() => {
 const crops = greyFiles.length > 0
   ? await Promise.all(greyFiles.map(async (f) => sharp(f).greyscale().raw().toBuffer({ resolveWithObject: true })))
   : await Promise.all(FACE_PHOTOS.map((f) => sharp(f).extract({ left: 700, top: 300, width: 480, height: 480 }).resize(48, 48).greyscale().raw().toBuffer({ resolveWithObject: true })));
-const modelInputs = crops.map((c) => resizeGrey({ data: new Uint8Array(c.data), width: c.info.width, height: c.info.height }, 64, 64));
-for (const [name, e] of [['int8', engine], ['float32', float32]] as const) {
+for (const name of Object.keys(EMOTION_MODELS) as EmotionModel[]) {
+  const e = await ClassifierEngine.create({ providers: ['cpu'], emotionModel: name });
+  const modelInputs = crops.map((c) => resizeGrey({ data: new Uint8Array(c.data), width: c.info.width, height: c.info.height }, e.inputSide, e.inputSide));
   for (const batch of [1, 8, 32, 64]) {
     const inputs = Array.from({ length: batch }, (_, i) => modelInputs[i % modelInputs.length]!);
-    await measure(`inference only (64x64 face crops), ${name}, batch ${batch}`, batch, () => e.infer(inputs));
+    await measure(`inference only (${e.inputSide}x${e.inputSide} face crops), ${name}, batch ${batch}`, batch, () => e.infer(inputs));
   }
 }
 for (const batch of [1, 32]) {

@@ -3,7 +3,7 @@
  * users publishing edge-cropped grey faces (and, separately, full 640x480 JPEG frames) at
  * increasing rates. Each user's faces change expression every 60 frames, so that emotion changes
  * and the lists they trigger happen at every rate. For each rate: throughput reached, capture ->
- * score and capture -> change-triggered list latency as a read_committed reader sees them, where
+ * score and capture -> change-triggered list latency (to the record's log-append time), where
  * the classifier's time goes, consumer lag at the end, CPU of each process (the broker and this
  * load generator included) and memory. It names the highest rate within each budget (score 50 ms,
  * list 100 ms, both at p99), then holds one rate steady and samples resident memory (leak check).
@@ -30,7 +30,7 @@ import { METRICS } from '../runtime/metrics.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
 import type { Frame } from '../schemas/generated/types.ts';
 import { applyTopology } from '../topology/apply.ts';
-import { allTopics, buildTopology, topicName } from '../topology/topology.ts';
+import { allTopics, buildTopology, topicName, topicSpec } from '../topology/topology.ts';
 import { FACE_PHOTOS, FER_PUBLIC_TEST } from '../tests/support/faces.ts';
 
 import { machine, percentile, table } from './machine.ts';
@@ -141,41 +141,49 @@ for (const cls of CLASSES) {
 }
 const jpegs = await Promise.all(FACE_PHOTOS.map((f) => sharp(f).resize(640, 480, { fit: 'cover' }).jpeg({ quality: 85 }).toBuffer()));
 
-/** What the reader saw during one step. */
+/**
+ * What the reader found during one step. Every time is a record's log-append time (the topics the
+ * stages write are LogAppendTime): the moment the broker stored it and any reader could have it,
+ * so the reader itself can fetch lazily, in large batches, and take little of the two cores.
+ */
 const seen = { scoreMs: [] as number[], changeMs: [] as number[], listMs: [] as number[], scored: 0, lastScoreAt: 0 };
 /** Capture time of each emotion change, by the cause id a list carries (`topic/partition/offset`). */
 const changeCapture = new Map<string, number>();
+/** Append times of lists read before their change (another partition of the reader). */
 const listsWaiting = new Map<string, number>();
-const reader = kafka.consumer({ groupId: `${prefix}bench-reader`, readUncommitted: false, maxWaitTimeInMs: 20 });
+const timedTopics = (['emotion-scores', 'emotion-changes', 'recommendations'] as const).map((id) => topicSpec(topology, id));
+for (const t of timedTopics) {
+  if (t.timestampType !== 'LogAppendTime') throw new Error(`${t.name} keeps its writers' timestamps (${t.timestampType}); this benchmark times records by their log-append time`);
+}
+const reader = kafka.consumer({ groupId: `${prefix}bench-reader`, readUncommitted: false, maxWaitTimeInMs: 250, minBytes: 256 * 1024 });
 await reader.connect();
-for (const id of ['emotion-scores', 'emotion-changes', 'recommendations'] as const) await reader.subscribe({ topic: topicName(topology, id), fromBeginning: false });
+for (const t of timedTopics) await reader.subscribe({ topic: t.name, fromBeginning: false });
 const joined = new Promise<void>((resolve) => reader.on(reader.events.GROUP_JOIN, () => resolve()));
 await reader.run({
   partitionsConsumedConcurrently: partitions,
   eachBatch: async ({ batch }) => {
-    const now = Date.now();
     for (const m of batch.messages) {
+      const appended = Number(m.timestamp);
       if (batch.topic === topicName(topology, 'emotion-scores')) {
-        seen.scoreMs.push(now - registry.decode('emotion-score', m.value!).captureTimeMs);
+        seen.scoreMs.push(appended - registry.decode('emotion-score', m.value!).captureTimeMs);
         seen.scored++;
-        seen.lastScoreAt = now;
+        seen.lastScoreAt = Math.max(seen.lastScoreAt, appended);
       } else if (batch.topic === topicName(topology, 'emotion-changes')) {
         const captured = registry.decode('emotion-change', m.value!).captureTimeMs;
         const cause = `${batch.topic}/${batch.partition}/${m.offset}`;
-        seen.changeMs.push(now - captured);
+        seen.changeMs.push(appended - captured);
         changeCapture.set(cause, captured);
-        // A list read before its change (another partition of this reader) is counted from when it was read.
-        const listReadAt = listsWaiting.get(cause);
-        if (listReadAt !== undefined) {
+        const listAppended = listsWaiting.get(cause);
+        if (listAppended !== undefined) {
           listsWaiting.delete(cause);
-          seen.listMs.push(listReadAt - captured);
+          seen.listMs.push(listAppended - captured);
         }
       } else {
         const list = registry.decode('recommendation', m.value!);
         if (list.trigger !== 'EMOTION_CHANGE') continue;
         const captured = changeCapture.get(list.causeId);
-        if (captured === undefined) listsWaiting.set(list.causeId, now);
-        else seen.listMs.push(now - captured);
+        if (captured === undefined) listsWaiting.set(list.causeId, appended);
+        else seen.listMs.push(appended - captured);
       }
     }
   },
@@ -249,6 +257,12 @@ async function classifierBatches() {
   };
 }
 
+/** The emotion model the classifier serves, as its info metric names it. */
+const servedModel = await fetch(`http://127.0.0.1:${ports.classifier}/metrics`)
+  .then((r) => r.text())
+  .then((text) => new RegExp(`^${METRICS.modelInfo.name}\\{[^}]*stage="classifier"[^}]*\\bversion="([^"]+)"[^}]*provider="([^"]+)"`, 'm').exec(text))
+  .then((m) => (m ? `${m[1]} on ${m[2]}` : 'unknown'));
+
 const minus = (a: Histogram, b: Histogram): Histogram => ({ buckets: a.buckets.map((x, i) => ({ le: x.le, count: x.count - (b.buckets[i]?.count ?? 0) })), count: a.count - b.count, sum: a.sum - b.sum });
 const ms = (v: number) => (Number.isFinite(v) ? v.toFixed(0) : '-');
 
@@ -262,10 +276,11 @@ if (warmupSeconds > 0) {
 
 /**
  * This VM's speed drifts (the same int8 batch took 0.7 and 1.2 ms per frame on different hours):
- * before each step, with the pipeline idle, the emotion CNN alone on batches of 8 in this thread,
- * ms per frame, so that a reader can tell a slow machine from a slow pipeline.
+ * before each step, with the pipeline idle, one emotion CNN alone on batches of 8 in this thread,
+ * ms per frame, so that a reader can tell a slow machine from a slow pipeline. Always the int8
+ * model at 64x64, whichever model the classifier serves, so that reports stay comparable.
  */
-const reference = await ClassifierEngine.create({ providers: ['cpu'], threads: 1 });
+const reference = await ClassifierEngine.create({ providers: ['cpu'], threads: 1, emotionModel: 'int8' });
 const referenceInputs = [...crops.values()].flat().slice(0, 8).map((c) => resizeGrey({ data: new Uint8Array(c.data), width: c.width, height: c.height }, 64, 64));
 async function cnnReference(): Promise<number> {
   for (let i = 0; i < 10; i++) await reference.infer(referenceInputs);
@@ -302,7 +317,7 @@ for (const [mode, rates] of [['edge-cropped grey 48x48', cropRates], ['640x480 J
     const size = minus(batchesAfter.size, batchesBefore.size);
     const scoreP99 = percentile(seen.scoreMs, 0.99);
     const listP99 = percentile(seen.listMs, 0.99);
-    // Frames scored per second, from the first frame sent to the last score read.
+    // Frames scored per second, from the first frame sent to the last score appended.
     const throughput = seen.scored / Math.max(0.001, (seen.lastScoreAt - start) / 1000);
     const pct = (cpuSeconds: number) => `${((cpuSeconds / (elapsed + 2)) * 100).toFixed(0)}%`;
     const cpu = (s: string) => pct(after[s]!.cpuSeconds - before[s]!.cpuSeconds);
@@ -367,13 +382,13 @@ const highest = (mode: Mode, ok: (r: (typeof stepResults)[number]) => boolean) =
 const header = [
   'frames', 'offered/s', 'sent/s', 'scored/s', 'capture->score p50 / p99 ms', 'capture->change p99 ms (changes)', 'capture->list p50 / p99 ms (lists)',
   'classifier batch: records / mean ms / p99 ms', `classifier p50/p99 ms: ${CLASSIFIER_STEPS.join(' / ')}`, 'lag at end',
-  'CPU classifier / smoother / recommender / broker / load generator', 'machine busy', 'CNN ms/frame alone', 'RSS MiB classifier / smoother / recommender',
+  'CPU classifier / smoother / recommender / broker / load generator', 'machine busy', '64x64 int8 CNN ms/frame alone', 'RSS MiB classifier / smoother / recommender',
 ];
 const maxClassifierRss = Math.max(...(rssSeries.classifier ?? []), ...(soak.classifier ?? []));
 const report = [
   `# End-to-end load benchmark`,
   '',
-  `Machine: ${machine()}. ${usersCount} simulated users (expression changing every ${SEGMENT_FRAMES} frames; frames due at evenly spread times, published every ${tickMs} ms), ${seconds} s per rate after a ${warmupSeconds} s warm-up at ${warmupRate} frames/s, ${partitions} partitions per topic, local single-node Kafka ${process.env.EM_KAFKA_VERSION ?? '3.9.1'} and Redis on the same machine as the processors and the load generator. Latencies are as a read_committed reader sees the records; a list is timed from the capture of the frame that completed its emotion change.`,
+  `Machine: ${machine()}. ${usersCount} simulated users (expression changing every ${SEGMENT_FRAMES} frames; frames due at evenly spread times, published every ${tickMs} ms), ${seconds} s per rate after a ${warmupSeconds} s warm-up at ${warmupRate} frames/s, ${partitions} partitions per topic, local single-node Kafka ${process.env.EM_KAFKA_VERSION ?? '3.9.1'} and Redis on the same machine as the processors and the load generator. Emotion model: ${servedModel}. Each latency runs from a frame's capture to the log-append time of the score, change or list it led to (the moment the broker stored it and a reader could have it); a list is timed from the capture of the frame that completed its emotion change.`,
   '',
   table(header, rows),
   '',

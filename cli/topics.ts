@@ -6,7 +6,7 @@ import { applyTopology, describeTopology, formatActions } from '../topology/appl
 import { buildTopology, validateTopology } from '../topology/topology.ts';
 import type { Command } from './command.ts';
 
-const applyOptions = { ...commonOptions, fixConfig: opt.bool('EM_FIX_CONFIG', 'fix-config', false, 'Also set drifted topic configs (retention, cleanup policy) back to the declared values') };
+const applyOptions = { ...commonOptions, fixConfig: opt.bool('EM_FIX_CONFIG', 'fix-config', false, 'Also set drifted topic configs (retention, cleanup policy, timestamp type) back to the declared values') };
 
 export const topicsCommand: Command = {
   summary: 'create the declared topics (apply) or print the layout (describe)',

@@ -5,7 +5,7 @@ import type { Metrics } from '../runtime/metrics.ts';
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../runtime/onnx.ts';
 import type { ProcessorCore } from '../runtime/processor.ts';
 import { createClassifierCore } from './classifier/core.ts';
-import { ClassifierEngine, EMOTION_MODELS, type EmotionModel } from './classifier/engine.ts';
+import { ClassifierEngine, DEFAULT_EMOTION_MODEL, EMOTION_MODELS, type EmotionModel } from './classifier/engine.ts';
 import { createPassthroughCore } from './passthrough/core.ts';
 import { createSmootherCore, DEFAULT_SMOOTHER_CONFIG } from './smoother/core.ts';
 import { createRecommenderCore, DEFAULT_RECOMMENDER_CONFIG } from './recommender/core.ts';
@@ -41,7 +41,7 @@ export const inferenceOptions = {
 };
 
 export const emotionModelOption = {
-  emotionModel: opt.oneOf('EM_EMOTION_MODEL', 'emotion-model', 'int8', Object.keys(EMOTION_MODELS) as EmotionModel[], 'Emotion CNN: int8 (quantized; 1.6x faster on CPU, accuracy in models/emotion-int8.card.json) or float32 (the converted original)'),
+  emotionModel: opt.oneOf('EM_EMOTION_MODEL', 'emotion-model', DEFAULT_EMOTION_MODEL, Object.keys(EMOTION_MODELS) as EmotionModel[], 'Emotion CNN: int8-48 (fine-tuned for 48x48 crops, quantized), float32-48 (the same in float), int8 or float32 (the converted original at 64x64); accuracy in each models/*.card.json'),
 };
 
 export const classifierOptions = {

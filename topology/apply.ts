@@ -10,7 +10,7 @@ export type TopicAction =
   | { kind: 'drift'; topic: string; problems: string[] };
 
 function desiredConfig(spec: TopicSpec): Record<string, string> {
-  return { 'retention.ms': String(spec.retentionMs), 'cleanup.policy': spec.cleanupPolicy };
+  return { 'retention.ms': String(spec.retentionMs), 'cleanup.policy': spec.cleanupPolicy, 'message.timestamp.type': spec.timestampType };
 }
 
 /** Waits until every partition of `topics` has a leader (30 s at most), retrying metadata errors. */
@@ -34,7 +34,7 @@ export async function waitForLeaders(admin: Admin, topics: readonly string[], ti
 /**
  * Makes the cluster match the topology without destroying data: creates missing topics, reports
  * drift in partition count or replication (never changed here: more partitions would move keys),
- * and, with `fixConfig`, sets retention and cleanup policy back to the declared values.
+ * and, with `fixConfig`, sets retention, cleanup policy and timestamp type back to the declared values.
  * Running it twice reports only `unchanged` the second time.
  */
 export async function applyTopology(admin: Admin, topology: Topology, options: { fixConfig?: boolean } = {}): Promise<TopicAction[]> {
@@ -117,8 +117,8 @@ function formatRetention(ms: number): string {
 /** The layout as a table, and the processor graph below it. */
 export function describeTopology(topology: Topology): string {
   const specs = allTopics(topology);
-  const header = ['topic', 'partitions', 'rf', 'retention', 'cleanup', 'key', 'value'];
-  const rows = specs.map((s) => [s.name, String(s.partitions), String(s.replicationFactor), formatRetention(s.retentionMs), s.cleanupPolicy, s.key, s.valueKind]);
+  const header = ['topic', 'partitions', 'rf', 'retention', 'cleanup', 'timestamps', 'key', 'value'];
+  const rows = specs.map((s) => [s.name, String(s.partitions), String(s.replicationFactor), formatRetention(s.retentionMs), s.cleanupPolicy, s.timestampType, s.key, s.valueKind]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
   const processors = topology.processors.map(

@@ -11,6 +11,13 @@ export interface TopicSpec {
   /** retention.ms; -1 keeps forever. */
   readonly retentionMs: number;
   readonly cleanupPolicy: 'delete' | 'compact' | 'compact,delete';
+  /**
+   * message.timestamp.type. `LogAppendTime` on the topics the stages write: a record's timestamp
+   * is when the broker stored it, the moment a reader can have it, whatever the writer's clock
+   * (the latency benchmark times scores by it). `CreateTime` where the writer's time is the
+   * meaning: frames carry their capture time, listens the player's.
+   */
+  readonly timestampType: 'CreateTime' | 'LogAppendTime';
   /** What the record key holds. */
   readonly key: 'userId';
   /** The Avro message kind of the values; `state` for a changelog of processor state (JSON). */
@@ -76,13 +83,13 @@ export function buildTopology(options: TopologyOptions = {}): Topology {
   return {
     prefix,
     topics: [
-      topic('frames', 1, { partitions, retentionMs: 1 * HOUR, cleanupPolicy: 'delete', valueKind: 'frame', description: 'Camera frames from edge clients. Short retention: raw faces are personal data.' }),
-      topic('emotion-scores', 1, { partitions, retentionMs: 1 * DAY, cleanupPolicy: 'delete', valueKind: 'emotion-score', description: 'Per-frame 7-class emotion probabilities.' }),
-      topic('emotion-changes', 1, { partitions, retentionMs: 7 * DAY, cleanupPolicy: 'delete', valueKind: 'emotion-change', description: 'Smoothed emotion label changes (hysteresis output).' }),
-      topic('listens', 1, { partitions, retentionMs: 7 * DAY, cleanupPolicy: 'delete', valueKind: 'listen', description: 'Plays reported by players.' }),
-      topic('recommendations', 1, { partitions, retentionMs: 7 * DAY, cleanupPolicy: 'delete', valueKind: 'recommendation', description: 'Ranked track lists per user.' }),
-      topic('dead-letter', 1, { partitions: 3, retentionMs: 14 * DAY, cleanupPolicy: 'delete', valueKind: 'dead-letter', description: 'Records a stage could not process, with source coordinates and error code.' }),
-      topic('passthrough', 1, { partitions, retentionMs: 1 * HOUR, cleanupPolicy: 'delete', valueKind: 'frame', description: 'Output of the pass-through processor (validated frames); used to exercise the runtime.' }),
+      topic('frames', 1, { timestampType: 'CreateTime', partitions, retentionMs: 1 * HOUR, cleanupPolicy: 'delete', valueKind: 'frame', description: 'Camera frames from edge clients. Short retention: raw faces are personal data.' }),
+      topic('emotion-scores', 1, { timestampType: 'LogAppendTime', partitions, retentionMs: 1 * DAY, cleanupPolicy: 'delete', valueKind: 'emotion-score', description: 'Per-frame 7-class emotion probabilities.' }),
+      topic('emotion-changes', 1, { timestampType: 'LogAppendTime', partitions, retentionMs: 7 * DAY, cleanupPolicy: 'delete', valueKind: 'emotion-change', description: 'Smoothed emotion label changes (hysteresis output).' }),
+      topic('listens', 1, { timestampType: 'CreateTime', partitions, retentionMs: 7 * DAY, cleanupPolicy: 'delete', valueKind: 'listen', description: 'Plays reported by players.' }),
+      topic('recommendations', 1, { timestampType: 'LogAppendTime', partitions, retentionMs: 7 * DAY, cleanupPolicy: 'delete', valueKind: 'recommendation', description: 'Ranked track lists per user.' }),
+      topic('dead-letter', 1, { timestampType: 'LogAppendTime', partitions: 3, retentionMs: 14 * DAY, cleanupPolicy: 'delete', valueKind: 'dead-letter', description: 'Records a stage could not process, with source coordinates and error code.' }),
+      topic('passthrough', 1, { timestampType: 'LogAppendTime', partitions, retentionMs: 1 * HOUR, cleanupPolicy: 'delete', valueKind: 'frame', description: 'Output of the pass-through processor (validated frames); used to exercise the runtime.' }),
     ],
     processors: [
       { name: 'classifier', inputs: ['frames'], outputs: ['emotion-scores', 'dead-letter'], stateful: false, guarantee: 'at-least-once', description: 'Stage 1: face detection, crop, grey, resize, (CLAHE), emotion CNN on ONNX Runtime; per-frame 7-class probabilities.' },
@@ -113,6 +120,7 @@ export function changelogTopic(topology: Topology, processor: ProcessorSpec, sta
     replicationFactor: input.replicationFactor,
     retentionMs: -1,
     cleanupPolicy: 'compact',
+    timestampType: 'CreateTime',
     key: 'userId',
     valueKind: 'state',
     description: `State changelog of ${processor.name} (compacted; written in the processing transaction under exactly once, before each offset commit under at least once).`,

@@ -1,11 +1,12 @@
-"""Static int8 quantization of the emotion CNN (models/emotion.onnx -> models/emotion-int8.onnx).
+"""Static int8 quantization of an emotion CNN (models/emotion.onnx -> models/emotion-int8.onnx, and
+models/emotion48.onnx -> models/emotion48-int8.onnx with --src/--out).
 
 QDQ format, int8 weights per output channel, uint8 activations with ranges from MinMax
 calibration on FER-2013 *training* images (never the test split). Weights use 7 bits
 (reduce_range): x86 CPUs without VNNI multiply u8 x s8 pairs with a 16-bit saturating add, which
 full-range weights can overflow (ONNX Runtime's documented advice).
 
-    python models/quantize/quantize.py --calibration ../shared/data/fer2013/train [--per-class 60]
+    python models/quantize/quantize.py --calibration ../shared/data/fer2013/train [--per-class 60] [--src M.onnx --out M-int8.onnx]
 
 models/quantize/run.sh sets up the Python packages and writes the model card beside the model.
 """
@@ -23,13 +24,20 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 LABELS = ['angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral']
-SIDE = 64
 
 
-def face_tensor(path: str) -> np.ndarray:
-    """A face crop as the classifier feeds it: grey, 64x64 bilinear, (p / 255 - 0.5) * 2, NHWC."""
-    grey = Image.open(path).convert('L').resize((SIDE, SIDE), Image.BILINEAR)
+def face_tensor(path: str, side: int) -> np.ndarray:
+    """A face crop as the classifier feeds it: grey, side x side bilinear, (p / 255 - 0.5) * 2, NHWC."""
+    grey = Image.open(path).convert('L')
+    if grey.size != (side, side):
+        grey = grey.resize((side, side), Image.BILINEAR)
     return ((np.asarray(grey, np.float32) / 255.0 - 0.5) * 2.0)[..., None]
+
+
+def input_side(model_path: str) -> int:
+    """The side of the model's square NHWC input."""
+    dims = onnx.load(model_path).graph.input[0].type.tensor_type.shape.dim
+    return dims[1].dim_value
 
 
 def calibration_files(folder: str, per_class: int) -> list[str]:
@@ -44,8 +52,8 @@ def calibration_files(folder: str, per_class: int) -> list[str]:
 
 
 class FaceBatches(CalibrationDataReader):
-    def __init__(self, files: list[str], input_name: str, batch: int = 32):
-        self.tensors = np.stack([face_tensor(f) for f in files])
+    def __init__(self, files: list[str], input_name: str, side: int, batch: int = 32):
+        self.tensors = np.stack([face_tensor(f, side) for f in files])
         self.input_name = input_name
         self.batch = batch
         self.at = 0
@@ -80,7 +88,7 @@ def main() -> None:
     softmax = [n.name for n in onnx.load(prepared).graph.node if n.op_type == 'Softmax']
     try:
         quantize_static(
-            prepared, args.out, FaceBatches(files, 'input_1'),
+            prepared, args.out, FaceBatches(files, 'input_1', input_side(args.src)),
             quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=softmax,
@@ -91,11 +99,11 @@ def main() -> None:
     card_path = os.path.splitext(args.out)[0] + '.card.json'
     card = json.load(open(card_path)) if os.path.exists(card_path) else {}
     card.update({
-        'name': 'emotion-int8',
+        'name': os.path.splitext(os.path.basename(args.out))[0],
         'file': os.path.basename(args.out),
         'sha256': sha256(args.out),
         'bytes': os.path.getsize(args.out),
-        'description': 'The emotion CNN (emotion.onnx) with int8 weights and uint8 activations: the same inputs, outputs, labels and preprocessing.',
+        'description': f'The emotion CNN ({os.path.basename(args.src)}) with int8 weights and uint8 activations: the same inputs, outputs, labels and preprocessing.',
         'derivedFrom': {'file': os.path.basename(args.src), 'sha256': sha256(args.src)},
         'quantization': {
             'tool': f'onnxruntime.quantization {ORT_VERSION} (models/quantize/quantize.py)',

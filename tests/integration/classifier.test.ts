@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MODEL_SPECS } from '../../models/specs.ts';
+import { DEFAULT_EMOTION_MODEL, EMOTION_MODELS } from '../../processors/classifier/engine.ts';
 import { topicName } from '../../topology/topology.ts';
 import { cameraFrame, FACE_PHOTOS, noFacePhoto } from '../support/faces.ts';
 import { assertExactlyOnceInOrder, frame, keyedFrames, registry } from '../support/frames.ts';
@@ -39,7 +39,7 @@ describe('classifier processor on the real broker', () => {
         expect(s.faceFound, `${s.userId}/${s.seq}`).toBe(true);
         expect(s.probabilities).toHaveLength(7);
         expect(s.probabilities.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 4);
-        expect(s.modelVersion).toBe(`${MODEL_SPECS.emotion.version}-int8`);
+        expect(s.modelVersion).toBe(EMOTION_MODELS[DEFAULT_EMOTION_MODEL].version);
         expect(s.timings.inferMs).toBeGreaterThan(0);
         expect(s.timings.decodeMs).toBeGreaterThan(0);
       }

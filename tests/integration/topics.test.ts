@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import kafkajs, { type Admin } from 'kafkajs';
 import { applyTopology } from '../../topology/apply.ts';
 import { allTopics, buildTopology, topicName } from '../../topology/topology.ts';
-import { produce, randomPrefix, testKafka, waitFor } from '../support/kafka.ts';
+import { collect, produce, randomPrefix, testKafka, waitFor } from '../support/kafka.ts';
 
 describe('topics apply', () => {
   let admin: Admin;
@@ -59,5 +59,27 @@ describe('topics apply', () => {
     expect(fixed.find((a) => a.topic === listens)).toMatchObject({ kind: 'config-updated', changes: ['retention.ms: 1000 -> 604800000'] });
     const again = await applyTopology(admin, topology);
     expect(again.every((a) => a.kind === 'unchanged')).toBe(true);
+  });
+
+  it('stamps the records a stage writes with the broker\'s time, and keeps a frame\'s capture time', async () => {
+    const topology = buildTopology({ prefix: randomPrefix('stamps'), partitions: 1 });
+    await applyTopology(admin, topology);
+    const scores = topicName(topology, 'emotion-scores');
+    const frames = topicName(topology, 'frames');
+    const writerTime = String(Date.now() - 3_600_000);
+    const before = Date.now();
+    await produce(testKafka(), scores, [{ key: 'u', value: Buffer.from('s'), timestamp: writerTime }]);
+    await produce(testKafka(), frames, [{ key: 'u', value: Buffer.from('f'), timestamp: writerTime }]);
+    const after = Date.now();
+    const reader = await collect(testKafka(), [scores, frames]);
+    try {
+      await waitFor('both records', () => reader.records.length === 2, 30_000, 50);
+    } finally {
+      await reader.stop();
+    }
+    const score = reader.records.find((r) => r.topic === scores)!;
+    expect(score.timestamp).toBeGreaterThanOrEqual(before);
+    expect(score.timestamp).toBeLessThanOrEqual(after);
+    expect(reader.records.find((r) => r.topic === frames)!.timestamp).toBe(Number(writerTime));
   });
 });

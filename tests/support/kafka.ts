@@ -117,6 +117,8 @@ export interface Collected {
   offset: string;
   key: string;
   value: Buffer | null;
+  /** The record's timestamp (its writer's time, or the broker's on a LogAppendTime topic). */
+  timestamp: number;
 }
 
 /**
@@ -131,7 +133,7 @@ export async function collect(kafka: Kafka, topics: string[]): Promise<{ records
   const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
   await consumer.run({
     eachMessage: async ({ topic, partition, message }) => {
-      records.push({ topic, partition, offset: message.offset, key: message.key?.toString() ?? '', value: message.value });
+      records.push({ topic, partition, offset: message.offset, key: message.key?.toString() ?? '', value: message.value, timestamp: Number(message.timestamp) });
     },
   });
   await joined;

@@ -5,7 +5,7 @@ import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { clahe } from '../../processors/classifier/clahe.ts';
 import { decodeDetections, nonMaxSuppression } from '../../processors/classifier/detector.ts';
-import { ClassifierEngine, EMOTION_MODELS, MODELS_DIR, widen } from '../../processors/classifier/engine.ts';
+import { ClassifierEngine, EMOTION_MODELS, MODELS_DIR, widen, type EmotionModel } from '../../processors/classifier/engine.ts';
 import { scoreClassification } from '../../processors/classifier/evaluate.ts';
 import { resizeGrey } from '../../processors/classifier/image.ts';
 import { EmotionMuseError } from '../../runtime/errors.ts';
@@ -140,20 +140,26 @@ describe('classifier engine (real converted models on ONNX Runtime, CPU)', () =>
   });
 });
 
-describe('the int8 emotion model', () => {
+describe.each([
+  { int8: 'int8', float32: 'float32' },
+  { int8: 'int8-48', float32: 'float32-48' },
+] as const)('the int8 emotion model $int8', ({ int8: int8Model, float32: float32Model }) => {
   const sha = (file: string) => createHash('sha256').update(readFileSync(path.join(MODELS_DIR, file))).digest('hex');
 
   it('is the file its card describes, derived from the committed float32 model', () => {
-    const card = JSON.parse(readFileSync(path.join(MODELS_DIR, 'emotion-int8.card.json'), 'utf8')) as { sha256: string; derivedFrom: { sha256: string }; quality: { withoutClahe: { accuracy: number } } };
-    expect(card.sha256).toBe(sha(EMOTION_MODELS.int8));
-    expect(card.derivedFrom.sha256).toBe(sha(EMOTION_MODELS.float32));
-    const float32 = JSON.parse(readFileSync(path.join(MODELS_DIR, 'emotion.card.json'), 'utf8')) as { quality: { withoutClahe: { accuracy: number } } };
+    const cardOf = (model: EmotionModel) => JSON.parse(readFileSync(path.join(MODELS_DIR, EMOTION_MODELS[model].file.replace(/\.onnx$/, '.card.json')), 'utf8')) as { sha256: string; derivedFrom: { sha256: string }; quality: { withoutClahe: { accuracy: number } } };
+    const card = cardOf(int8Model);
+    expect(card.sha256).toBe(sha(EMOTION_MODELS[int8Model].file));
+    expect(card.derivedFrom.sha256).toBe(sha(EMOTION_MODELS[float32Model].file));
+    const float32 = cardOf(float32Model);
+    expect(sha(EMOTION_MODELS[float32Model].file)).toBe((float32 as unknown as { sha256: string }).sha256);
     // The measured cost of quantization, as the cards report it: under one point of accuracy.
     expect(float32.quality.withoutClahe.accuracy - card.quality.withoutClahe.accuracy).toBeLessThan(0.01);
   });
 
   it('agrees with the float32 model on real faces (FER-2013 crops, or the face photos where that data is absent)', async () => {
-    const [int8, float32] = await Promise.all([ClassifierEngine.create({ providers: ['cpu'] }), ClassifierEngine.create({ providers: ['cpu'], emotionModel: 'float32' })]);
+    const [int8, float32] = await Promise.all([ClassifierEngine.create({ providers: ['cpu'], emotionModel: int8Model }), ClassifierEngine.create({ providers: ['cpu'], emotionModel: float32Model })]);
+    expect(int8.inputSide).toBe(EMOTION_MODELS[int8Model].input);
     expect(int8.modelVersion).toMatch(/-int8$/);
     let crops: Array<{ data: Uint8Array; width: number; height: number }>;
     if (existsSync(FER_PUBLIC_TEST)) {

@@ -34,7 +34,8 @@ describe('topology', () => {
 
   it('describes the layout as a table', () => {
     const text = describeTopology(topology);
-    expect(text).toMatch(/p\.frames\.v1\s+6\s+1\s+1h\s+delete\s+userId\s+frame/);
+    expect(text).toMatch(/p\.frames\.v1\s+6\s+1\s+1h\s+delete\s+CreateTime\s+userId\s+frame/);
+    expect(text).toMatch(/p\.emotion-scores\.v1\s+6\s+1\s+1d\s+delete\s+LogAppendTime\s+userId/);
     expect(text).toContain('passthrough: frames -> passthrough, dead-letter');
   });
 });
