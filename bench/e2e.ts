@@ -10,7 +10,7 @@
  *
  *   npm run bench:e2e [-- --seconds 20 --warmup-seconds 20 --warmup-rate 250 --users 40 --partitions 6]
  *                     [--crop-rates 100,250,500,750 --jpeg-rates 10,20,40]
- *                     [--soak-seconds 60 --soak-rate 250] [--tick-ms 5]
+ *                     [--soak-seconds 60 --soak-rate 250] [--tick-ms 5] [--read-time]
  *                     [--env smoother:EM_FETCH_MIN_BYTES=4096,classifier:EM_PREPARE_AHEAD=0]   (settings for one processor)
  *                     [--node-args=--cpu-prof,--cpu-prof-dir=/tmp/prof]   (node arguments for the processors)
  *                     [--out report.md]   (default: bench/results/e2e.md for a run with the default steps, else .cache/bench/e2e-last.md)
@@ -47,13 +47,15 @@ const USAGE = `npm run bench:e2e [-- options]: the whole pipeline under load on 
   --users 40                     simulated users (expression changing every 60 frames)
   --partitions 6                 partitions of every topic
   --tick-ms 5                    how often the load generator publishes the frames that are due
+  --read-time                    time records when this process reads them (a prompt reader, as a
+                                 consumer downstream would) instead of by their log-append time
   --soak-seconds 60              leak check at --soak-rate 250, resident memory every 10 s (0: none)
   --env stage:VAR=value,...      a setting for one processor, e.g. classifier:EM_PREPARE_AHEAD=0
   --node-args a,b                node arguments for the processors, e.g. --cpu-prof
   --out file.md                  where the report goes (default: bench/results/e2e.md for a run with
                                  the default steps, .cache/bench/e2e-last.md for any other)
 `;
-const KNOWN_FLAGS = ['help', 'seconds', 'warmup-seconds', 'warmup-rate', 'users', 'crop-rates', 'jpeg-rates', 'soak-seconds', 'soak-rate', 'partitions', 'tick-ms', 'env', 'node-args', 'out'];
+const KNOWN_FLAGS = ['help', 'seconds', 'warmup-seconds', 'warmup-rate', 'users', 'crop-rates', 'jpeg-rates', 'soak-seconds', 'soak-rate', 'partitions', 'tick-ms', 'read-time', 'env', 'node-args', 'out'];
 if (flags.has('help')) {
   process.stdout.write(USAGE);
   process.exit(0);
@@ -82,6 +84,8 @@ const partitions = Number(flags.get('partitions') ?? 6);
  */
 const tickMs = Number(flags.get('tick-ms') ?? 5);
 const nodeArgs = (flags.get('node-args') ?? '').split(',').filter(Boolean);
+/** Time records on arrival at a prompt reader (the reader's own fetch and CPU included) instead of by their log-append time. */
+const readTime = flags.has('read-time');
 const SCORE_BUDGET_MS = 50;
 const LIST_BUDGET_MS = 100;
 const RSS_LIMIT_MIB = 512;
@@ -142,9 +146,10 @@ for (const cls of CLASSES) {
 const jpegs = await Promise.all(FACE_PHOTOS.map((f) => sharp(f).resize(640, 480, { fit: 'cover' }).jpeg({ quality: 85 }).toBuffer()));
 
 /**
- * What the reader found during one step. Every time is a record's log-append time (the topics the
- * stages write are LogAppendTime): the moment the broker stored it and any reader could have it,
- * so the reader itself can fetch lazily, in large batches, and take little of the two cores.
+ * What the reader found during one step. By default every time is a record's log-append time (the
+ * topics the stages write are LogAppendTime): the moment the broker stored it and any reader could
+ * have it, so the reader itself can fetch lazily, in large batches, and take little of the two
+ * cores. With --read-time the reader fetches at once and times each record on arrival.
  */
 const seen = { scoreMs: [] as number[], changeMs: [] as number[], listMs: [] as number[], scored: 0, lastScoreAt: 0 };
 /** Capture time of each emotion change, by the cause id a list carries (`topic/partition/offset`). */
@@ -155,15 +160,18 @@ const timedTopics = (['emotion-scores', 'emotion-changes', 'recommendations'] as
 for (const t of timedTopics) {
   if (t.timestampType !== 'LogAppendTime') throw new Error(`${t.name} keeps its writers' timestamps (${t.timestampType}); this benchmark times records by their log-append time`);
 }
-const reader = kafka.consumer({ groupId: `${prefix}bench-reader`, readUncommitted: false, maxWaitTimeInMs: 250, minBytes: 256 * 1024 });
+const reader = kafka.consumer(readTime
+  ? { groupId: `${prefix}bench-reader`, readUncommitted: false, maxWaitTimeInMs: 20 }
+  : { groupId: `${prefix}bench-reader`, readUncommitted: false, maxWaitTimeInMs: 250, minBytes: 256 * 1024 });
 await reader.connect();
 for (const t of timedTopics) await reader.subscribe({ topic: t.name, fromBeginning: false });
 const joined = new Promise<void>((resolve) => reader.on(reader.events.GROUP_JOIN, () => resolve()));
 await reader.run({
   partitionsConsumedConcurrently: partitions,
   eachBatch: async ({ batch }) => {
+    const arrived = Date.now();
     for (const m of batch.messages) {
-      const appended = Number(m.timestamp);
+      const appended = readTime ? arrived : Number(m.timestamp);
       if (batch.topic === topicName(topology, 'emotion-scores')) {
         seen.scoreMs.push(appended - registry.decode('emotion-score', m.value!).captureTimeMs);
         seen.scored++;
@@ -388,7 +396,7 @@ const maxClassifierRss = Math.max(...(rssSeries.classifier ?? []), ...(soak.clas
 const report = [
   `# End-to-end load benchmark`,
   '',
-  `Machine: ${machine()}. ${usersCount} simulated users (expression changing every ${SEGMENT_FRAMES} frames; frames due at evenly spread times, published every ${tickMs} ms), ${seconds} s per rate after a ${warmupSeconds} s warm-up at ${warmupRate} frames/s, ${partitions} partitions per topic, local single-node Kafka ${process.env.EM_KAFKA_VERSION ?? '3.9.1'} and Redis on the same machine as the processors and the load generator. Emotion model: ${servedModel}. Each latency runs from a frame's capture to the log-append time of the score, change or list it led to (the moment the broker stored it and a reader could have it); a list is timed from the capture of the frame that completed its emotion change.`,
+  `Machine: ${machine()}. ${usersCount} simulated users (expression changing every ${SEGMENT_FRAMES} frames; frames due at evenly spread times, published every ${tickMs} ms), ${seconds} s per rate after a ${warmupSeconds} s warm-up at ${warmupRate} frames/s, ${partitions} partitions per topic, local single-node Kafka ${process.env.EM_KAFKA_VERSION ?? '3.9.1'} and Redis on the same machine as the processors and the load generator. Emotion model: ${servedModel}. ${readTime ? 'Each latency runs from a frame\'s capture to the arrival of the score, change or list it led to at a prompt read_committed reader in the load generator' : 'Each latency runs from a frame\'s capture to the log-append time of the score, change or list it led to (the moment the broker stored it and a reader could have it)'}; a list is timed from the capture of the frame that completed its emotion change.`,
   '',
   table(header, rows),
   '',

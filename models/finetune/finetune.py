@@ -129,6 +129,20 @@ def predict(net, u8, size, batch=512):
     return torch.cat(out)
 
 
+def augment(u8):
+    """One random affine per face, as detector boxes and heads wander: rotation up to 10 degrees,
+    scale 0.9-1.1, shift up to 4 pixels; edges replicated, rounded back to 8-bit levels."""
+    n = len(u8)
+    angle = (torch.rand(n) * 2 - 1) * math.radians(10)
+    scale = 1 + (torch.rand(n) * 2 - 1) * 0.1
+    shift = (torch.rand(n, 2) * 2 - 1) * (4 / 24)  # in [-1, 1] units: 24 pixels per unit at 48x48
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, (n, 1, 48, 48), align_corners=False)
+    out = F.grid_sample(u8.float().unsqueeze(1), grid, mode='bilinear', padding_mode='border', align_corners=False)
+    return out.squeeze(1).round()
+
+
 def accuracy(logits, y):
     return (logits.argmax(1) == y).float().mean().item()
 
@@ -155,7 +169,7 @@ def write_card(out_path, teacher_path, f):
             'tool': f'PyTorch {torch.__version__} (models/finetune/finetune.py), the ONNX graph run as it is',
             'data': f"FER-2013 training images ({f['trainingFaces']}; {f['heldOutFaces']} more, one in ten by a hash of the file name, held out to choose the epoch); no test image",
             'loss': f"{f['alpha']} x cross-entropy with the labels + {1 - f['alpha']:.2g} x distillation from {os.path.basename(teacher_path)} on the same faces at 64x64 (temperature {f['temperature']})",
-            'augmentation': 'horizontal mirror, shifts of up to 3 pixels',
+            'augmentation': 'horizontal mirror; one random affine per face: rotation up to 10 degrees, scale 0.9-1.1, shift up to 4 pixels',
             'schedule': f"AdamW, one-cycle learning rate up to {f['lr']}, batch {f['batch']}, {f['epochs']} epochs, seed {f['seed']}; kept epoch {f['keptEpoch']}",
             'heldOutAccuracy': {
                 'this': round(f['heldOutAccuracy'], 4), 'teacherAt64': round(f['teacherHeldOutAccuracy64'], 4), 'teacherOn48AsItIs': round(f['teacherHeldOutAccuracy48'], 4),
@@ -175,9 +189,9 @@ def main():
     ap.add_argument('--data', required=True, help='FER-2013 training images, one folder per label')
     ap.add_argument('--teacher', default='models/emotion.onnx')
     ap.add_argument('--out', default='models/emotion48.onnx')
-    ap.add_argument('--epochs', type=int, default=8)
+    ap.add_argument('--epochs', type=int, default=12)
     ap.add_argument('--batch', type=int, default=64)
-    ap.add_argument('--lr', type=float, default=3e-4)
+    ap.add_argument('--lr', type=float, default=2e-4)
     ap.add_argument('--alpha', type=float, default=0.5, help='weight of the labels; the rest is the teacher')
     ap.add_argument('--temperature', type=float, default=2.0)
     ap.add_argument('--threads', type=int, default=os.cpu_count())
@@ -201,13 +215,22 @@ def main():
 
     model = onnx.load(args.teacher)
     teacher = OnnxGraph(model).eval()
-    # The teacher's answers at its own size, for every face and its mirror image.
+    # The teacher's answers at its own size, for every face and its mirror image (kept in the cache:
+    # they depend only on the teacher and the faces).
     t0 = time.time()
+    teacher_cache = os.path.join(os.path.dirname(args.cache), f'teacher-{sha256(args.teacher)[:12]}-{len(train_idx)}-{len(val_idx)}.npz')
+    if os.path.exists(teacher_cache):
+        z = np.load(teacher_cache)
+        soft, soft_flip = torch.from_numpy(z['soft']), torch.from_numpy(z['soft_flip'])
+        val_teacher64, val_teacher48 = float(z['val64']), float(z['val48'])
+    else:
+        xt = x[train_idx]
+        soft = predict(teacher, xt, 64)
+        soft_flip = predict(teacher, xt.flip(-1), 64)
+        val_teacher64 = accuracy(predict(teacher, x[val_idx], 64), y[val_idx])
+        val_teacher48 = accuracy(predict(teacher, x[val_idx], 48), y[val_idx])
+        np.savez(teacher_cache, soft=soft.numpy(), soft_flip=soft_flip.numpy(), val64=val_teacher64, val48=val_teacher48)
     xt = x[train_idx]
-    soft = predict(teacher, xt, 64)
-    soft_flip = predict(teacher, xt.flip(-1), 64)
-    val_teacher64 = accuracy(predict(teacher, x[val_idx], 64), y[val_idx])
-    val_teacher48 = accuracy(predict(teacher, x[val_idx], 48), y[val_idx])
     print(f'teacher on the held-out faces: {val_teacher64:.4f} at 64x64, {val_teacher48:.4f} on the 48x48 crops as they are ({time.time() - t0:.0f} s)', flush=True)
 
     student = OnnxGraph(model).train()
@@ -224,10 +247,7 @@ def main():
         for i in range(0, len(order), args.batch):
             b = order[i:i + args.batch]
             flip = torch.rand(len(b)) < 0.5
-            img = torch.where(flip[:, None, None], xt[b].flip(-1), xt[b])
-            # a shift of up to 3 pixels each way (edge replicated), as detector boxes wander
-            dx, dy = np.random.randint(-3, 4, 2)
-            img = F.pad(img.float().unsqueeze(1), (3, 3, 3, 3), mode='replicate')[:, 0, 3 + dy:51 + dy, 3 + dx:51 + dx]
+            img = augment(torch.where(flip[:, None, None], xt[b].flip(-1), xt[b]))
             target = torch.where(flip[:, None], soft_flip[b], soft[b])
             logits = student(normalise(img).unsqueeze(-1))
             hard = F.cross_entropy(logits, yt[b])
@@ -249,7 +269,8 @@ def main():
             best = (val, epoch, [w.detach().clone() for w in student.weights])
 
     val, epoch, weights = best
-    print(f'kept epoch {epoch + 1} (held-out accuracy {val:.4f}; the teacher: {val_teacher64:.4f} at 64x64)', flush=True)
+    kept = f'epoch {epoch + 1}' if epoch >= 0 else 'the starting weights (no epoch did better on the held-out faces)'
+    print(f'kept {kept} (held-out accuracy {val:.4f}; the teacher: {val_teacher64:.4f} at 64x64)', flush=True)
     out = onnx.load(args.teacher)
     for init, w in zip(out.graph.initializer, weights):
         init.CopyFrom(numpy_helper.from_array(w.numpy().astype(np.float32), init.name))
