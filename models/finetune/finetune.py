@@ -236,7 +236,8 @@ def main():
     student = OnnxGraph(model).train()
     opt = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=1e-4)
     steps = args.epochs * math.ceil(len(train_idx) / args.batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.1)
+    # a tenth of the steps warming up (at least two: OneCycleLR divides by the warm-up's length)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=max(0.1, 2.5 / steps))
     yt = y[train_idx]
     T = args.temperature
     best = (val_teacher48, -1, [w.detach().clone() for w in student.weights])
