@@ -114,6 +114,19 @@ describe('classifier engine (real converted models on ONNX Runtime, CPU)', () =>
     p1.forEach((p, i) => expect(p).toBeCloseTo(p2[i]!, 5));
   });
 
+  it('gives the same results when the detector runs the frames in smaller batches', async () => {
+    const frames = [frame(await cameraFrame(FACE_PHOTOS[0]!)), frame(await cameraFrame(FACE_PHOTOS[1]!)), frame(await noFacePhoto()), frame(await cameraFrame(FACE_PHOTOS[2]!)), frame(await cameraFrame(FACE_PHOTOS[3]!))];
+    const twoAtATime = await ClassifierEngine.create({ providers: ['cpu'], maxDetectBatch: 2 });
+    const [whole, pieces] = [await engine.classify(frames), await twoAtATime.classify(frames)];
+    expect(pieces.map((r) => (r as { faceFound: boolean }).faceFound)).toEqual([true, true, false, true, true]);
+    pieces.forEach((r, i) => {
+      const want = whole[i] as { probabilities: number[]; faceBox: unknown };
+      const got = r as { probabilities: number[]; faceBox: unknown };
+      expect(got.faceBox).toEqual(want.faceBox);
+      got.probabilities.forEach((p, k) => expect(p).toBeCloseTo(want.probabilities[k]!, 5));
+    });
+  });
+
   it('classifies edge-cropped GRAY8 faces without detection', async () => {
     const { data, info } = await sharp(FACE_PHOTOS[0]!).extract({ left: 400, top: 380, width: 250, height: 250 }).greyscale().raw().toBuffer({ resolveWithObject: true });
     const [r] = await engine.classify([frame(data, { encoding: 'GRAY8', width: info.width, height: info.height })]);
