@@ -12,7 +12,7 @@ same graph with the new weights and a 48x48 input, and its model card (how it wa
 
   python3 models/finetune/finetune.py --data ../shared/data/fer2013/train --out models/emotion48.onnx
 """
-import argparse, hashlib, json, math, os, sys, time
+import argparse, hashlib, json, math, os, time
 
 import numpy as np
 import onnx
@@ -51,7 +51,6 @@ class OnnxGraph(torch.nn.Module):
         self.index = {name: k for k, name in enumerate(self.names)}
         self.weights = torch.nn.ParameterList([torch.nn.Parameter(torch.from_numpy(numpy_helper.to_array(i).copy())) for i in g.initializer])
         self.input = g.input[0].name
-        self.output = g.output[0].name
 
     def forward(self, x):
         env = {self.input: x}
@@ -86,7 +85,8 @@ def load_faces(root, cache):
     """Every training face as uint8 48x48, its label, and whether it is held out (1 in 10 by name)."""
     if os.path.exists(cache):
         z = np.load(cache)
-        return z['x'], z['y'], z['held']
+        if str(z['root']) == os.path.abspath(root):
+            return z['x'], z['y'], z['held']
     xs, ys, held = [], [], []
     for label, name in enumerate(LABELS):
         files = sorted(os.listdir(os.path.join(root, name)))
@@ -99,7 +99,7 @@ def load_faces(root, cache):
             held.append(hashlib.sha1(f.encode()).digest()[0] % 10 == 0)
     x, y, h = np.stack(xs), np.array(ys, dtype=np.int64), np.array(held)
     os.makedirs(os.path.dirname(cache), exist_ok=True)
-    np.savez(cache, x=x, y=y, held=h)
+    np.savez(cache, x=x, y=y, held=h, root=os.path.abspath(root))
     return x, y, h
 
 
@@ -197,7 +197,7 @@ def main():
     ap.add_argument('--threads', type=int, default=os.cpu_count())
     ap.add_argument('--seed', type=int, default=7)
     ap.add_argument('--limit', type=int, default=0, help='use only this many training faces (a smoke run)')
-    ap.add_argument('--cache', default='.cache/finetune/fer-train.npz')
+    ap.add_argument('--cache', default='.cache/finetune/fer-train.npz', help='the decoded faces (rebuilt when --data changes); the teacher\'s answers are kept beside it')
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
@@ -218,7 +218,8 @@ def main():
     # The teacher's answers at its own size, for every face and its mirror image (kept in the cache:
     # they depend only on the teacher and the faces).
     t0 = time.time()
-    teacher_cache = os.path.join(os.path.dirname(args.cache), f'teacher-{sha256(args.teacher)[:12]}-{len(train_idx)}-{len(val_idx)}.npz')
+    subset = f'limit{args.limit}-seed{args.seed}' if args.limit else 'all'
+    teacher_cache = os.path.join(os.path.dirname(args.cache), f'teacher-{sha256(args.teacher)[:12]}-{sha256(args.cache)[:12]}-{subset}.npz')
     if os.path.exists(teacher_cache):
         z = np.load(teacher_cache)
         soft, soft_flip = torch.from_numpy(z['soft']), torch.from_numpy(z['soft_flip'])
