@@ -25,7 +25,7 @@ import { parseArgv } from '../runtime/config.ts';
 import { createKafka } from '../runtime/kafka.ts';
 import { ClassifierEngine } from '../processors/classifier/engine.ts';
 import { resizeGrey } from '../processors/classifier/image.ts';
-import { quantile, readHistogram, type Histogram } from '../observability/histogram.ts';
+import { quantile, readHistogram, seriesLabels, type Histogram } from '../observability/histogram.ts';
 import { METRICS } from '../runtime/metrics.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
 import type { Frame } from '../schemas/generated/types.ts';
@@ -268,8 +268,8 @@ async function classifierBatches() {
 /** The emotion model the classifier serves, as its info metric names it. */
 const servedModel = await fetch(`http://127.0.0.1:${ports.classifier}/metrics`)
   .then((r) => r.text())
-  .then((text) => new RegExp(`^${METRICS.modelInfo.name}\\{[^}]*stage="classifier"[^}]*\\bversion="([^"]+)"[^}]*provider="([^"]+)"`, 'm').exec(text))
-  .then((m) => (m ? `${m[1]} on ${m[2]}` : 'unknown'));
+  .then((text) => seriesLabels(text, METRICS.modelInfo.name, { stage: 'classifier' })[0])
+  .then((labels) => (labels ? `${labels.version} on ${labels.provider}` : 'unknown'));
 
 const minus = (a: Histogram, b: Histogram): Histogram => ({ buckets: a.buckets.map((x, i) => ({ le: x.le, count: x.count - (b.buckets[i]?.count ?? 0) })), count: a.count - b.count, sum: a.sum - b.sum });
 const ms = (v: number) => (Number.isFinite(v) ? v.toFixed(0) : '-');
@@ -289,7 +289,7 @@ if (warmupSeconds > 0) {
  * model at 64x64, whichever model the classifier serves, so that reports stay comparable.
  */
 const reference = await ClassifierEngine.create({ providers: ['cpu'], threads: 1, emotionModel: 'int8' });
-const referenceInputs = [...crops.values()].flat().slice(0, 8).map((c) => resizeGrey({ data: new Uint8Array(c.data), width: c.width, height: c.height }, 64, 64));
+const referenceInputs = [...crops.values()].flat().slice(0, 8).map((c) => resizeGrey({ data: new Uint8Array(c.data), width: c.width, height: c.height }, reference.inputSide, reference.inputSide));
 async function cnnReference(): Promise<number> {
   for (let i = 0; i < 10; i++) await reference.infer(referenceInputs);
   const t0 = performance.now();

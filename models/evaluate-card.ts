@@ -13,7 +13,7 @@ import { evaluateFolder } from '../processors/classifier/evaluate.ts';
 const dir = fileURLToPath(new URL('.', import.meta.url));
 const data = path.resolve(process.argv[2] ?? path.join(dir, '../../shared/data/fer2013/public-test'));
 for (const model of Object.keys(EMOTION_MODELS) as EmotionModel[]) {
-  const cardPath = path.join(dir, EMOTION_MODELS[model].file.replace(/\.onnx$/, '.card.json'));
+  const cardPath = path.join(dir, EMOTION_MODELS[model].card);
   const card = JSON.parse(readFileSync(cardPath, 'utf8')) as Record<string, unknown>;
   const runs: Record<string, unknown> = {};
   for (const clahe of [false, true]) {

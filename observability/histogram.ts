@@ -11,6 +11,18 @@ function labelsOf(text: string): Record<string, string> {
   return out;
 }
 
+/** The label sets of the series `name` (exactly) in Prometheus exposition text whose labels match `where`. */
+export function seriesLabels(text: string, name: string, where: Record<string, string>): Array<Record<string, string>> {
+  const out: Array<Record<string, string>> = [];
+  for (const line of text.split('\n')) {
+    const m = /^(\w+)\{([^}]*)\}\s/.exec(line);
+    if (m?.[1] !== name) continue;
+    const labels = labelsOf(m[2]!);
+    if (Object.entries(where).every(([k, v]) => labels[k] === v)) out.push(labels);
+  }
+  return out;
+}
+
 /** Collects the histogram `name` from Prometheus exposition text, merged over the series whose labels match `where`. */
 export function readHistogram(text: string, name: string, where: Record<string, string>): Histogram {
   const buckets = new Map<number, number>();

@@ -23,10 +23,10 @@ export const MODELS_DIR = fileURLToPath(new URL('../../models/', import.meta.url
  * and the model runs on 56% of the pixels. Each card holds its accuracy.
  */
 export const EMOTION_MODELS = {
-  'int8-48': { file: 'emotion48-int8.onnx', input: 48, version: `${MODEL_SPECS.emotion.version}-ft48-int8` },
-  'float32-48': { file: 'emotion48.onnx', input: 48, version: `${MODEL_SPECS.emotion.version}-ft48` },
-  int8: { file: 'emotion-int8.onnx', input: 64, version: `${MODEL_SPECS.emotion.version}-int8` },
-  float32: { file: 'emotion.onnx', input: 64, version: MODEL_SPECS.emotion.version },
+  'int8-48': { file: 'emotion48-int8.onnx', card: 'emotion48-int8.card.json', input: 48, version: `${MODEL_SPECS.emotion.version}-ft48-int8` },
+  'float32-48': { file: 'emotion48.onnx', card: 'emotion48.card.json', input: 48, version: `${MODEL_SPECS.emotion.version}-ft48` },
+  int8: { file: 'emotion-int8.onnx', card: 'emotion-int8.card.json', input: 64, version: `${MODEL_SPECS.emotion.version}-int8` },
+  float32: { file: 'emotion.onnx', card: 'emotion.card.json', input: 64, version: MODEL_SPECS.emotion.version },
 } as const;
 export type EmotionModel = keyof typeof EMOTION_MODELS;
 export const DEFAULT_EMOTION_MODEL: EmotionModel = 'int8-48';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { quantile, readHistogram } from '../../observability/histogram.ts';
+import { quantile, readHistogram, seriesLabels } from '../../observability/histogram.ts';
 
 const text = `# HELP x_seconds x
 # TYPE x_seconds histogram
@@ -27,5 +27,11 @@ describe('histogram quantiles from Prometheus text', () => {
   it('merges series when the filter leaves several, and gives NaN for none', () => {
     expect(readHistogram(text, 'x_seconds', { step: 's' }).count).toBe(45);
     expect(Number.isNaN(quantile(readHistogram(text, 'x_seconds', { stage: 'zzz' }), 0.5))).toBe(true);
+  });
+
+  it('lists the label sets of one exact series name, filtered', () => {
+    const info = `${text}m_info{stage="a",version="v1",provider="cpu"} 1\nm_info{stage="b",version="v2",provider="cuda"} 1\n`;
+    expect(seriesLabels(info, 'm_info', { stage: 'b' })).toEqual([{ stage: 'b', version: 'v2', provider: 'cuda' }]);
+    expect(seriesLabels(info, 'x_seconds', {})).toEqual([]);
   });
 });
