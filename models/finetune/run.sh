@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source training/python-env.sh
 args=("$@")
+if [[ " ${args[*]-} " == *" --help "* || " ${args[*]-} " == *" -h "* ]]; then exec $PY models/finetune/finetune.py --help; fi
 if [[ " ${args[*]-} " != *" --data "* ]]; then args+=(--data "../shared/data/fer2013/train"); fi
 $PY models/finetune/finetune.py --out models/emotion48.onnx "${args[@]}"
 bash models/quantize/run.sh --src models/emotion48.onnx --out models/emotion48-int8.onnx
