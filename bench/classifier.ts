@@ -8,7 +8,7 @@ import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { ClassifierEngine, DEFAULT_EMOTION_MODEL, EMOTION_MODELS, type EmotionModel } from '../processors/classifier/engine.ts';
-import { resizeGrey } from '../processors/classifier/image.ts';
+import { resizeGrey } from '../vision/image.ts';
 import type { Frame } from '../schemas/generated/types.ts';
 import { FACE_PHOTOS, FER_PUBLIC_TEST } from '../tests/support/faces.ts';
 import { machine, percentile, table, timeIt } from './machine.ts';
@@ -28,7 +28,7 @@ async function measure(label: string, batch: number, fn: () => Promise<unknown>,
   process.stderr.write(`  measured: ${label}\n`);
 }
 
-const frame = (data: Buffer, extra: Partial<Frame> = {}): Frame => ({ userId: 'u', sessionId: 's', seq: 1, captureTimeMs: 0, encoding: 'JPEG', width: 0, height: 0, data, faceBox: null, ...extra });
+const frame = (data: Buffer, extra: Partial<Frame> = {}): Frame => ({ userId: 'u', sessionId: 's', seq: 1, captureTimeMs: 0, encoding: 'JPEG', width: 0, height: 0, data, faceBox: null, probabilities: [], edgeModelVersion: '', ...extra });
 const jpegs = await Promise.all(FACE_PHOTOS.map((f) => sharp(f).resize(640, 480, { fit: 'cover' }).jpeg({ quality: 85 }).toBuffer()));
 
 const greyFiles = (() => {

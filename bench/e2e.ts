@@ -24,7 +24,7 @@ import sharp from 'sharp';
 import { parseArgv } from '../runtime/config.ts';
 import { createKafka } from '../runtime/kafka.ts';
 import { ClassifierEngine } from '../processors/classifier/engine.ts';
-import { resizeGrey } from '../processors/classifier/image.ts';
+import { resizeGrey } from '../vision/image.ts';
 import { quantile, readHistogram, seriesLabels, type Histogram } from '../observability/histogram.ts';
 import { METRICS } from '../runtime/metrics.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
@@ -212,8 +212,8 @@ function nextFrame(mode: Mode, user: number, n: number): { key: string; value: B
   const faces = crops.get(CLASSES[Math.floor((seq + phase) / SEGMENT_FRAMES) % CLASSES.length]!)!;
   const c = faces[(seq * 7 + user) % faces.length]!;
   const f: Frame = mode === '640x480 JPEG'
-    ? { userId, sessionId: 's', seq, captureTimeMs: Date.now(), encoding: 'JPEG', width: 640, height: 480, data: jpegs[n % jpegs.length]!, faceBox: null }
-    : { userId, sessionId: 's', seq, captureTimeMs: Date.now(), encoding: 'GRAY8', width: c.width, height: c.height, data: c.data, faceBox: null };
+    ? { userId, sessionId: 's', seq, captureTimeMs: Date.now(), encoding: 'JPEG', width: 640, height: 480, data: jpegs[n % jpegs.length]!, faceBox: null, probabilities: [], edgeModelVersion: '' }
+    : { userId, sessionId: 's', seq, captureTimeMs: Date.now(), encoding: 'GRAY8', width: c.width, height: c.height, data: c.data, faceBox: null, probabilities: [], edgeModelVersion: '' };
   return { key: userId, value: registry.encode('frame', f) };
 }
 

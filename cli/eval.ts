@@ -53,7 +53,7 @@ async function evalSmoother(argv: string[]): Promise<number> {
     results.forEach((r, k) => {
       const f = batch[k]!;
       if (r instanceof Error) throw r;
-      scores.push({ userId: f.userId, sessionId: f.sessionId, seq: f.seq, captureTimeMs: f.captureTimeMs, faceFound: r.faceFound, probabilities: r.probabilities, faceBox: r.faceBox, modelVersion: engine.modelVersion, timings: r.timings, processedTimeMs: f.captureTimeMs });
+      scores.push({ userId: f.userId, sessionId: f.sessionId, seq: f.seq, captureTimeMs: f.captureTimeMs, faceFound: r.faceFound, probabilities: r.probabilities, faceBox: r.faceBox, modelVersion: engine.modelVersion, scoredAt: 'SERVER', timings: r.timings, processedTimeMs: f.captureTimeMs });
     });
     progress?.(Math.min(frames.length, i + 64), frames.length);
   }

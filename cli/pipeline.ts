@@ -61,7 +61,7 @@ async function demoFrames(c: { images: string; users: number; recording: string 
   for (let u = 0; u < c.users; u++) {
     for (let i = 0; i < 120; i++) {
       const p = photos[(i + u) % photos.length]!;
-      frames.push({ userId: `user-${u + 1}`, sessionId: 'demo', seq: i + 1, captureTimeMs: i * 100, encoding: p.encoding, width: 0, height: 0, data: p.data, faceBox: null });
+      frames.push({ userId: `user-${u + 1}`, sessionId: 'demo', seq: i + 1, captureTimeMs: i * 100, encoding: p.encoding, width: 0, height: 0, data: p.data, faceBox: null, probabilities: [], edgeModelVersion: '' });
     }
   }
   return { frames, source: 'the face photos of @vladmandic/face-api (../shared/data/fer2013/public-test not found)' };

@@ -2,6 +2,7 @@ import kafkajs, { type Kafka, type Producer } from 'kafkajs';
 import { EmotionMuseError, errorMessage } from '../runtime/errors.ts';
 import type { Frame, FrameEncoding } from '../schemas/generated/types.ts';
 import type { SchemaRegistry } from '../schemas/registry.ts';
+import type { CameraImage, EdgeAnalyzer } from './analyzer.ts';
 
 const { CompressionTypes } = kafkajs;
 
@@ -22,6 +23,11 @@ export interface EdgePublisherOptions {
   readonly compression?: boolean;
   /** Sequence number of the first frame. @defaultValue 1 */
   readonly firstSeq?: number;
+  /**
+   * What `capture` lets leave the device (edge/analyzer.ts: crop, scores or frame); needed only
+   * for `capture`. `publish` sends frames as they are given.
+   */
+  readonly analyzer?: EdgeAnalyzer;
 }
 
 export interface EdgeFrame {
@@ -32,6 +38,9 @@ export interface EdgeFrame {
   /** Defaults to now. */
   readonly captureTimeMs?: number;
   readonly faceBox?: Frame['faceBox'];
+  /** SCORES frames: the device's probabilities and model version. */
+  readonly probabilities?: number[];
+  readonly edgeModelVersion?: string;
   /** Defaults to the next number of this session. */
   readonly seq?: number;
 }
@@ -41,6 +50,11 @@ export interface PublisherStats {
   readonly sent: number;
   readonly errors: number;
   readonly buffered: number;
+  /** Encoded record bytes queued (what leaves the device, before compression), and the largest. */
+  readonly bytes: number;
+  readonly largest: number;
+  /** Frames queued per encoding (GRAY8 crops, NONE markers, SCORES, JPEG, ...). */
+  readonly byEncoding: Readonly<Record<string, number>>;
 }
 
 /**
@@ -60,8 +74,10 @@ export class EdgePublisher {
   private readonly waiting: Array<() => void> = [];
   private seq: number;
   private flushing: Promise<void> | undefined;
-  private stats = { queued: 0, sent: 0, errors: 0 };
-  private readonly o: Required<Omit<EdgePublisherOptions, 'kafka' | 'registry'>> & Pick<EdgePublisherOptions, 'kafka' | 'registry'>;
+  private stats = { queued: 0, sent: 0, errors: 0, bytes: 0, largest: 0 };
+  private readonly byEncoding: Record<string, number> = {};
+  private readonly encoded = new WeakMap<Frame, Buffer>();
+  private readonly o: Required<Omit<EdgePublisherOptions, 'kafka' | 'registry' | 'analyzer'>> & Pick<EdgePublisherOptions, 'kafka' | 'registry' | 'analyzer'>;
 
   constructor(options: EdgePublisherOptions) {
     this.o = { maxBuffered: 256, batchSize: 64, retries: 5, compression: true, firstSeq: 1, ...options };
@@ -74,7 +90,17 @@ export class EdgePublisher {
   }
 
   get counters(): PublisherStats {
-    return { ...this.stats, buffered: this.buffer.length };
+    return { ...this.stats, buffered: this.buffer.length, byEncoding: { ...this.byEncoding } };
+  }
+
+  /**
+   * Publishes a camera image at the analyzer's privacy level: the grey face crop, the scores, a
+   * no-face marker, or the whole frame. Resolves with the frame's sequence number.
+   */
+  async capture(image: CameraImage): Promise<number> {
+    if (!this.o.analyzer) throw new EmotionMuseError('CONFIG_INVALID', 'EdgePublisher.capture needs an analyzer (the privacy level)');
+    const [frame] = await this.o.analyzer.analyze([image]);
+    return this.publish(frame!);
   }
 
   /** Queues a frame; waits while the buffer is full. Resolves with the frame's sequence number. */
@@ -84,7 +110,7 @@ export class EdgePublisher {
     }
     const seq = frame.seq ?? ++this.seq;
     this.seq = Math.max(this.seq, seq);
-    this.buffer.push({
+    const record: Frame = {
       userId: this.o.userId,
       sessionId: this.o.sessionId,
       seq,
@@ -94,8 +120,16 @@ export class EdgePublisher {
       height: frame.height ?? 0,
       data: frame.data,
       faceBox: frame.faceBox ?? null,
-    });
+      probabilities: frame.probabilities ?? [],
+      edgeModelVersion: frame.edgeModelVersion ?? '',
+    };
+    const value = this.o.registry.encode('frame', record);
+    this.encoded.set(record, value);
+    this.buffer.push(record);
     this.stats.queued++;
+    this.stats.bytes += value.length;
+    this.stats.largest = Math.max(this.stats.largest, value.length);
+    this.byEncoding[record.encoding] = (this.byEncoding[record.encoding] ?? 0) + 1;
     this.kick();
     return seq;
   }
@@ -117,7 +151,7 @@ export class EdgePublisher {
           topic: this.o.topic,
           compression: this.o.compression ? CompressionTypes.GZIP : CompressionTypes.None,
           acks: -1,
-          messages: batch.map((f) => ({ key: f.userId, value: this.o.registry.encode('frame', f), timestamp: String(f.captureTimeMs) })),
+          messages: batch.map((f) => ({ key: f.userId, value: this.encoded.get(f) ?? this.o.registry.encode('frame', f), timestamp: String(f.captureTimeMs) })),
         });
         this.stats.sent += batch.length;
       } catch (err) {

@@ -27,6 +27,7 @@ export function buildModel(spec: ModelSpec): { bytes: Uint8Array; card: Record<s
   const graph = loadTfjsGraph(sourcePath);
   const bytes = convertTfjsToOnnx(graph, {
     name: spec.name,
+    dynamicSpatial: 'dynamicSpatial' in spec ? spec.dynamicSpatial : false,
     metadata: { version: spec.version, labels: JSON.stringify(spec.labels ?? []), source: `${src.name}@${src.version}/${spec.source}`, license: spec.license },
   });
   const card = {

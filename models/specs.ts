@@ -12,6 +12,8 @@ export interface ModelSpec {
   readonly preprocessing: readonly string[];
   readonly license: string;
   readonly origin: string;
+  /** Convert with a dynamic input height and width (fully convolutional graphs). @defaultValue false */
+  readonly dynamicSpatial?: boolean;
 }
 
 /** What each converted model is; models/build.ts writes these facts into the model cards. */
@@ -38,15 +40,16 @@ export const MODEL_SPECS = {
     name: 'blazeface',
     version: 'blazeface-front-human-3.3.6',
     source: 'models/blazeface.json',
-    description: 'BlazeFace short-range face detector: 896 anchors (16x16x2 at stride 16, 8x8x6 at stride 32).',
-    inputs: [{ name: 'input', shape: ['batch', 256, 256, 3], range: 'RGB, p / 127.5 - 1, in [-1, 1]; the frame is stretched to 256x256' }],
+    description: 'BlazeFace short-range face detector, trained at 256x256 (896 anchors: 16x16x2 at stride 16, 8x8x6 at stride 32); fully convolutional, converted with a dynamic input size (a side S, a multiple of 32, gives (S/16)^2 x 2 + (S/32)^2 x 6 anchors).',
+    inputs: [{ name: 'input', shape: ['batch', 'height', 'width', 3], range: 'RGB, p / 127.5 - 1, in [-1, 1]; the frame is letterboxed (top left) into a square of the chosen side' }],
     outputs: [
-      { name: 'Identity', shape: ['batch', 512, 1], meaning: 'face logits of the stride-16 anchors (sigmoid gives the score)' },
-      { name: 'Identity_1', shape: ['batch', 384, 1], meaning: 'face logits of the stride-32 anchors' },
-      { name: 'Identity_2', shape: ['batch', 512, 16], meaning: 'box (dx, dy, w, h in input pixels, relative to the anchor centre) and 6 keypoints, stride-16 anchors' },
-      { name: 'Identity_3', shape: ['batch', 384, 16], meaning: 'the same for the stride-32 anchors' },
+      { name: 'Identity', shape: ['batch', '(S/16)^2 x 2', 1], meaning: 'face logits of the stride-16 anchors (sigmoid gives the score)' },
+      { name: 'Identity_1', shape: ['batch', '(S/32)^2 x 6', 1], meaning: 'face logits of the stride-32 anchors' },
+      { name: 'Identity_2', shape: ['batch', '(S/16)^2 x 2', 16], meaning: 'box (dx, dy, w, h in input pixels, relative to the anchor centre) and 6 keypoints, stride-16 anchors' },
+      { name: 'Identity_3', shape: ['batch', '(S/32)^2 x 6', 16], meaning: 'the same for the stride-32 anchors' },
     ],
-    preprocessing: ['decode to RGB', 'resize (stretch) to 256x256', 'normalise: x = p / 127.5 - 1'],
+    preprocessing: ['decode to RGB (JPEG at reduced scale)', 'letterbox into SxS', 'normalise: x = p / 127.5 - 1'],
+    dynamicSpatial: true,
     license: 'Apache-2.0 (Google MediaPipe BlazeFace weights), packaged under MIT by @vladmandic/human',
     origin: 'Google MediaPipe BlazeFace (front camera), converted to TF.js by @vladmandic/human',
   },

@@ -70,7 +70,7 @@ export async function synthesizeSession(options: SynthOptions): Promise<{ frames
       image = { data, width: info.width, height: info.height };
       decoded.set(file, image);
     }
-    frames.push({ userId, sessionId, seq: i + 1, captureTimeMs: startTimeMs + Math.round(offset), encoding: 'GRAY8', width: image.width, height: image.height, data: image.data, faceBox: null });
+    frames.push({ userId, sessionId, seq: i + 1, captureTimeMs: startTimeMs + Math.round(offset), encoding: 'GRAY8', width: image.width, height: image.height, data: image.data, faceBox: null, probabilities: [], edgeModelVersion: '' });
   }
   return { frames, meta: { kind: 'labelled-session', timeline: options.timeline, fps, seed, images: options.images, userId, sessionId, startTimeMs, frames: frames.length } };
 }

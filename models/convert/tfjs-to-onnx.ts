@@ -13,6 +13,12 @@ export interface ConvertOptions {
   readonly name: string;
   /** Make the leading (batch) dimension of the input and of Reshape targets dynamic. @defaultValue true */
   readonly dynamicBatch?: boolean;
+  /**
+   * Also make the input's height and width dynamic (fully convolutional graphs such as a
+   * detector), with Reshape targets written as [batch, -1, last] so that they follow the input.
+   * @defaultValue false
+   */
+  readonly dynamicSpatial?: boolean;
   /** Key/value pairs stored as ONNX metadata_props (labels, source, licence, ...). */
   readonly metadata?: Record<string, string>;
 }
@@ -85,6 +91,7 @@ function padAttrs(node: TfNode): ReturnType<typeof attr>[] {
  */
 export function convertTfjsToOnnx(graph: TfjsGraph, options: ConvertOptions): Uint8Array {
   const dynamicBatch = options.dynamicBatch ?? true;
+  const dynamicSpatial = options.dynamicSpatial ?? false;
   const unsupported = [...new Set(graph.nodes.map((n) => n.op))].filter((op) => !(SUPPORTED_OPS as readonly string[]).includes(op));
   if (unsupported.length > 0) throw new Error(`unsupported TF.js ops: ${unsupported.join(', ')}`);
 
@@ -123,7 +130,9 @@ export function convertTfjsToOnnx(graph: TfjsGraph, options: ConvertOptions): Ui
       }
       case 'Placeholder': {
         const dims = (node.attr.shape?.shape?.dim ?? []).map((d) => Number(d.size));
-        const shape = dims.map((d, i) => (i === 0 && (dynamicBatch || d < 0) ? { dimParam: 'batch' } : { dimValue: d }));
+        const symbolic = ['batch', 'height', 'width'];
+        const shape = dims.map((d, i) =>
+          i === 0 && (dynamicBatch || d < 0) ? { dimParam: 'batch' } : dims.length === 4 && dynamicSpatial && (i === 1 || i === 2) ? { dimParam: symbolic[i]! } : { dimValue: d });
         inputs.push(onnx.ValueInfoProto.create({ name: node.name, type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: shape } } } }));
         if (dims.length === 4) {
           mapped.set(node.name, { name: add('Transpose', [node.name], fresh('input_nchw'), [attr('perm', [0, 3, 1, 2])]), layout: 'NCHW' });
@@ -219,7 +228,8 @@ export function convertTfjsToOnnx(graph: TfjsGraph, options: ConvertOptions): Ui
       case 'Reshape': {
         const x = source(node.input[0]!);
         const shape = Array.from(constOf(node.input[1]!).data);
-        if (dynamicBatch && shape[0] === 1) shape[0] = -1;
+        if (dynamicSpatial && shape.length === 3) shape.splice(0, 3, 0, -1, shape[2]!);
+        else if (dynamicBatch && shape[0] === 1) shape[0] = -1;
         const shapeName = `${node.name}/shape`;
         initializers.push(int64Tensor(shapeName, shape));
         add('Reshape', [toNhwc(x), shapeName], node.name);

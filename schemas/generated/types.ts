@@ -1,6 +1,6 @@
 // Generated from schemas/avro by `npm run schemas:gen`. Do not edit.
 
-export type FrameEncoding = 'JPEG' | 'PNG' | 'GRAY8';
+export type FrameEncoding = 'JPEG' | 'PNG' | 'GRAY8' | 'NONE' | 'SCORES';
 
 export interface FaceBox {
   x: number;
@@ -9,7 +9,7 @@ export interface FaceBox {
   height: number;
 }
 
-/** One camera frame from an edge client. Short retention: raw faces are personal data. */
+/** One camera frame, or what an edge client kept of it at its privacy level. Short retention: raw faces are personal data. */
 export interface Frame {
   userId: string;
   sessionId: string;
@@ -17,16 +17,23 @@ export interface Frame {
   seq: number;
   /** Capture time on the edge device, Unix epoch milliseconds. */
   captureTimeMs: number;
-  /** GRAY8: raw 8-bit grey pixels, row-major, width*height bytes (edge clients that send only the face crop). */
+  /** JPEG, PNG: a whole frame (privacy level frame). GRAY8: raw 8-bit grey pixels, row-major, width*height bytes: the face crop made on the device (level crop). NONE: the device found no face in this frame (no bytes; levels crop and scores). SCORES: the device ran the emotion CNN and sends only its probabilities (no bytes; level scores). */
   encoding: FrameEncoding;
-  /** Pixel width; 0 when unknown for JPEG/PNG. */
+  /** Pixel width; 0 when unknown for JPEG/PNG, and for NONE and SCORES. */
   width: number;
-  /** Pixel height; 0 when unknown for JPEG/PNG. */
+  /** Pixel height; 0 when unknown for JPEG/PNG, and for NONE and SCORES. */
   height: number;
+  /** Empty for NONE and SCORES. */
   data: Buffer;
-  /** Face box found on the edge, in pixels, if any. */
+  /** Face box found on the edge, in pixels of the camera frame, if any. */
   faceBox: null | FaceBox;
+  /** SCORES only: the 7 probabilities of the device's emotion CNN, in FER order. */
+  probabilities: Array<number>;
+  /** SCORES only: the version of the emotion model that ran on the device. */
+  edgeModelVersion: string;
 }
+
+export type ScoredAt = 'SERVER' | 'EDGE';
 
 export interface StageTimings {
   decodeMs: number;
@@ -46,6 +53,8 @@ export interface EmotionScore {
   probabilities: Array<number>;
   faceBox: null | FaceBox;
   modelVersion: string;
+  /** SERVER: the classifier ran the emotion CNN. EDGE: the device did (privacy level scores); the classifier validated the probabilities and passed them on, and modelVersion is the device's. */
+  scoredAt: ScoredAt;
   timings: StageTimings;
   processedTimeMs: number;
 }

@@ -18,6 +18,8 @@ export function frame(userId: string, seq: number, extra: Partial<Frame> = {}): 
     height: 2,
     data: Buffer.from([seq & 255, 1, 2, 3]),
     faceBox: null,
+    probabilities: [],
+    edgeModelVersion: '',
     ...extra,
   };
 }

@@ -28,7 +28,7 @@ export async function recordedScores(users: number): Promise<EmotionScore[]> {
       results.forEach((r, k) => {
         if (r instanceof Error) throw r;
         const f = batch[k]!;
-        all.push({ userId: f.userId, sessionId: f.sessionId, seq: f.seq, captureTimeMs: f.captureTimeMs, faceFound: r.faceFound, probabilities: r.probabilities, faceBox: r.faceBox, modelVersion: engine.modelVersion, timings: r.timings, processedTimeMs: f.captureTimeMs });
+        all.push({ userId: f.userId, sessionId: f.sessionId, seq: f.seq, captureTimeMs: f.captureTimeMs, faceFound: r.faceFound, probabilities: r.probabilities, faceBox: r.faceBox, modelVersion: engine.modelVersion, scoredAt: 'SERVER', timings: r.timings, processedTimeMs: f.captureTimeMs });
       });
     }
   }

@@ -3,11 +3,11 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { clahe } from '../../processors/classifier/clahe.ts';
-import { decodeDetections, nonMaxSuppression } from '../../processors/classifier/detector.ts';
+import { clahe } from '../../vision/clahe.ts';
+import { decodeDetections, nonMaxSuppression } from '../../vision/detector.ts';
 import { ClassifierEngine, EMOTION_MODELS, MODELS_DIR, widen, type EmotionModel } from '../../processors/classifier/engine.ts';
 import { scoreClassification } from '../../processors/classifier/evaluate.ts';
-import { resizeGrey } from '../../processors/classifier/image.ts';
+import { resizeGrey } from '../../vision/image.ts';
 import { EmotionMuseError } from '../../runtime/errors.ts';
 import type { Frame } from '../../schemas/generated/types.ts';
 import { cameraFrame, FACE_PHOTOS, FER_PUBLIC_TEST, noFacePhoto } from '../support/faces.ts';
@@ -83,7 +83,7 @@ describe('classification scores', () => {
 describe('classifier engine (real converted models on ONNX Runtime, CPU)', () => {
   let engine: ClassifierEngine;
   const frame = (data: Buffer, extra: Partial<Frame> = {}): Frame => ({
-    userId: 'u', sessionId: 's', seq: 1, captureTimeMs: 0, encoding: 'JPEG', width: 0, height: 0, data, faceBox: null, ...extra,
+    userId: 'u', sessionId: 's', seq: 1, captureTimeMs: 0, encoding: 'JPEG', width: 0, height: 0, data, faceBox: null, probabilities: [], edgeModelVersion: '', ...extra,
   });
 
   beforeAll(async () => {
@@ -202,8 +202,8 @@ describe('inference threads', () => {
     const [here, threads] = await Promise.all([ClassifierEngine.create({ providers: ['cpu'] }), ClassifierEngine.create({ providers: ['cpu'], inferenceThreads: 2, threads: 1 })]);
     const { data, info } = await sharp(FACE_PHOTOS[0]!).extract({ left: 400, top: 380, width: 250, height: 250 }).greyscale().raw().toBuffer({ resolveWithObject: true });
     const frames: Frame[] = [
-      { userId: 'u', sessionId: 's', seq: 1, captureTimeMs: 0, encoding: 'GRAY8', width: info.width, height: info.height, data, faceBox: null },
-      { userId: 'u', sessionId: 's', seq: 2, captureTimeMs: 0, encoding: 'JPEG', width: 0, height: 0, data: await cameraFrame(FACE_PHOTOS[3]!), faceBox: null },
+      { userId: 'u', sessionId: 's', seq: 1, captureTimeMs: 0, encoding: 'GRAY8', width: info.width, height: info.height, data, faceBox: null, probabilities: [], edgeModelVersion: '' },
+      { userId: 'u', sessionId: 's', seq: 2, captureTimeMs: 0, encoding: 'JPEG', width: 0, height: 0, data: await cameraFrame(FACE_PHOTOS[3]!), faceBox: null, probabilities: [], edgeModelVersion: '' },
     ];
     const expected = await here.classify(frames);
     const parallel = await Promise.all([threads.classify(frames), threads.classify(frames), threads.classify(frames)]);

@@ -7,7 +7,7 @@ import type { Frame } from '../../schemas/generated/types.ts';
 
 const frame = (seq: number, sessionId = 's1', extra: Partial<Frame> = {}): InputRecord<Frame> => ({
   topic: 'frames', topicName: 'frames.v1', partition: 0, offset: String(seq), key: 'u1', timestamp: 0,
-  value: { userId: 'u1', sessionId, seq, captureTimeMs: seq * 100, encoding: 'GRAY8', width: 2, height: 2, data: Buffer.alloc(4), faceBox: null, ...extra },
+  value: { userId: 'u1', sessionId, seq, captureTimeMs: seq * 100, encoding: 'GRAY8', width: 2, height: 2, data: Buffer.alloc(4), faceBox: null, probabilities: [], edgeModelVersion: '', ...extra },
 });
 
 describe('passthrough core', () => {

@@ -14,10 +14,10 @@ import { confluentFormat, staticSchemaIds } from '../../schemas/wire-format.ts';
 const registry = SchemaRegistry.load();
 
 const samples: { [K in MessageKind]: MessageOf<K> } = {
-  frame: { userId: 'u1', sessionId: 's1', seq: 42, captureTimeMs: 1_764_000_000_123, encoding: 'GRAY8', width: 2, height: 2, data: Buffer.from([1, 2, 3, 4]), faceBox: { x: 1, y: 2, width: 30, height: 40 } },
+  frame: { userId: 'u1', sessionId: 's1', seq: 42, captureTimeMs: 1_764_000_000_123, encoding: 'GRAY8', width: 2, height: 2, data: Buffer.from([1, 2, 3, 4]), faceBox: { x: 1, y: 2, width: 30, height: 40 }, probabilities: [], edgeModelVersion: '' },
   'emotion-score': {
     userId: 'u1', sessionId: 's1', seq: 42, captureTimeMs: 1_764_000_000_123, faceFound: true,
-    probabilities: [0.5, 0, 0, 0.25, 0, 0, 0.25], faceBox: null, modelVersion: 'fer-mini-xception@1',
+    probabilities: [0.5, 0, 0, 0.25, 0, 0, 0.25], faceBox: null, modelVersion: 'fer-mini-xception@1', scoredAt: 'SERVER',
     timings: { decodeMs: 0.5, detectMs: 1.5, preprocessMs: 0.25, inferMs: 0.75 }, processedTimeMs: 1_764_000_000_200,
   },
   'emotion-change': {

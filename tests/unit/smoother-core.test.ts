@@ -27,7 +27,7 @@ function run(script: Array<EmotionLabel | { gapMs?: number; session?: string; no
   };
   const frame = (probabilities: number[], faceFound = true): EmotionScore => ({
     userId: 'u', sessionId: session, seq: ++seq, captureTimeMs: (t += 100), faceFound, probabilities: faceFound ? probabilities : [],
-    faceBox: null, modelVersion: 'm', timings: { decodeMs: 0, detectMs: 0, preprocessMs: 0, inferMs: 0 }, processedTimeMs: 0,
+    faceBox: null, modelVersion: 'm', scoredAt: 'SERVER', timings: { decodeMs: 0, detectMs: 0, preprocessMs: 0, inferMs: 0 }, processedTimeMs: 0,
   });
   for (const step of script) {
     if (typeof step === 'string') {
@@ -68,7 +68,7 @@ describe('smoother core: windows and hysteresis', () => {
     for (let i = 1; i <= T; i++) {
       // 9 frames lean happy, the last frame is strongly sad: the mean is still happy.
       const p = i < T ? onehot('happy', 0.6) : onehot('sad', 0.99);
-      const r = smooth(state, { userId: 'u', sessionId: 's', seq: i, captureTimeMs: i * 100, faceFound: true, probabilities: p, faceBox: null, modelVersion: '', timings: { decodeMs: 0, detectMs: 0, preprocessMs: 0, inferMs: 0 }, processedTimeMs: 0 }, DEFAULT_SMOOTHER_CONFIG, 0);
+      const r = smooth(state, { userId: 'u', sessionId: 's', seq: i, captureTimeMs: i * 100, faceFound: true, probabilities: p, faceBox: null, modelVersion: '', scoredAt: 'SERVER', timings: { decodeMs: 0, detectMs: 0, preprocessMs: 0, inferMs: 0 }, processedTimeMs: 0 }, DEFAULT_SMOOTHER_CONFIG, 0);
       state = r.state;
       if (r.outcome.kind === 'accepted' && r.outcome.change) out.push(r.outcome.change.label);
     }
@@ -131,7 +131,7 @@ describe('smoother core: sessions, gaps, late frames, frames without a face', ()
     const config = { ...DEFAULT_SMOOTHER_CONFIG, noFace: 'break-window' as const };
     const labels: string[] = [];
     const feed = (seq: number, p: number[] | null) => {
-      const r = smooth(state, { userId: 'u', sessionId: 's', seq, captureTimeMs: seq * 100, faceFound: p !== null, probabilities: p ?? [], faceBox: null, modelVersion: '', timings: { decodeMs: 0, detectMs: 0, preprocessMs: 0, inferMs: 0 }, processedTimeMs: 0 }, config, 0);
+      const r = smooth(state, { userId: 'u', sessionId: 's', seq, captureTimeMs: seq * 100, faceFound: p !== null, probabilities: p ?? [], faceBox: null, modelVersion: '', scoredAt: 'SERVER', timings: { decodeMs: 0, detectMs: 0, preprocessMs: 0, inferMs: 0 }, processedTimeMs: 0 }, config, 0);
       state = r.state;
       if (r.outcome.kind === 'accepted' && r.outcome.change) labels.push(r.outcome.change.label);
     };

@@ -1,0 +1,101 @@
+import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
+import { EmotionMuseError } from '../runtime/errors.ts';
+import type { Logger } from '../runtime/log.ts';
+import type { ExecutionProvider } from '../runtime/onnx.ts';
+import { DEFAULT_EMOTION_MODEL, EMOTION_MODELS, EmotionCnn, type EmotionModel } from '../vision/emotion-cnn.ts';
+import { DEFAULT_DETECTOR_SIDE, FaceCropper, type CropSource } from '../vision/face-crop.ts';
+import type { EdgeFrame } from './publisher.ts';
+
+/**
+ * What leaves the device, per privacy level:
+ * - `crop` (default): the face is found and cut out on the device; only the 48x48 grey crop (2,304
+ *   bytes) and its face box are sent, or a no-face marker (no bytes) when there is no face.
+ * - `scores`: the device also runs the emotion CNN; only its 7 probabilities, the model version
+ *   and the face box are sent, or a no-face marker. No pixels leave the device.
+ * - `frame`: the whole camera frame as JPEG, for cameras that cannot compute.
+ * Every level also sends the user id, session id, sequence number and capture time.
+ */
+export type PrivacyLevel = 'crop' | 'scores' | 'frame';
+export const PRIVACY_LEVELS = ['crop', 'scores', 'frame'] as const satisfies readonly PrivacyLevel[];
+
+export const PRIVACY_TEXT: Record<PrivacyLevel, string> = {
+  crop: 'the 48x48 grey crop of the largest face and its box (or a no-face marker); the rest of the frame stays on the device',
+  scores: 'the 7 emotion probabilities of the on-device CNN, its version and the face box (or a no-face marker); no pixels',
+  frame: 'the whole camera frame as JPEG',
+};
+
+/** One camera image: encoded (JPEG, PNG) or raw RGB (as ffmpeg's rawvideo gives it). */
+export type CameraImage =
+  | { readonly data: Buffer; readonly encoding: 'JPEG' | 'PNG'; readonly captureTimeMs?: number }
+  | { readonly rgb: Buffer; readonly width: number; readonly height: number; readonly captureTimeMs?: number };
+
+export interface EdgeAnalyzerOptions {
+  readonly privacy: PrivacyLevel;
+  /** Emotion CNN for `scores` (its input side is the crop's side for every level). @defaultValue 'int8-48' */
+  readonly emotionModel?: EmotionModel;
+  /** @defaultValue 128 */
+  readonly detectorSide?: number;
+  readonly minFaceScore?: number;
+  readonly providers?: readonly ExecutionProvider[];
+  /** ONNX Runtime threads on the device. @defaultValue 1 */
+  readonly threads?: number;
+  readonly modelsDir?: string;
+  readonly logger?: Logger;
+}
+
+const MODELS_DIR = fileURLToPath(new URL('../models/', import.meta.url));
+
+/**
+ * Turns camera images into what the chosen privacy level lets leave the device, with the face-crop
+ * rules the classifier uses (vision/face-crop.ts) and, for `scores`, the same emotion CNN.
+ */
+export class EdgeAnalyzer {
+  private constructor(
+    readonly privacy: PrivacyLevel,
+    private readonly cropper: FaceCropper | undefined,
+    private readonly cnn: EmotionCnn | undefined,
+  ) {}
+
+  static async create(options: EdgeAnalyzerOptions): Promise<EdgeAnalyzer> {
+    if (options.privacy === 'frame') return new EdgeAnalyzer('frame', undefined, undefined);
+    const emotionModel = options.emotionModel ?? DEFAULT_EMOTION_MODEL;
+    const common = { modelsDir: options.modelsDir ?? MODELS_DIR, providers: options.providers ?? ['cpu'], threads: options.threads ?? 1, logger: options.logger };
+    const cropper = await FaceCropper.create({ ...common, inputSide: EMOTION_MODELS[emotionModel].input, detectorSide: options.detectorSide ?? DEFAULT_DETECTOR_SIDE, minFaceScore: options.minFaceScore, maxDetectBatch: 8 });
+    const cnn = options.privacy === 'scores' ? await EmotionCnn.create({ ...common, emotionModel }) : undefined;
+    return new EdgeAnalyzer(options.privacy, cropper, cnn);
+  }
+
+  /** What leaves the device for each image, in order. An image that cannot be decoded throws UNDECODABLE_FRAME. */
+  async analyze(images: readonly CameraImage[]): Promise<EdgeFrame[]> {
+    if (!this.cropper) return Promise.all(images.map(toJpegFrame));
+    const crops = await this.cropper.crop(images.map(cropSourceOf));
+    const faces: Array<{ i: number; crop: Uint8Array }> = [];
+    const out: EdgeFrame[] = crops.map((c, i) => {
+      if (c instanceof EmotionMuseError) throw c;
+      const captureTimeMs = images[i]!.captureTimeMs;
+      if (!c.crop || !c.box) return { encoding: 'NONE', data: Buffer.alloc(0), captureTimeMs };
+      faces.push({ i, crop: c.crop });
+      const side = this.cropper!.inputSide;
+      return { encoding: 'GRAY8', data: Buffer.from(c.crop.buffer, c.crop.byteOffset, c.crop.byteLength), width: side, height: side, faceBox: c.box, captureTimeMs };
+    });
+    if (this.cnn && faces.length > 0) {
+      const probabilities = await this.cnn.infer(faces.map((f) => f.crop));
+      faces.forEach((f, k) => {
+        const frame = out[f.i]!;
+        out[f.i] = { encoding: 'SCORES', data: Buffer.alloc(0), faceBox: frame.faceBox, captureTimeMs: frame.captureTimeMs, probabilities: Array.from(probabilities[k]!), edgeModelVersion: this.cnn!.modelVersion };
+      });
+    }
+    return out;
+  }
+}
+
+function cropSourceOf(image: CameraImage): CropSource {
+  return 'rgb' in image ? { rgb: image.rgb, width: image.width, height: image.height } : { encoded: image.data, encoding: image.encoding };
+}
+
+async function toJpegFrame(image: CameraImage): Promise<EdgeFrame> {
+  if ('data' in image) return { data: image.data, encoding: image.encoding, captureTimeMs: image.captureTimeMs };
+  const data = await sharp(image.rgb, { raw: { width: image.width, height: image.height, channels: 3 } }).jpeg({ quality: 85 }).toBuffer();
+  return { data, encoding: 'JPEG', width: image.width, height: image.height, captureTimeMs: image.captureTimeMs };
+}
