@@ -2,7 +2,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { configHelp, loadConfig, opt, parseArgv } from '../runtime/config.ts';
 import { createLogger } from '../runtime/log.ts';
-import { ClassifierEngine } from '../processors/classifier/engine.ts';
+import { ClassifierEngine, MODELS_DIR } from '../processors/classifier/engine.ts';
+import { buildScenes, defaultSceneSources, evaluateDetector, type DetectionReport } from '../vision/detection-eval.ts';
+import { FaceCropper } from '../vision/face-crop.ts';
 import { evaluateFolder, formatReport } from '../processors/classifier/evaluate.ts';
 import { emotionModelOption, inferenceOptions, smootherOptions } from '../processors/index.ts';
 import { evaluateSmoother, timelineSvg } from '../processors/smoother/evaluate.ts';
@@ -13,6 +15,13 @@ import type { LabelledSessionMeta } from '../sessions/synth.ts';
 import { writeFileSync } from 'node:fs';
 import type { Command } from './command.ts';
 import { progressBar } from './progress.ts';
+import { table as formatTable } from '../bench/machine.ts';
+
+function formatDetectionReports(reports: readonly DetectionReport[], title: string): string {
+  const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
+  const rows = reports.map((r) => [String(r.detectorSide), pct(r.recall), pct(r.recallBySize.small), pct(r.recallBySize.medium), pct(r.recallBySize.large), r.falsePositivesPerScene.toFixed(3), pct(r.largestCorrect), pct(r.falseAlarmScenes), r.msPerFrame.toFixed(2)]);
+  return `${title}; ${reports[0]?.faces ?? 0} faces\n\n${formatTable(['side', 'recall', '<64 px', '64-128 px', '>=128 px', 'false pos. / scene', 'largest is a face', 'false alarm (no-face scenes)', 'ms / frame'], rows)}`;
+}
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -34,6 +43,37 @@ const smootherEvalOptions = {
   clahe: opt.bool('EM_CLAHE', 'clahe', false, 'Apply CLAHE before the CNN'),
   json: opt.bool('EM_JSON', 'json', false, 'Print the report as JSON'),
 };
+
+const detectorEvalOptions = {
+  ...inferenceOptions,
+  sides: opt.list('EM_DETECTOR_SIDES', 'sides', ['256', '224', '192', '160', '128'], 'Detector input sides to measure (multiples of 32)'),
+  scenes: opt.int('EM_SCENES', 'scenes', 400, 'Labelled 640x480 scenes to build', { min: 1 }),
+  seed: opt.int('EM_SEED', 'seed', 1, 'Seed of the scenes', { min: 0 }),
+  minFaceScore: opt.number('EM_MIN_FACE_SCORE', 'min-face-score', 0.6, 'Face detector score threshold', { min: 0, max: 1 }),
+  fer: opt.string('EM_FER_DIR', 'fer', path.resolve(ROOT, '../shared/data/fer2013/train'), 'FER-2013 faces pasted into scenes (one folder per class)'),
+  json: opt.bool('EM_JSON', 'json', false, 'Print the reports as JSON'),
+};
+
+async function evalDetector(argv: string[]): Promise<number> {
+  const config = loadConfig(detectorEvalOptions, { argv });
+  const sides = config.sides.map(Number);
+  const bad = sides.filter((s) => !Number.isInteger(s) || s % 32 !== 0 || s < 64 || s > 512);
+  if (bad.length > 0) {
+    console.error(`--sides: ${bad.join(', ')} is not a multiple of 32 from 64 to 512`);
+    return 2;
+  }
+  const sources = { ...defaultSceneSources(), ferDir: config.fer };
+  const scenes = await buildScenes(config.scenes, config.seed, sources, config.json ? undefined : progressBar('building scenes'));
+  const reports: DetectionReport[] = [];
+  for (const side of sides) {
+    const cropper = await FaceCropper.create({ modelsDir: MODELS_DIR, providers: config.providers as Array<'cuda' | 'cpu'>, threads: config.threads, detectorSide: side, minFaceScore: config.minFaceScore, logger: createLogger('warn') });
+    reports.push(await evaluateDetector(cropper, scenes));
+    if (!config.json) process.stderr.write(`  measured side ${side}\n`);
+  }
+  if (config.json) console.log(JSON.stringify({ scenes: config.scenes, seed: config.seed, minFaceScore: config.minFaceScore, reports }, null, 2));
+  else console.log(formatDetectionReports(reports, `face detection on ${config.scenes} labelled 640x480 scenes (seed ${config.seed}, score >= ${config.minFaceScore}, IoU >= 0.5)`));
+  return 0;
+}
 
 async function evalSmoother(argv: string[]): Promise<number> {
   const config = loadConfig(smootherEvalOptions, { argv });
@@ -107,8 +147,9 @@ ${configHelp(classifierEvalOptions)}`,
       return 2;
     }
     if (what === 'smoother') return evalSmoother(argv.filter((a) => a !== what));
+    if (what === 'detector') return evalDetector(argv.filter((a) => a !== what));
     if (what !== 'classifier') {
-      console.error(`unknown evaluation "${what}" (known: classifier, smoother)`);
+      console.error(`unknown evaluation "${what}" (known: classifier, detector, smoother)`);
       return 2;
     }
     const config = loadConfig(classifierEvalOptions, { argv: argv.filter((a) => a !== what) });

@@ -87,6 +87,8 @@ interface Work {
   frameWidth: number;
   frameHeight: number;
   decoded?: Decoded;
+  /** Every face the detector kept (frame pixels), best score first. */
+  boxes?: FaceBox[];
   box?: Box | null;
   timings: { decodeMs: number; detectMs: number; preprocessMs: number };
 }
@@ -201,6 +203,16 @@ export class FaceCropper {
     return results;
   }
 
+  /**
+   * Every face the detector keeps in each image (frame pixels), for evaluating detection; an image
+   * that cannot be decoded throws. Runs the same decode and letterbox as `crop`.
+   */
+  async detectAll(sources: ReadonlyArray<Exclude<CropSource, { grey: GreyImage }>>): Promise<FaceBox[][]> {
+    const works = await Promise.all(sources.map((s) => this.decode({ ...s, faceBox: null })));
+    await this.detect(works);
+    return works.map((w) => w.boxes ?? []);
+  }
+
   private fromGrey(grey: GreyImage): FaceCrop {
     const t0 = now();
     if (grey.width <= 0 || grey.height <= 0 || grey.data.length !== grey.width * grey.height) {
@@ -276,6 +288,7 @@ export class FaceCropper {
       const ms = now() - t0;
       run.forEach((w, k) => {
         w.timings.detectMs = ms;
+        w.boxes = boxes[k]!;
         const largest = [...boxes[k]!].sort((a: FaceBox, b: FaceBox) => b.width * b.height - a.width * a.height)[0];
         w.box = largest ? { x: largest.x, y: largest.y, width: largest.width, height: largest.height } : null;
       });
