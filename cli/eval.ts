@@ -3,8 +3,10 @@ import { fileURLToPath } from 'node:url';
 import { configHelp, loadConfig, opt, parseArgv } from '../runtime/config.ts';
 import { createLogger } from '../runtime/log.ts';
 import { ClassifierEngine, MODELS_DIR } from '../processors/classifier/engine.ts';
-import { buildScenes, defaultSceneSources, evaluateDetector, type DetectionReport } from '../vision/detection-eval.ts';
-import { FaceCropper } from '../vision/face-crop.ts';
+import { buildScenes, defaultSceneSources, evaluateDetector, evaluateReference, type DetectionReport } from '../vision/detection-eval.ts';
+import { FaceDetector } from '../vision/detector.ts';
+import { openSession } from '../runtime/onnx.ts';
+import { DEFAULT_CASCADE_MIN_WIDTH, FaceCropper, formatDetectorSides, parseDetectorSides } from '../vision/face-crop.ts';
 import { evaluateFolder, formatReport } from '../processors/classifier/evaluate.ts';
 import { emotionModelOption, inferenceOptions, smootherOptions } from '../processors/index.ts';
 import { evaluateSmoother, timelineSvg } from '../processors/smoother/evaluate.ts';
@@ -19,8 +21,8 @@ import { table as formatTable } from '../bench/machine.ts';
 
 function formatDetectionReports(reports: readonly DetectionReport[], title: string): string {
   const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
-  const rows = reports.map((r) => [String(r.detectorSide), pct(r.recall), pct(r.recallBySize.small), pct(r.recallBySize.medium), pct(r.recallBySize.large), r.falsePositivesPerScene.toFixed(3), pct(r.largestCorrect), pct(r.falseAlarmScenes), r.msPerFrame.toFixed(2)]);
-  return `${title}; ${reports[0]?.faces ?? 0} faces\n\n${formatTable(['side', 'recall', '<64 px', '64-128 px', '>=128 px', 'false pos. / scene', 'largest is a face', 'false alarm (no-face scenes)', 'ms / frame'], rows)}`;
+  const rows = reports.map((r) => [r.detector, pct(r.recall), pct(r.recallBySize.small), pct(r.recallBySize.medium), pct(r.recallBySize.large), r.falsePositivesPerScene.toFixed(3), pct(r.largestCorrect), pct(r.falseAlarmScenes), r.msPerFrame.toFixed(2)]);
+  return `${title}; ${reports[0]?.faces ?? 0} faces\n\n${formatTable(['detector', 'recall', '<64 px', '64-128 px', '>=128 px', 'false pos. / scene', 'largest is a face', 'false alarm (no-face scenes)', 'ms / frame'], rows)}`;
 }
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -46,29 +48,32 @@ const smootherEvalOptions = {
 
 const detectorEvalOptions = {
   ...inferenceOptions,
-  sides: opt.list('EM_DETECTOR_SIDES', 'sides', ['256', '224', '192', '160', '128'], 'Detector input sides to measure (multiples of 32)'),
+  settings: opt.list('EM_DETECTOR_SETTINGS', 'settings', ['256', '224', '192', '160', '128', '128/256', '160/256'], 'Detector settings to measure: a side (longer side of the input, a multiple of 32) or a cascade of sides (128/256)'),
   scenes: opt.int('EM_SCENES', 'scenes', 400, 'Labelled 640x480 scenes to build', { min: 1 }),
   seed: opt.int('EM_SEED', 'seed', 1, 'Seed of the scenes', { min: 0 }),
   minFaceScore: opt.number('EM_MIN_FACE_SCORE', 'min-face-score', 0.6, 'Face detector score threshold', { min: 0, max: 1 }),
+  cascadeMinWidth: opt.int('EM_CASCADE_MIN_WIDTH', 'cascade-min-width', DEFAULT_CASCADE_MIN_WIDTH, 'In a cascade, a side\'s faces are kept when the largest is at least this many input pixels wide', { min: 0 }),
   fer: opt.string('EM_FER_DIR', 'fer', path.resolve(ROOT, '../shared/data/fer2013/train'), 'FER-2013 faces pasted into scenes (one folder per class)'),
   json: opt.bool('EM_JSON', 'json', false, 'Print the reports as JSON'),
 };
 
 async function evalDetector(argv: string[]): Promise<number> {
   const config = loadConfig(detectorEvalOptions, { argv });
-  const sides = config.sides.map(Number);
-  const bad = sides.filter((s) => !Number.isInteger(s) || s % 32 !== 0 || s < 64 || s > 512);
-  if (bad.length > 0) {
-    console.error(`--sides: ${bad.join(', ')} is not a multiple of 32 from 64 to 512`);
+  let settings: number[][];
+  try {
+    settings = config.settings.map(parseDetectorSides);
+  } catch (err) {
+    console.error(`--settings: ${(err as Error).message}`);
     return 2;
   }
   const sources = { ...defaultSceneSources(), ferDir: config.fer };
   const scenes = await buildScenes(config.scenes, config.seed, sources, config.json ? undefined : progressBar('building scenes'));
-  const reports: DetectionReport[] = [];
-  for (const side of sides) {
-    const cropper = await FaceCropper.create({ modelsDir: MODELS_DIR, providers: config.providers as Array<'cuda' | 'cpu'>, threads: config.threads, detectorSide: side, minFaceScore: config.minFaceScore, logger: createLogger('warn') });
+  const { session } = await openSession(path.join(MODELS_DIR, 'blazeface.onnx'), { providers: config.providers as Array<'cuda' | 'cpu'>, threads: config.threads });
+  const reports: DetectionReport[] = [await evaluateReference(new FaceDetector(session, { minScore: config.minFaceScore }), scenes)];
+  for (const sides of settings) {
+    const cropper = await FaceCropper.create({ modelsDir: MODELS_DIR, providers: config.providers as Array<'cuda' | 'cpu'>, threads: config.threads, detectorSides: sides, cascadeMinWidth: config.cascadeMinWidth, minFaceScore: config.minFaceScore, logger: createLogger('warn') });
     reports.push(await evaluateDetector(cropper, scenes));
-    if (!config.json) process.stderr.write(`  measured side ${side}\n`);
+    if (!config.json) process.stderr.write(`  measured ${formatDetectorSides(sides)}\n`);
   }
   if (config.json) console.log(JSON.stringify({ scenes: config.scenes, seed: config.seed, minFaceScore: config.minFaceScore, reports }, null, 2));
   else console.log(formatDetectionReports(reports, `face detection on ${config.scenes} labelled 640x480 scenes (seed ${config.seed}, score >= ${config.minFaceScore}, IoU >= 0.5)`));

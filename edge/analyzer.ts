@@ -4,7 +4,7 @@ import { EmotionMuseError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { ExecutionProvider } from '../runtime/onnx.ts';
 import { DEFAULT_EMOTION_MODEL, EMOTION_MODELS, EmotionCnn, type EmotionModel } from '../vision/emotion-cnn.ts';
-import { DEFAULT_DETECTOR_SIDE, FaceCropper, type CropSource } from '../vision/face-crop.ts';
+import { DEFAULT_DETECTOR_SIDES, FaceCropper, type CropSource } from '../vision/face-crop.ts';
 import type { EdgeFrame } from './publisher.ts';
 
 /**
@@ -34,8 +34,8 @@ export interface EdgeAnalyzerOptions {
   readonly privacy: PrivacyLevel;
   /** Emotion CNN for `scores` (its input side is the crop's side for every level). @defaultValue 'int8-48' */
   readonly emotionModel?: EmotionModel;
-  /** @defaultValue 128 */
-  readonly detectorSide?: number;
+  /** The detector's side, or a cascade of sides (vision/face-crop.ts). @defaultValue [256] */
+  readonly detectorSides?: readonly number[];
   readonly minFaceScore?: number;
   readonly providers?: readonly ExecutionProvider[];
   /** ONNX Runtime threads on the device. @defaultValue 1 */
@@ -61,7 +61,7 @@ export class EdgeAnalyzer {
     if (options.privacy === 'frame') return new EdgeAnalyzer('frame', undefined, undefined);
     const emotionModel = options.emotionModel ?? DEFAULT_EMOTION_MODEL;
     const common = { modelsDir: options.modelsDir ?? MODELS_DIR, providers: options.providers ?? ['cpu'], threads: options.threads ?? 1, logger: options.logger };
-    const cropper = await FaceCropper.create({ ...common, inputSide: EMOTION_MODELS[emotionModel].input, detectorSide: options.detectorSide ?? DEFAULT_DETECTOR_SIDE, minFaceScore: options.minFaceScore, maxDetectBatch: 8 });
+    const cropper = await FaceCropper.create({ ...common, inputSide: EMOTION_MODELS[emotionModel].input, detectorSides: options.detectorSides ?? DEFAULT_DETECTOR_SIDES, minFaceScore: options.minFaceScore, maxDetectBatch: 8 });
     const cnn = options.privacy === 'scores' ? await EmotionCnn.create({ ...common, emotionModel }) : undefined;
     return new EdgeAnalyzer(options.privacy, cropper, cnn);
   }

@@ -5,7 +5,7 @@ import type { Metrics } from '../runtime/metrics.ts';
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../runtime/onnx.ts';
 import type { ProcessorCore } from '../runtime/processor.ts';
 import { createClassifierCore } from './classifier/core.ts';
-import { DEFAULT_DETECTOR_SIDE } from '../vision/face-crop.ts';
+import { DEFAULT_DETECTOR_SIDES, formatDetectorSides, parseDetectorSides } from '../vision/face-crop.ts';
 import { ClassifierEngine, DEFAULT_EMOTION_MODEL, EMOTION_MODELS, type EmotionModel } from './classifier/engine.ts';
 import { createPassthroughCore } from './passthrough/core.ts';
 import { createSmootherCore, DEFAULT_SMOOTHER_CONFIG } from './smoother/core.ts';
@@ -53,7 +53,7 @@ export const classifierOptions = {
   inferenceThreads: opt.int('EM_INFERENCE_THREADS', 'inference-threads', 2, 'Worker threads that run the models (each with its own copy), so that fetching and producing go on during inference and one batch need not wait for the previous one; 0 runs them on the main thread', { min: 0, max: 16 }),
   maxInferenceBatch: opt.int('EM_MAX_INFERENCE_BATCH', 'max-inference-batch', 16, 'Most frames in one classifier run, and the largest emotion CNN batch (a larger backlog runs as several, on the inference threads in parallel)', { min: 1 }),
   maxDetectBatch: opt.int('EM_MAX_DETECT_BATCH', 'max-detect-batch', 8, 'Largest face detector batch (full frames): its arena in every inference thread keeps the largest batch\'s memory', { min: 1 }),
-  detectorSide: opt.int('EM_DETECTOR_SIDE', 'detector-side', DEFAULT_DETECTOR_SIDE, 'Side of the square the face detector sees, a multiple of 32 (recall of each in vision/README.md)', { min: 64, max: 512 }),
+  detector: opt.string('EM_DETECTOR', 'detector', formatDetectorSides(DEFAULT_DETECTOR_SIDES), 'Face detector input side (longer side, a multiple of 32), or a cascade tried in order on the frames still without a face (128/256); recall of each in vision/README.md'),
   prepareAhead: opt.int('EM_PREPARE_AHEAD', 'prepare-ahead', 4, 'Batches of a partition that may go to the model while its previous batch is still there (0: one at a time)', { min: 0, max: 64 }),
   minFaceScore: opt.number('EM_MIN_FACE_SCORE', 'min-face-score', 0.6, 'Face detector score threshold', { min: 0, max: 1 }),
   maxFramePixels: opt.int('EM_MAX_FRAME_PIXELS', 'max-frame-pixels', 4096 * 4096, 'Frames with more pixels go to the dead-letter topic (OVERSIZED_RECORD)', { min: 1 }),
@@ -131,7 +131,7 @@ export const PROCESSORS: Record<string, ProcessorEntry<any>> = {
         clahe: config.clahe,
         maxBatch: config.maxInferenceBatch,
         maxDetectBatch: config.maxDetectBatch,
-        detectorSide: config.detectorSide,
+        detectorSides: parseDetectorSides(config.detector),
         minFaceScore: config.minFaceScore,
         maxFramePixels: config.maxFramePixels,
         logger,

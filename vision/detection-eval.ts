@@ -10,8 +10,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { seededRandom } from '../sessions/timeline.ts';
-import type { FaceBox } from './detector.ts';
-import type { Box, FaceCropper } from './face-crop.ts';
+import type { FaceBox, FaceDetector } from './detector.ts';
+import { formatDetectorSides, type Box, type FaceCropper } from './face-crop.ts';
 
 export const SCENE_WIDTH = 640;
 export const SCENE_HEIGHT = 480;
@@ -162,7 +162,8 @@ export async function buildScenes(count: number, seed: number, sources: SceneSou
 }
 
 export interface DetectionReport {
-  readonly detectorSide: number;
+  /** The detector setting: a side, or a cascade (`128/256`). */
+  readonly detector: string;
   readonly scenes: number;
   readonly faces: number;
   /** Faces found (IoU >= 0.5 with a detection), over all faces. */
@@ -178,7 +179,7 @@ export interface DetectionReport {
   readonly msPerFrame: number;
 }
 
-export function scoreDetections(scenes: readonly Scene[], detections: readonly FaceBox[][], detectorSide: number, msPerFrame: number): DetectionReport {
+export function scoreDetections(scenes: readonly Scene[], detections: readonly FaceBox[][], detector: string, msPerFrame: number): DetectionReport {
   let faces = 0;
   let found = 0;
   let falsePositives = 0;
@@ -221,7 +222,7 @@ export function scoreDetections(scenes: readonly Scene[], detections: readonly F
   });
   const ratio = (a: number, b: number) => (b === 0 ? 0 : a / b);
   return {
-    detectorSide,
+    detector,
     scenes: scenes.length,
     faces,
     recall: ratio(found, faces),
@@ -233,6 +234,31 @@ export function scoreDetections(scenes: readonly Scene[], detections: readonly F
   };
 }
 
+/**
+ * The classifier's detection before the scaled decode (round 1), for reference: the whole frame
+ * decoded, letterboxed by libvips into a 256x256 square (top left, black), BlazeFace at 256x256.
+ */
+export async function evaluateReference(detector: FaceDetector, scenes: readonly Scene[], batch = 8): Promise<DetectionReport> {
+  const side = 256;
+  const detections: FaceBox[][] = [];
+  const t0 = performance.now();
+  for (let i = 0; i < scenes.length; i += batch) {
+    const run = scenes.slice(i, i + batch);
+    const tensor = new Float32Array(run.length * side * side * 3);
+    await Promise.all(
+      run.map(async (scene, k) => {
+        const { data } = await sharp(await sharp(scene.jpeg).removeAlpha().raw().toBuffer(), { raw: { width: SCENE_WIDTH, height: SCENE_HEIGHT, channels: 3 } })
+          .resize(side, side, { fit: 'contain', position: 'left top', background: { r: 0, g: 0, b: 0 } })
+          .raw()
+          .toBuffer({ resolveWithObject: true });
+        for (let p = 0; p < data.length; p++) tensor[k * side * side * 3 + p] = data[p]! / 127.5 - 1;
+      }),
+    );
+    detections.push(...(await detector.detect(tensor, { width: side, height: side }, run.map(() => Math.max(SCENE_WIDTH, SCENE_HEIGHT) / side))));
+  }
+  return scoreDetections(scenes, detections, 'round 1: 256x256, whole decode', (performance.now() - t0) / scenes.length);
+}
+
 /** Runs the cropper's detector over every scene (in batches of `batch`) and scores it. */
 export async function evaluateDetector(cropper: FaceCropper, scenes: readonly Scene[], batch = 8): Promise<DetectionReport> {
   const detections: FaceBox[][] = [];
@@ -240,5 +266,5 @@ export async function evaluateDetector(cropper: FaceCropper, scenes: readonly Sc
   for (let i = 0; i < scenes.length; i += batch) {
     detections.push(...(await cropper.detectAll(scenes.slice(i, i + batch).map((s) => ({ encoded: s.jpeg, encoding: 'JPEG' as const })))));
   }
-  return scoreDetections(scenes, detections, cropper.detectorSide, (performance.now() - t0) / scenes.length);
+  return scoreDetections(scenes, detections, cropper.describe(), (performance.now() - t0) / scenes.length);
 }

@@ -17,36 +17,44 @@ export interface DetectorOptions {
   readonly iouThreshold?: number;
 }
 
-/** The side BlazeFace was trained at, and the default input side. */
+/** The side BlazeFace was trained at. */
 export const DETECTOR_TRAINED_SIDE = 256;
 /** The network's two heads: 2 anchors per cell at stride 16, 6 per cell at stride 32. */
 const HEADS = [[16, 2], [32, 6]] as const;
+/** Input sizes are multiples of the coarser head's stride. */
+export const DETECTOR_STRIDE = 32;
 
-/** Input sides the detector accepts: multiples of 32 (the coarser head's stride), 64 to 512. */
+/** Detector sides (the input's longer side) the detector accepts: multiples of 32, 64 to 512. */
 export function checkDetectorSide(side: number): number {
-  if (!Number.isInteger(side) || side % 32 !== 0 || side < 64 || side > 512) throw new Error(`detector side must be a multiple of 32 from 64 to 512, not ${side}`);
+  if (!Number.isInteger(side) || side % DETECTOR_STRIDE !== 0 || side < 64 || side > 512) throw new Error(`detector side must be a multiple of 32 from 64 to 512, not ${side}`);
   return side;
 }
 
-/** Anchors of each head at an input side: (side/16)^2 x 2 and (side/32)^2 x 6. */
-export function anchorCounts(side: number): [number, number] {
-  return HEADS.map(([stride, perCell]) => (side / stride) ** 2 * perCell) as [number, number];
+/** The network's input: `width` x `height` pixels, both multiples of 32. */
+export interface DetectorInput {
+  readonly width: number;
+  readonly height: number;
 }
 
-/** Anchor centres in input pixels, in the order of the model's two heads. */
-function anchors(side: number): Float32Array {
+/** Anchors of each head for an input: (w/16)(h/16) x 2 and (w/32)(h/32) x 6. */
+export function anchorCounts(input: DetectorInput): [number, number] {
+  return HEADS.map(([stride, perCell]) => (input.width / stride) * (input.height / stride) * perCell) as [number, number];
+}
+
+/** Anchor centres in input pixels, in the order of the model's two heads (rows, then columns, then anchors). */
+function anchors(input: DetectorInput): Float32Array {
   const out: number[] = [];
   for (const [stride, perCell] of HEADS) {
-    const cells = side / stride;
-    for (let y = 0; y < cells; y++) for (let x = 0; x < cells; x++) for (let n = 0; n < perCell; n++) out.push(stride * (x + 0.5), stride * (y + 0.5));
+    for (let y = 0; y < input.height / stride; y++) for (let x = 0; x < input.width / stride; x++) for (let n = 0; n < perCell; n++) out.push(stride * (x + 0.5), stride * (y + 0.5));
   }
   return Float32Array.from(out);
 }
 
-const anchorCache = new Map<number, Float32Array>();
-function anchorsOf(side: number): Float32Array {
-  let a = anchorCache.get(side);
-  if (!a) anchorCache.set(side, (a = anchors(side)));
+const anchorCache = new Map<string, Float32Array>();
+function anchorsOf(input: DetectorInput): Float32Array {
+  const key = `${input.width}x${input.height}`;
+  let a = anchorCache.get(key);
+  if (!a) anchorCache.set(key, (a = anchors(input)));
   return a;
 }
 
@@ -68,21 +76,20 @@ export function nonMaxSuppression(boxes: FaceBox[], iouThreshold: number): FaceB
 }
 
 /**
- * Decodes one image's raw outputs at input side `side`: scores (one logit per anchor) and
- * regressors (16 per anchor), anchors in the order of the model's two heads. The regressors are in
- * input pixels (the network is fully convolutional, so a face of a given size in pixels gives the
- * same numbers at any side). Returns boxes scaled to a `width` x `height` frame: the square the
- * input was letterboxed from.
+ * Decodes one image's raw outputs for an input of `input` pixels: scores (one logit per anchor)
+ * and regressors (16 per anchor), anchors in the order of the model's two heads. The regressors
+ * are in input pixels (the network is fully convolutional, so a face of a given size in pixels
+ * gives the same numbers at any input size). Boxes come back in frame pixels: input pixels times
+ * `scale` (the frame was letterboxed, top left, at 1/scale).
  */
 export function decodeDetections(
   logits: Float32Array,
   regressors: Float32Array,
-  width: number,
-  height: number,
-  options: DetectorOptions & { side?: number } = {},
+  input: DetectorInput,
+  scale: number,
+  options: DetectorOptions = {},
 ): FaceBox[] {
-  const side = options.side ?? DETECTOR_TRAINED_SIDE;
-  const ANCHORS = anchorsOf(side);
+  const centres = anchorsOf(input);
   const minScore = options.minScore ?? 0.6;
   const minLogit = Math.log(minScore / (1 - minScore));
   const boxes: FaceBox[] = [];
@@ -90,32 +97,28 @@ export function decodeDetections(
     const logit = logits[i]!;
     if (logit < minLogit) continue;
     const r = i * 16;
-    const cx = (regressors[r]! + ANCHORS[i * 2]!) / side;
-    const cy = (regressors[r + 1]! + ANCHORS[i * 2 + 1]!) / side;
-    const w = regressors[r + 2]! / side;
-    const h = regressors[r + 3]! / side;
+    const cx = regressors[r]! + centres[i * 2]!;
+    const cy = regressors[r + 1]! + centres[i * 2 + 1]!;
+    const w = regressors[r + 2]!;
+    const h = regressors[r + 3]!;
     if (w <= 0 || h <= 0) continue;
-    boxes.push({ x: (cx - w / 2) * width, y: (cy - h / 2) * height, width: w * width, height: h * height, score: 1 / (1 + Math.exp(-logit)) });
+    boxes.push({ x: (cx - w / 2) * scale, y: (cy - h / 2) * scale, width: w * scale, height: h * scale, score: 1 / (1 + Math.exp(-logit)) });
   }
   return nonMaxSuppression(boxes, options.iouThreshold ?? 0.3);
 }
 
-/** Runs the converted BlazeFace model on a batch of `side` x `side` RGB inputs normalised to [-1, 1]. */
+/** Runs the converted BlazeFace model on batches of RGB inputs normalised to [-1, 1]. */
 export class FaceDetector {
-  readonly side: number;
   constructor(
     private readonly session: ModelSession,
-    private readonly options: DetectorOptions & { side?: number } = {},
-  ) {
-    this.side = checkDetectorSide(options.side ?? DETECTOR_TRAINED_SIDE);
-  }
+    private readonly options: DetectorOptions = {},
+  ) {}
 
-  /** `sizes`: for each input, the square (in frame pixels) it was letterboxed from. */
-  async detect(inputs: Float32Array, sizes: ReadonlyArray<{ width: number; height: number }>): Promise<FaceBox[][]> {
-    const n = sizes.length;
-    const side = this.side;
-    const [a16, a32] = anchorCounts(side);
-    const feeds = { [this.session.inputNames[0]!]: new ort.Tensor('float32', inputs, [n, side, side, 3]) };
+  /** `inputs`: `scales.length` images of `input` pixels, NHWC; `scales`: frame pixels per input pixel of each. */
+  async detect(inputs: Float32Array, input: DetectorInput, scales: readonly number[]): Promise<FaceBox[][]> {
+    const n = scales.length;
+    const [a16, a32] = anchorCounts(input);
+    const feeds = { [this.session.inputNames[0]!]: new ort.Tensor('float32', inputs, [n, input.height, input.width, 3]) };
     const out = await this.session.run(feeds);
     const s16 = out.Identity!.data as Float32Array;
     const s32 = out.Identity_1!.data as Float32Array;
@@ -129,7 +132,7 @@ export class FaceDetector {
       const regs = new Float32Array((a16 + a32) * 16);
       regs.set(r16.subarray(b * a16 * 16, (b + 1) * a16 * 16), 0);
       regs.set(r32.subarray(b * a32 * 16, (b + 1) * a32 * 16), a16 * 16);
-      result.push(decodeDetections(logits, regs, sizes[b]!.width, sizes[b]!.height, { ...this.options, side }));
+      result.push(decodeDetections(logits, regs, input, scales[b]!, this.options));
     }
     return result;
   }

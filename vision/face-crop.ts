@@ -4,9 +4,9 @@ import { EmotionMuseError, errorMessage } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import { openSession, type ExecutionProvider } from '../runtime/onnx.ts';
 import { clahe } from './clahe.ts';
-import { FaceDetector, type FaceBox } from './detector.ts';
+import { checkDetectorSide, DETECTOR_STRIDE, FaceDetector, type FaceBox } from './detector.ts';
 import { resizeGrey, type GreyImage } from './image.ts';
-import { greyRegion, resampleInto } from './resample.ts';
+import { copyInto, greyRegion, resampleInto } from './resample.ts';
 
 // libvips' operation cache keeps decoded pixels of recent inputs for reuse; every frame here is
 // new, so it only holds memory (up to 50 MiB by default).
@@ -17,29 +17,49 @@ sharp.cache(false);
  * frame gives the same crop on the device and on the server):
  *
  * 1. decode (JPEG at a reduced scale: libjpeg's DCT scaling, 1/2, 1/4 or 1/8, to the smallest
- *    image at least as large as the detector's input);
- * 2. letterbox (top left, black) into the detector's `detectorSide` square and run BlazeFace;
+ *    image at least as large as the detector's largest input);
+ * 2. scale the frame so that its longer side is the detector's side, pad it (bottom right, black)
+ *    to multiples of 32, and run BlazeFace; with a cascade of sides (`128/256`), the frames in
+ *    which the first side finds no face go through the next;
  * 3. take the largest face, widen its box by 10% on each side, clipped to the frame;
  * 4. crop from a decode whose face is at least `inputSide` pixels wide (the detector's, or a
  *    finer one decoded for it), grey (BT.601 luma), resize to `inputSide` (area averaging when
  *    shrinking, bilinear when growing), optionally CLAHE (clip 2.0, 8x8 tiles).
  */
 export interface CropRules {
-  /** Side of the square the detector sees, a multiple of 32. @defaultValue 128 */
-  readonly detectorSide?: number;
+  /**
+   * The detector's input side (the longer side of its input, a multiple of 32), or a cascade of
+   * sides tried in order on the frames still without a face. @defaultValue [256]
+   */
+  readonly detectorSides?: readonly number[];
   /** Side of the grey crop (the emotion CNN's input). @defaultValue 48 */
   readonly inputSide?: number;
   /** CLAHE on the crop. @defaultValue false */
   readonly clahe?: boolean;
   /** Detector score threshold. @defaultValue 0.6 */
   readonly minFaceScore?: number;
+  /**
+   * In a cascade, a side's faces are kept only when the largest is at least this many of that
+   * side's input pixels wide; otherwise the frame goes to the next side. @defaultValue 24
+   */
+  readonly cascadeMinWidth?: number;
   /** Largest detector run (frames); the arena of each inference thread keeps the largest run's memory. @defaultValue 8 */
   readonly maxDetectBatch?: number;
   /** Frames with more pixels are refused (OVERSIZED_RECORD), read from the header before decoding. @defaultValue 4096 * 4096 */
   readonly maxFramePixels?: number;
 }
 
-export const DEFAULT_DETECTOR_SIDE = 128;
+export const DEFAULT_DETECTOR_SIDES: readonly number[] = [256];
+/** Faces at least this many input pixels wide are trusted at a cascade's first side (vision/README.md). */
+export const DEFAULT_CASCADE_MIN_WIDTH = 24;
+
+/** Parses a detector setting: one side (`256`) or a cascade (`128/256`). */
+export function parseDetectorSides(setting: string): number[] {
+  const sides = setting.split('/').map((s) => Number(s.trim()));
+  sides.forEach(checkDetectorSide);
+  return sides;
+}
+export const formatDetectorSides = (sides: readonly number[]): string => sides.join('/');
 export const CROP_MARGIN = 0.1;
 
 export interface Box {
@@ -74,7 +94,7 @@ export interface FaceCropperOptions extends CropRules {
   readonly logger?: Logger;
 }
 
-/** A decoded image at 1/`shrink` of the frame's size, RGB interleaved. */
+/** A decoded image at 1/`shrink` of the frame's size (any factor >= 1), RGB interleaved. */
 interface Decoded {
   readonly rgb: Uint8Array;
   readonly width: number;
@@ -122,9 +142,10 @@ export function encodedSize(data: Uint8Array, encoding: 'JPEG' | 'PNG'): { width
   return undefined;
 }
 
-/** The largest shrink (8, 4, 2, 1) whose image still has `need` pixels along `length`. */
-export function shrinkFor(length: number, need: number): number {
-  return SHRINKS.find((s) => Math.ceil(length / s) >= need) ?? 1;
+/** The size of a frame scaled so that its longer side is `side` (never enlarged). */
+export function scaledTo(width: number, height: number, side: number): { width: number; height: number } {
+  const k = Math.min(1, side / Math.max(width, height));
+  return { width: Math.max(1, Math.round(width * k)), height: Math.max(1, Math.round(height * k)) };
 }
 
 /** The box widened by 10% on each side, clipped to the frame, in whole pixels. */
@@ -138,22 +159,30 @@ export function widen(box: Box, width: number, height: number): { left: number; 
 
 /** Detect, widen, crop, grey, resize (and CLAHE) for batches of frames; see {@link CropRules}. */
 export class FaceCropper {
-  readonly detectorSide: number;
+  readonly detectorSides: readonly number[];
   readonly inputSide: number;
-  private readonly rules: Required<Omit<CropRules, 'detectorSide' | 'inputSide'>>;
+  private readonly rules: Required<Omit<CropRules, 'detectorSides' | 'inputSide'>>;
 
   private constructor(
     private readonly detector: FaceDetector,
     rules: CropRules,
   ) {
-    this.detectorSide = detector.side;
+    this.detectorSides = (rules.detectorSides ?? DEFAULT_DETECTOR_SIDES).map(checkDetectorSide);
+    if (this.detectorSides.length === 0) throw new Error('the detector needs at least one side');
     this.inputSide = rules.inputSide ?? 48;
     this.rules = {
       clahe: rules.clahe ?? false,
+      cascadeMinWidth: rules.cascadeMinWidth ?? DEFAULT_CASCADE_MIN_WIDTH,
       minFaceScore: rules.minFaceScore ?? 0.6,
       maxDetectBatch: rules.maxDetectBatch ?? 8,
       maxFramePixels: rules.maxFramePixels ?? 4096 * 4096,
     };
+  }
+
+  /** The detector setting in words: `256`, or `128/256 (first side kept from 24 px)`. */
+  describe(): string {
+    const sides = formatDetectorSides(this.detectorSides);
+    return this.detectorSides.length > 1 && this.rules.cascadeMinWidth > 0 ? `${sides} (kept from ${this.rules.cascadeMinWidth} px)` : sides;
   }
 
   static async create(options: FaceCropperOptions): Promise<FaceCropper> {
@@ -163,7 +192,7 @@ export class FaceCropper {
       inferenceThreads: options.inferenceThreads,
       logger: options.logger,
     });
-    return new FaceCropper(new FaceDetector(session, { minScore: options.minFaceScore ?? 0.6, side: options.detectorSide ?? DEFAULT_DETECTOR_SIDE }), options);
+    return new FaceCropper(new FaceDetector(session, { minScore: options.minFaceScore ?? 0.6 }), options);
   }
 
   /**
@@ -240,22 +269,28 @@ export class FaceCropper {
     const size = encodedSize(source.encoded, source.encoding);
     if (!size) throw new EmotionMuseError('UNDECODABLE_FRAME', `${source.encoding} frame has no readable ${source.encoding === 'JPEG' ? 'SOF' : 'IHDR'} header`);
     if (size.width * size.height > this.rules.maxFramePixels) throw new EmotionMuseError('OVERSIZED_RECORD', `${source.encoding} frame of ${size.width}x${size.height} pixels is over the limit`);
-    // With a face box from the edge the decode only needs to serve the crop; otherwise the detector.
-    const shrink = given ? this.cropShrink(widen(given, size.width, size.height).width, 8) : shrinkFor(Math.max(size.width, size.height), this.detectorSide);
-    return { source, frameWidth: size.width, frameHeight: size.height, decoded: await this.decodeAt(source, size, shrink), box: given, timings };
+    // With a face box from the edge the decode only needs to serve the crop; otherwise it is made
+    // at the size the detector's largest side sees, and the crop comes from it when it is fine enough.
+    const target = given ? this.cropSize(size, widen(given, size.width, size.height).width, Infinity) : scaledTo(size.width, size.height, Math.max(...this.detectorSides));
+    return { source, frameWidth: size.width, frameHeight: size.height, decoded: await this.decodeAt(source, size, target), box: given, timings };
   }
 
-  /** The largest shrink, at most `limit`, at which a crop `width` frame pixels wide keeps `inputSide` pixels. */
-  private cropShrink(width: number, limit: number): number {
-    return SHRINKS.find((s) => s <= limit && width / s >= this.inputSide) ?? 1;
+  /**
+   * The decode size for a crop `width` frame pixels wide: the smallest of 1/8, 1/4, 1/2 and whole
+   * (the scales libjpeg decodes at for little cost) under `maxShrink` that keeps `inputSide`
+   * pixels across the crop.
+   */
+  private cropSize(size: { width: number; height: number }, width: number, maxShrink: number): { width: number; height: number } {
+    const shrink = SHRINKS.find((f) => f < maxShrink && width / f >= this.inputSide) ?? 1;
+    return { width: Math.ceil(size.width / shrink), height: Math.ceil(size.height / shrink) };
   }
 
-  private async decodeAt(source: { encoded: Uint8Array; encoding: 'JPEG' | 'PNG' }, size: { width: number; height: number }, shrink: number): Promise<Decoded> {
-    const width = Math.ceil(size.width / shrink);
-    const height = Math.ceil(size.height / shrink);
+  /** Decodes at `target` size: libvips decodes a JPEG at 1/2, 1/4 or 1/8 (shrink-on-load) and reduces the rest of the way. */
+  private async decodeAt(source: { encoded: Uint8Array; encoding: 'JPEG' | 'PNG' }, size: { width: number; height: number }, target: { width: number; height: number }): Promise<Decoded> {
+    const { width, height } = target;
+    const shrink = size.width / width;
     let image = sharp(source.encoded, { limitInputPixels: this.rules.maxFramePixels, failOn: 'error' });
-    // libvips turns a JPEG resize by 2, 4 or 8 into a scaled decode (shrink-on-load).
-    if (shrink > 1) image = image.resize(width, height, { fit: 'fill' });
+    if (width !== size.width || height !== size.height) image = image.resize(width, height, { fit: 'fill', kernel: 'linear' });
     try {
       const { data, info } = await image.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
       if (info.channels !== 3) throw new EmotionMuseError('UNDECODABLE_FRAME', `decoded frame has ${info.channels} channels`);
@@ -268,30 +303,59 @@ export class FaceCropper {
     }
   }
 
-  /** Letterboxes each decode into the detector's square and keeps each frame's largest face. */
+  /** Runs the cascade of detector sides: each side sees the frames in which no earlier side found a face. */
   private async detect(works: readonly Work[]): Promise<void> {
-    const side = this.detectorSide;
-    const size = side * side * 3;
-    for (let i = 0; i < works.length; i += this.rules.maxDetectBatch) {
-      const run = works.slice(i, i + this.rules.maxDetectBatch);
-      const t0 = now();
-      const input = new Float32Array(run.length * size).fill(-1);
-      const squares = run.map((w, k) => {
-        const d = w.decoded!;
-        const square = Math.max(d.width, d.height);
-        const tw = Math.max(1, Math.round((d.width * side) / square));
-        const th = Math.max(1, Math.round((d.height * side) / square));
-        resampleInto(d.rgb, d.width, d.height, 3, tw, th, { out: input, offset: k * size, rowStride: side * 3, scale: 1 / 127.5, bias: -1 });
-        return { width: square * d.shrink, height: square * d.shrink };
+    let left = works;
+    for (const [i, side] of this.detectorSides.entries()) {
+      if (left.length === 0) break;
+      await this.detectAt(left, side);
+      const last = i === this.detectorSides.length - 1;
+      left = left.filter((w) => {
+        if (w.boxes!.length === 0) return true;
+        const k = side / Math.max(w.frameWidth, w.frameHeight);
+        return !last && w.box!.width * k < this.rules.cascadeMinWidth;
       });
-      const boxes = await this.detector.detect(input, squares);
-      const ms = now() - t0;
-      run.forEach((w, k) => {
-        w.timings.detectMs = ms;
-        w.boxes = boxes[k]!;
-        const largest = [...boxes[k]!].sort((a: FaceBox, b: FaceBox) => b.width * b.height - a.width * a.height)[0];
-        w.box = largest ? { x: largest.x, y: largest.y, width: largest.width, height: largest.height } : null;
-      });
+    }
+  }
+
+  /** Scales each decode to `side` on its longer side, pads it to multiples of 32 and keeps each frame's faces. */
+  private async detectAt(works: readonly Work[], side: number): Promise<void> {
+    const groups = new Map<string, Array<{ w: Work; width: number; height: number; scale: number }>>();
+    for (const w of works) {
+      const d = w.decoded!;
+      const k = side / Math.max(d.width, d.height);
+      const width = Math.max(1, Math.round(d.width * k));
+      const height = Math.max(1, Math.round(d.height * k));
+      // (the decode is already this size for the cascade's largest side)
+      const key = `${Math.ceil(width / DETECTOR_STRIDE) * DETECTOR_STRIDE}x${Math.ceil(height / DETECTOR_STRIDE) * DETECTOR_STRIDE}`;
+      const list = groups.get(key) ?? [];
+      list.push({ w, width, height, scale: d.shrink / k });
+      groups.set(key, list);
+    }
+    for (const [key, items] of groups) {
+      const [iw, ih] = key.split('x').map(Number) as [number, number];
+      const input = { width: iw, height: ih };
+      const size = iw * ih * 3;
+      for (let i = 0; i < items.length; i += this.rules.maxDetectBatch) {
+        const run = items.slice(i, i + this.rules.maxDetectBatch);
+        const t0 = now();
+        const tensor = new Float32Array(run.length * size).fill(-1);
+        run.forEach((it, k) => {
+          const d = it.w.decoded!;
+          const target = { out: tensor, offset: k * size, rowStride: iw * 3, scale: 1 / 127.5, bias: -1 };
+          if (d.width === it.width && d.height === it.height) copyInto(d.rgb, d.width, d.height, target);
+          else resampleInto(d.rgb, d.width, d.height, 3, it.width, it.height, target);
+        });
+        const boxes = await this.detector.detect(tensor, input, run.map((it) => it.scale));
+        const ms = now() - t0;
+        run.forEach((it, k) => {
+          const w = it.w;
+          w.timings.detectMs += ms;
+          w.boxes = boxes[k]!;
+          const largest = [...boxes[k]!].sort((a: FaceBox, b: FaceBox) => b.width * b.height - a.width * a.height)[0];
+          w.box = largest ? { x: largest.x, y: largest.y, width: largest.width, height: largest.height } : null;
+        });
+      }
     }
   }
 
@@ -300,8 +364,10 @@ export class FaceCropper {
     const region = widen(box, w.frameWidth, w.frameHeight);
     if (region.width < 2 || region.height < 2) return null;
     let d = w.decoded!;
-    const shrink = this.cropShrink(region.width, d.shrink);
-    if (shrink < d.shrink && 'encoded' in w.source) d = await this.decodeAt(w.source, { width: w.frameWidth, height: w.frameHeight }, shrink);
+    if (region.width / d.shrink < this.inputSide && d.shrink > 1 && 'encoded' in w.source) {
+      const size = { width: w.frameWidth, height: w.frameHeight };
+      d = await this.decodeAt(w.source, size, this.cropSize(size, region.width, d.shrink));
+    }
     const s = d.shrink;
     const scaled = widen({ x: box.x / s, y: box.y / s, width: box.width / s, height: box.height / s }, d.width, d.height);
     if (scaled.width < 2 || scaled.height < 2) return null;

@@ -98,6 +98,17 @@ export function resampleInto(src: Uint8Array, width: number, height: number, cha
   }
 }
 
+/** Copies an RGB image of the target's size into it, as `value * scale + bias`. */
+export function copyInto(src: Uint8Array, width: number, height: number, target: ResampleTarget): void {
+  const { out, offset, rowStride, scale, bias } = target;
+  const rowLen = width * 3;
+  for (let y = 0; y < height; y++) {
+    const s = y * rowLen;
+    const d = offset + y * rowStride;
+    for (let i = 0; i < rowLen; i++) out[d + i] = src[s + i]! * scale + bias;
+  }
+}
+
 /**
  * The grey of a rectangle of an interleaved RGB (or grey) image, as ITU-R BT.601 luma
  * (0.299 R + 0.587 G + 0.114 B, OpenCV's RGB2GRAY, in 8-bit fixed point).

@@ -4,7 +4,7 @@ import type { Logger } from '../../runtime/log.ts';
 import type { ExecutionProvider } from '../../runtime/onnx.ts';
 import type { Frame, StageTimings } from '../../schemas/generated/types.ts';
 import { DEFAULT_EMOTION_MODEL, EMOTION_MODELS, EmotionCnn, type EmotionModel } from '../../vision/emotion-cnn.ts';
-import { DEFAULT_DETECTOR_SIDE, FaceCropper, widen, type Box, type CropSource } from '../../vision/face-crop.ts';
+import { DEFAULT_DETECTOR_SIDES, FaceCropper, widen, type Box, type CropSource } from '../../vision/face-crop.ts';
 import type { GreyImage } from '../../vision/image.ts';
 
 export { DEFAULT_EMOTION_MODEL, EMOTION_MODELS, widen, type EmotionModel };
@@ -23,8 +23,8 @@ export interface ClassifierEngineOptions {
   readonly clahe?: boolean;
   /** Largest inference batch. @defaultValue 64 */
   readonly maxBatch?: number;
-  /** Side of the square the face detector sees (a multiple of 32; vision/README.md has the recall of each). @defaultValue 128 */
-  readonly detectorSide?: number;
+  /** The face detector's input side, or a cascade of sides (vision/face-crop.ts; recall of each in vision/README.md). @defaultValue [256] */
+  readonly detectorSides?: readonly number[];
   /** Largest detector run (full frames): ONNX Runtime's arena in every inference thread keeps the largest run's memory. @defaultValue 8 */
   readonly maxDetectBatch?: number;
   /** Detector score threshold. @defaultValue 0.6 */
@@ -83,7 +83,7 @@ export class ClassifierEngine {
       FaceCropper.create({
         ...common,
         inputSide: EMOTION_MODELS[emotionModel].input,
-        detectorSide: options.detectorSide ?? DEFAULT_DETECTOR_SIDE,
+        detectorSides: options.detectorSides ?? DEFAULT_DETECTOR_SIDES,
         clahe: options.clahe,
         maxDetectBatch: options.maxDetectBatch,
         minFaceScore: options.minFaceScore,

@@ -4,7 +4,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { clahe } from '../../vision/clahe.ts';
-import { decodeDetections, nonMaxSuppression } from '../../vision/detector.ts';
+import { anchorCounts, decodeDetections, nonMaxSuppression } from '../../vision/detector.ts';
 import { ClassifierEngine, EMOTION_MODELS, MODELS_DIR, widen, type EmotionModel } from '../../processors/classifier/engine.ts';
 import { scoreClassification } from '../../processors/classifier/evaluate.ts';
 import { resizeGrey } from '../../vision/image.ts';
@@ -44,11 +44,31 @@ describe('face detection decoding', () => {
     const regs = new Float32Array(896 * 16);
     logits[0] = 5; // first stride-16 anchor, centre (8, 8) in the 256x256 input
     regs.set([4, -2, 32, 48], 0);
-    const [box, ...rest] = decodeDetections(logits, regs, 512, 512);
+    const [box, ...rest] = decodeDetections(logits, regs, { width: 256, height: 256 }, 2);
     expect(rest).toEqual([]);
     // centre (12, 6) -> (24, 12) in a 512 frame; size 64 x 96
     expect(box).toMatchObject({ x: 24 - 32, y: 12 - 48, width: 64, height: 96 });
     expect(box!.score).toBeCloseTo(1 / (1 + Math.exp(-5)), 6);
+  });
+
+  it('lays anchors out row by row for a non-square input (128x96: 8x6 cells x 2, then 4x3 x 6)', () => {
+    const input = { width: 128, height: 96 };
+    expect(anchorCounts(input)).toEqual([96, 72]);
+    const logits = new Float32Array(96 + 72).fill(-10);
+    const regs = new Float32Array((96 + 72) * 16);
+    // stride-16 head, row 1, column 3, second anchor: index (1 * 8 + 3) * 2 + 1; centre (56, 24)
+    const i = (1 * 8 + 3) * 2 + 1;
+    logits[i] = 3;
+    regs.set([0, 0, 20, 20], i * 16);
+    // stride-32 head, row 2, column 0, first anchor: centre (16, 80)
+    const j = 96 + (2 * 4 + 0) * 6;
+    logits[j] = 3;
+    regs.set([0, 0, 10, 10], j * 16);
+    const boxes = decodeDetections(logits, regs, input, 5).sort((a, b) => a.x - b.x);
+    expect(boxes.map((b) => [b.x, b.y, b.width])).toEqual([
+      [(16 - 5) * 5, (80 - 5) * 5, 50],
+      [(56 - 10) * 5, (24 - 10) * 5, 100],
+    ]);
   });
 
   it('keeps the best of overlapping boxes', () => {

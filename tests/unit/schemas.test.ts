@@ -51,28 +51,42 @@ describe('schemas', () => {
     expect(rabinFingerprint('"int"')).toBe(8247732601305521295n);
   });
 
-  const frameV2 = (() => {
-    const v1 = JSON.parse(readFileSync(new URL('../../schemas/avro/frame/v1.avsc', import.meta.url), 'utf8'));
-    return { ...v1, fields: [...v1.fields, { name: 'deviceModel', type: 'string', default: 'unknown' }] };
+  // A made-up v3 of the newest frame schema, to exercise evolution both ways.
+  const frameV3 = (() => {
+    const v2 = JSON.parse(readFileSync(new URL('../../schemas/avro/frame/v2.avsc', import.meta.url), 'utf8'));
+    return { ...v2, fields: [...v2.fields, { name: 'deviceModel', type: 'string', default: 'unknown' }] };
   })();
-  const evolved = registry.with('frame', 2, frameV2);
+  const evolved = registry.with('frame', 3, frameV3);
 
   it('reads a record written by a newer version (added field with default) with the older reader', () => {
-    const bytes = evolved.encode('frame', { ...samples.frame, deviceModel: 'pixel-9' } as never, 2);
-    expect(evolved.identify(bytes).schema.version).toBe(2);
-    const asV1 = evolved.decode('frame', bytes, 1);
-    expect(asV1).toEqual(samples.frame);
-    expect(asV1).not.toHaveProperty('deviceModel');
+    const bytes = evolved.encode('frame', { ...samples.frame, deviceModel: 'pixel-9' } as never, 3);
+    expect(evolved.identify(bytes).schema.version).toBe(3);
+    const asV2 = evolved.decode('frame', bytes, 2);
+    expect(asV2).toEqual(samples.frame);
+    expect(asV2).not.toHaveProperty('deviceModel');
   });
 
   it('reads a record written by the older version with the newer reader, filling the default', () => {
-    const bytes = evolved.encode('frame', samples.frame, 1);
-    expect(evolved.decode('frame', bytes, 2)).toEqual({ ...samples.frame, deviceModel: 'unknown' });
+    const bytes = evolved.encode('frame', samples.frame, 2);
+    expect({ ...evolved.decode('frame', bytes, 3) }).toEqual({ ...samples.frame, deviceModel: 'unknown' });
   });
 
   it('rejects a version written by a schema the reader does not know', () => {
-    const bytes = evolved.encode('frame', { ...samples.frame, deviceModel: 'x' } as never, 2);
+    const bytes = evolved.encode('frame', { ...samples.frame, deviceModel: 'x' } as never, 3);
     expect(() => registry.decode('frame', bytes)).toThrow(expect.objectContaining({ code: 'UNKNOWN_SCHEMA' }));
+  });
+
+  it('reads frames and scores of round 1 (v1) as v2: no edge scores, scored at the server', () => {
+    const { probabilities: _p, edgeModelVersion: _v, ...v1Frame } = samples.frame;
+    const frame = registry.decode('frame', registry.encode('frame', v1Frame as never, 1));
+    expect(frame).toMatchObject({ ...v1Frame, probabilities: [], edgeModelVersion: '' });
+    const { scoredAt: _s, ...v1Score } = samples['emotion-score'];
+    expect(registry.decode('emotion-score', registry.encode('emotion-score', v1Score as never, 1))).toMatchObject({ ...v1Score, scoredAt: 'SERVER' });
+  });
+
+  it('cannot read v2 frames with the v1 reader, whose encoding enum lacks NONE and SCORES (readers upgrade first)', () => {
+    const bytes = registry.encode('frame', { ...samples.frame, encoding: 'NONE', data: Buffer.alloc(0) });
+    expect(() => registry.decode('frame', bytes, 1)).toThrow(/frame v1 cannot read v2/);
   });
 
   it.each([
