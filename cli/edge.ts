@@ -3,11 +3,15 @@ import { existsSync } from 'node:fs';
 import { configHelp, loadConfig, opt } from '../runtime/config.ts';
 import { commonOptions } from '../runtime/common-config.ts';
 import { createKafka } from '../runtime/kafka.ts';
+import { EdgeAnalyzer, PRIVACY_LEVELS, PRIVACY_TEXT } from '../edge/analyzer.ts';
 import { EdgePublisher } from '../edge/publisher.ts';
+import { EdgeStats } from '../edge/stats.ts';
+import { createLogger } from '../runtime/log.ts';
+import { DEFAULT_DETECTOR_SIDES, formatDetectorSides, parseDetectorSides } from '../vision/face-crop.ts';
 import { record } from '../edge/record.ts';
 import { replay } from '../edge/replay.ts';
 import { ffmpegFrames, folderFrames, type SourceFrame } from '../edge/sources.ts';
-import { recommenderOptions } from '../processors/index.ts';
+import { emotionModelOption, recommenderOptions } from '../processors/index.ts';
 import { loadCatalogue } from '../processors/recommender/catalogue.ts';
 import { readRecording } from '../schemas/recording.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
@@ -35,16 +39,29 @@ const publishOptions = {
   recording: opt.string('EM_RECORDING', 'recording', '', 'Source: a recording file (replayed with its timing)'),
   fps: opt.number('EM_FPS', 'fps', 10, 'Frames per second for images, video and camera', { min: 0.1, max: 120 }),
   maxFrames: opt.int('EM_MAX_FRAMES', 'max-frames', 0, 'Stop after this many frames (0: until the source ends)', { min: 0 }),
+  send: opt.oneOf('EM_SEND', 'send', 'crop', PRIVACY_LEVELS, 'What leaves the device: crop (the 48x48 grey face), scores (the on-device CNN\'s probabilities) or frame (whole JPEG frames); see above'),
+  realtime: opt.bool('EM_REALTIME', 'realtime', false, 'Read a video file at its own speed, as a camera delivers frames (otherwise as fast as it decodes)'),
+  stats: opt.bool('EM_STATS', 'stats', false, 'Print what the client cost (its CPU and ffmpeg\'s, as a share of one core) and what it sent, at the end'),
+  detector: opt.string('EM_DETECTOR', 'detector', formatDetectorSides(DEFAULT_DETECTOR_SIDES), 'On-device face detector side, or a cascade (128/256): vision/README.md'),
+  emotionModel: emotionModelOption.emotionModel,
 };
 
 export const publishCommand: Command = {
   summary: 'publish camera frames as an edge client (images, video, camera or a recording)',
   help: `usage: emotionmuse publish --user <id> (--images <dir> | --video <file> | --camera <device> | --recording <file>) [options]
 
-Sends frames to the frames topic through the EdgePublisher (sequence numbers, capture times, a
-bounded buffer with backpressure, retries, gzip), at --fps for images, video and camera (video
-and camera are decoded by ffmpeg into JPEG frames). A progress line shows frames sent, rate and
-errors.
+Sends what the privacy level (--send) lets leave the device to the frames topic, through the
+EdgePublisher (sequence numbers, capture times, a bounded buffer with backpressure, retries,
+gzip), at --fps for images, video and camera (video and camera are decoded by ffmpeg). A
+progress line shows frames sent, rate and errors; --stats reports the client's CPU at the end.
+
+What leaves the device, besides the user id, session id, sequence number and capture time:
+  --send crop    (default) ${PRIVACY_TEXT.crop}
+  --send scores  ${PRIVACY_TEXT.scores}
+  --send frame   ${PRIVACY_TEXT.frame}
+The face is found and cut out on the device with the classifier's own rules and models
+(vision/face-crop.ts); a frame without a face sends a no-face marker, so the smoother sees the gap.
+A recording (--recording) is sent as it was recorded.
 
 options:
 ${configHelp(publishOptions)}`,
@@ -70,10 +87,22 @@ ${configHelp(publishOptions)}`,
       console.error(`${c.images} does not exist`);
       return 2;
     }
-    const edge = new EdgePublisher({ kafka, registry, topic, userId: c.user, sessionId: session });
+    let detectorSides: number[];
+    try {
+      detectorSides = parseDetectorSides(c.detector);
+    } catch (err) {
+      console.error(`--detector: ${(err as Error).message}`);
+      return 2;
+    }
+    const stats = new EdgeStats();
+    const analyzer = await EdgeAnalyzer.create({ privacy: c.send, emotionModel: c.emotionModel, detectorSides, logger: createLogger('warn') });
+    const edge = new EdgePublisher({ kafka, registry, topic, userId: c.user, sessionId: session, analyzer });
     await edge.start();
+    process.stderr.write(`sending at level ${c.send}: ${PRIVACY_TEXT[c.send]}\n`);
     const interval = 1000 / c.fps;
-    const source: Iterable<SourceFrame> | AsyncIterable<SourceFrame> = c.images ? folderFrames(c.images) : ffmpegFrames({ video: c.video || undefined, camera: c.camera || undefined }, c.fps);
+    const source: Iterable<SourceFrame> | AsyncIterable<SourceFrame> = c.images
+      ? folderFrames(c.images)
+      : ffmpegFrames({ video: c.video || undefined, camera: c.camera || undefined }, c.fps, 640, { realtime: c.realtime, onStart: (pid) => stats.follow(pid) });
     let n = 0;
     let stop = false;
     process.once('SIGINT', () => (stop = true));
@@ -85,7 +114,12 @@ ${configHelp(publishOptions)}`,
         const wait = started + n * interval - Date.now();
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       }
-      await edge.publish(frame);
+      try {
+        await edge.capture({ ...frame, captureTimeMs: Date.now() });
+      } catch (err) {
+        // An image the device cannot decode is reported and skipped; nothing of it is sent.
+        process.stderr.write(`\nframe ${n + 1}: ${(err as Error).message}\n`);
+      }
       n++;
       if (n % 5 === 0) progress(edge.counters.sent, undefined, edge.counters.errors);
       if (c.maxFrames && n >= c.maxFrames) break;
@@ -93,6 +127,7 @@ ${configHelp(publishOptions)}`,
     await edge.close();
     progress(edge.counters.sent, undefined, edge.counters.errors);
     process.stderr.write(`\n${edge.counters.sent} frames sent as ${c.user}/${session}\n`);
+    if (c.stats) console.log(stats.report(n, edge.counters));
     if (edge.lastError) console.error(edge.lastError.message);
     return edge.counters.errors > 0 ? 1 : 0;
   },

@@ -8,6 +8,7 @@ import { commonOptions } from '../runtime/common-config.ts';
 import { createKafka } from '../runtime/kafka.ts';
 import { createLogger } from '../runtime/log.ts';
 import { Supervisor } from '../runtime/supervisor.ts';
+import { EdgeAnalyzer, PRIVACY_LEVELS } from '../edge/analyzer.ts';
 import { EdgePublisher } from '../edge/publisher.ts';
 import { replay } from '../edge/replay.ts';
 import { ffmpegFrames, folderFrames } from '../edge/sources.ts';
@@ -38,6 +39,7 @@ const pipelineOptions = {
   video: opt.string('EM_VIDEO', 'video', '', 'Publish this video file (ffmpeg) instead, as user video-user'),
   camera: opt.string('EM_CAMERA', 'camera', '', 'Publish this camera device (ffmpeg) instead, as user camera-user'),
   fps: opt.number('EM_FPS', 'fps', 10, 'Frames per second for video and camera', { min: 0.1 }),
+  send: opt.oneOf('EM_SEND', 'send', 'crop', PRIVACY_LEVELS, 'For video and camera, what leaves the edge client: crop, scores or frame (emotionmuse publish --help)'),
   modelDir: recommenderOptions.modelDir,
   infra: opt.bool('EM_START_INFRA', 'infra', true, 'Start (or reuse) the local Kafka and Redis first'),
   keepRunning: opt.bool('EM_KEEP_RUNNING', 'keep-running', false, 'Keep everything running after the replay ends (Ctrl-C stops)'),
@@ -183,11 +185,12 @@ ${configHelp(pipelineOptions)}`,
       const user = c.video ? 'video-user' : 'camera-user';
       users.add(user);
       console.log(`publishing ${c.video || c.camera} as ${user} at ${c.fps} fps`);
-      const edge = new EdgePublisher({ kafka, registry, topic: framesTopic, userId: user, sessionId: session });
+      const analyzer = await EdgeAnalyzer.create({ privacy: c.send });
+      const edge = new EdgePublisher({ kafka, registry, topic: framesTopic, userId: user, sessionId: session, analyzer });
       await edge.start();
       for await (const f of ffmpegFrames({ video: c.video || undefined, camera: c.camera || undefined }, c.fps)) {
         if (abort.signal.aborted) break;
-        await edge.publish(f);
+        await edge.capture({ ...f, captureTimeMs: Date.now() });
         if (c.video) await new Promise((r) => setTimeout(r, 1000 / c.fps / c.speed));
       }
       await edge.close();

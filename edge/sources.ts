@@ -1,11 +1,10 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import type { FrameEncoding } from '../schemas/generated/types.ts';
 
 export interface SourceFrame {
   readonly data: Buffer;
-  readonly encoding: FrameEncoding;
+  readonly encoding: 'JPEG' | 'PNG';
 }
 
 /** Image files of a folder (recursively, sorted), as JPEG or PNG frames. */
@@ -23,13 +22,21 @@ export function* folderFrames(dir: string): Generator<SourceFrame> {
   for (const f of files) yield { data: readFileSync(f), encoding: /\.png$/i.test(f) ? 'PNG' : 'JPEG' };
 }
 
+export interface FfmpegOptions {
+  /** Read a video file at its own frame rate, as a camera would deliver it (ffmpeg -re). @defaultValue false */
+  readonly realtime?: boolean;
+  /** Called with ffmpeg's process id once it has started (to measure its CPU). */
+  readonly onStart?: (pid: number) => void;
+}
+
 /**
  * JPEG frames from ffmpeg (Debian package `ffmpeg`): a video file, or a camera device
  * (`/dev/video0` through video4linux), resampled to `fps`.
  */
-export async function* ffmpegFrames(input: { video?: string; camera?: string }, fps: number, width = 640): AsyncGenerator<SourceFrame> {
-  const args = input.camera ? ['-f', 'v4l2', '-i', input.camera] : ['-i', input.video!];
+export async function* ffmpegFrames(input: { video?: string; camera?: string }, fps: number, width = 640, options: FfmpegOptions = {}): AsyncGenerator<SourceFrame> {
+  const args = input.camera ? ['-f', 'v4l2', '-i', input.camera] : [...(options.realtime ? ['-re'] : []), '-i', input.video!];
   const proc = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', ...args, '-vf', `fps=${fps},scale=${width}:-2`, '-f', 'image2pipe', '-vcodec', 'mjpeg', '-q:v', '4', '-'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  if (proc.pid !== undefined) options.onStart?.(proc.pid);
   let stderr = '';
   proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const failed = new Promise<never>((_, reject) => proc.on('error', (err) => reject(new Error(`ffmpeg could not start (install the Debian package ffmpeg): ${err.message}`))));

@@ -1,0 +1,58 @@
+import { readFileSync } from 'node:fs';
+import type { PublisherStats } from './publisher.ts';
+
+const TICKS_PER_SECOND = 100;
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux); undefined elsewhere or once it is gone. */
+export function processCpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * What an edge client cost and sent: its own CPU (this process: detection, crop, CNN, Kafka) and
+ * that of its ffmpeg decoder, each as a share of one core over the run, and the records it sent.
+ */
+export class EdgeStats {
+  private readonly started = performance.now();
+  private readonly cpu0 = process.cpuUsage();
+  private childPid: number | undefined;
+  private childCpu = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  /** Follows a child process (ffmpeg), sampling its CPU until it exits. */
+  follow(pid: number): void {
+    this.childPid = pid;
+    this.timer ??= setInterval(() => this.sample(), 250).unref();
+  }
+
+  private sample(): void {
+    if (this.childPid === undefined) return;
+    const s = processCpuSeconds(this.childPid);
+    if (s !== undefined) this.childCpu = s;
+  }
+
+  report(frames: number, counters: PublisherStats): string {
+    this.sample();
+    if (this.timer) clearInterval(this.timer);
+    const wall = (performance.now() - this.started) / 1000;
+    const used = process.cpuUsage(this.cpu0);
+    const self = (used.user + used.system) / 1e6;
+    const pct = (s: number) => `${((s / wall) * 100).toFixed(1)}% of one core`;
+    const lines = [
+      `frames:            ${frames} in ${wall.toFixed(1)} s (${(frames / wall).toFixed(1)}/s)`,
+      `edge client CPU:   ${pct(self)} (${((self * 1000) / Math.max(1, frames)).toFixed(2)} ms per frame)`,
+    ];
+    if (this.childPid !== undefined) lines.push(`ffmpeg CPU:        ${pct(this.childCpu)} (decoding the source)`);
+    const kinds = Object.entries(counters.byEncoding).map(([k, n]) => `${n} ${k}`).join(', ');
+    lines.push(`sent:              ${counters.sent} records (${kinds || 'none'}), ${counters.errors} errors`);
+    lines.push(`bytes per record:  ${(counters.bytes / Math.max(1, counters.queued)).toFixed(0)} on average, ${counters.largest} at most (before compression)`);
+    return lines.join('\n');
+  }
+}
