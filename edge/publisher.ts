@@ -17,6 +17,11 @@ export interface EdgePublisherOptions {
   readonly maxBuffered?: number;
   /** Frames per Kafka request. @defaultValue 64 */
   readonly batchSize?: number;
+  /**
+   * Encoded bytes per Kafka request at most (the broker refuses requests over its
+   * message.max.bytes, 1 MiB by default, even when they compress below it). @defaultValue 768 KiB
+   */
+  readonly maxBatchBytes?: number;
   /** Attempts per batch before its frames count as errors. @defaultValue 5 */
   readonly retries?: number;
   /** gzip the batches (JPEG frames barely shrink; grey crops do). @defaultValue true */
@@ -80,7 +85,7 @@ export class EdgePublisher {
   private readonly o: Required<Omit<EdgePublisherOptions, 'kafka' | 'registry' | 'analyzer'>> & Pick<EdgePublisherOptions, 'kafka' | 'registry' | 'analyzer'>;
 
   constructor(options: EdgePublisherOptions) {
-    this.o = { maxBuffered: 256, batchSize: 64, retries: 5, compression: true, firstSeq: 1, ...options };
+    this.o = { maxBuffered: 256, batchSize: 64, maxBatchBytes: 768 * 1024, retries: 5, compression: true, firstSeq: 1, ...options };
     this.seq = this.o.firstSeq - 1;
     this.producer = options.kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: this.o.retries } });
   }
@@ -144,7 +149,15 @@ export class EdgePublisher {
 
   private async drain(): Promise<void> {
     while (this.buffer.length > 0) {
-      const batch = this.buffer.splice(0, this.o.batchSize);
+      let take = 0;
+      let bytes = 0;
+      while (take < this.buffer.length && take < this.o.batchSize) {
+        const size = this.encoded.get(this.buffer[take]!)?.length ?? 0;
+        if (take > 0 && bytes + size > this.o.maxBatchBytes) break;
+        bytes += size;
+        take++;
+      }
+      const batch = this.buffer.splice(0, take);
       for (const w of this.waiting.splice(0)) w();
       try {
         await this.producer.send({

@@ -65,7 +65,7 @@ describe('end to end: edge -> classifier -> smoother -> recommender', () => {
     execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-framerate', '2', '-i', path.join(dir, 'face%d.jpg'), '-c:v', 'mjpeg', '-q:v', '3', video]);
     const reader = await collect(fx.kafka, [topicName(topology, 'frames')]);
     try {
-      const code = await main(['publish', '--video', video, '--fps', '2', '--user', 'vid', '--session', 'v1', '--topic-prefix', prefix, '--partitions', '1', '--brokers', inject('kafkaBrokers')]);
+      const code = await main(['publish', '--video', video, '--send', 'frame', '--fps', '2', '--user', 'vid', '--session', 'v1', '--topic-prefix', prefix, '--partitions', '1', '--brokers', inject('kafkaBrokers')]);
       expect(code).toBe(0);
       await waitFor('the video frames', () => reader.records.length >= 6, 30_000);
       const frames = reader.records.map((r) => registry.decode('frame', r.value!));
