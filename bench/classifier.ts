@@ -10,7 +10,8 @@ import sharp from 'sharp';
 import { ClassifierEngine, DEFAULT_EMOTION_MODEL, EMOTION_MODELS, type EmotionModel } from '../processors/classifier/engine.ts';
 import { resizeGrey } from '../vision/image.ts';
 import type { Frame } from '../schemas/generated/types.ts';
-import { FACE_PHOTOS, FER_PUBLIC_TEST } from '../tests/support/faces.ts';
+import { DEFAULT_DETECTOR_SIDES, formatDetectorSides } from '../vision/face-crop.ts';
+import { FACE_PHOTOS, FER_PUBLIC_TEST, webcamFrame } from '../tests/support/faces.ts';
 import { machine, percentile, table, timeIt } from './machine.ts';
 
 const ms = (process.argv.includes('--seconds') ? Number(process.argv[process.argv.indexOf('--seconds') + 1]) : 2) * 1000;
@@ -50,9 +51,16 @@ for (const name of Object.keys(EMOTION_MODELS) as EmotionModel[]) {
     await measure(`inference only (${e.inputSide}x${e.inputSide} face crops), ${name}, batch ${batch}`, batch, () => e.infer(inputs));
   }
 }
-for (const batch of [1, 32]) {
-  const frames = Array.from({ length: batch }, (_, i) => frame(jpegs[i % jpegs.length]!));
-  await measure(`whole stage, 640x480 JPEG, batch ${batch}`, batch, () => engine.classify(frames), 2);
+// Camera-like frames: one person in front of the camera, the face about 180 pixels wide.
+const webcam = await Promise.all([[0, 0], [1, 1], [2, 1], [3, 2], [4, 0], [5, 3]].map(([p, f]) => webcamFrame(p!, f!, { faceWidth: 180 })));
+const cascade = await ClassifierEngine.create({ providers: ['cpu'], detectorSides: [128, 256] });
+for (const [label, images] of [['group photos, faces 55-80 px', jpegs], ['one face of 180 px', webcam]] as const) {
+  for (const [name, e] of [[`detector ${formatDetectorSides(DEFAULT_DETECTOR_SIDES)}`, engine], ['detector 128/256', cascade]] as const) {
+    for (const batch of [1, 32]) {
+      const frames = Array.from({ length: batch }, (_, i) => frame(images[i % images.length]!));
+      await measure(`whole stage, 640x480 JPEG (${label}), ${name}, batch ${batch}`, batch, () => e.classify(frames), 2);
+    }
+  }
 }
 for (const batch of [1, 32, 64]) {
   const frames = Array.from({ length: batch }, (_, i) => {

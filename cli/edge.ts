@@ -3,14 +3,18 @@ import { existsSync } from 'node:fs';
 import { configHelp, loadConfig, opt } from '../runtime/config.ts';
 import { commonOptions } from '../runtime/common-config.ts';
 import { createKafka } from '../runtime/kafka.ts';
-import { EdgeAnalyzer, PRIVACY_LEVELS, PRIVACY_TEXT } from '../edge/analyzer.ts';
+import { EdgeAnalyzer, PRIVACY_LEVELS, PRIVACY_TEXT, type CameraImage } from '../edge/analyzer.ts';
 import { EdgePublisher } from '../edge/publisher.ts';
 import { EdgeStats } from '../edge/stats.ts';
 import { createLogger } from '../runtime/log.ts';
-import { DEFAULT_DETECTOR_SIDES, formatDetectorSides, parseDetectorSides } from '../vision/face-crop.ts';
+import { DEFAULT_DETECTOR_SIDES, formatDetectorSides, parseDetectorSides, scaledTo } from '../vision/face-crop.ts';
+
+async function* withShrink(frames: AsyncIterable<RawFrame>, shrink: number): AsyncGenerator<CameraImage> {
+  for await (const f of frames) yield { ...f, shrink };
+}
 import { record } from '../edge/record.ts';
 import { replay } from '../edge/replay.ts';
-import { ffmpegFrames, folderFrames, type SourceFrame } from '../edge/sources.ts';
+import { ffmpegFrames, ffmpegRawFrames, folderFrames, probeVideoSize, type RawFrame } from '../edge/sources.ts';
 import { emotionModelOption, recommenderOptions } from '../processors/index.ts';
 import { loadCatalogue } from '../processors/recommender/catalogue.ts';
 import { readRecording } from '../schemas/recording.ts';
@@ -100,9 +104,18 @@ ${configHelp(publishOptions)}`,
     await edge.start();
     process.stderr.write(`sending at level ${c.send}: ${PRIVACY_TEXT[c.send]}\n`);
     const interval = 1000 / c.fps;
-    const source: Iterable<SourceFrame> | AsyncIterable<SourceFrame> = c.images
-      ? folderFrames(c.images)
-      : ffmpegFrames({ video: c.video || undefined, camera: c.camera || undefined }, c.fps, 640, { realtime: c.realtime, onStart: (pid) => stats.follow(pid) });
+    const device = { video: c.video || undefined, camera: c.camera || undefined };
+    const ffmpegOptions = { realtime: c.realtime, onStart: (pid: number) => stats.follow(pid) };
+    let source: Iterable<CameraImage> | AsyncIterable<CameraImage>;
+    if (c.images) source = folderFrames(c.images);
+    else if (c.send === 'frame') source = ffmpegFrames(device, c.fps, 640, ffmpegOptions);
+    else {
+      // Cropping on the device: ffmpeg hands over raw frames already scaled to what the detector
+      // sees, and the crop is taken from them (boxes are reported in camera pixels).
+      const full = probeVideoSize(device);
+      const size = scaledTo(full.width, full.height, Math.max(...detectorSides));
+      source = withShrink(ffmpegRawFrames(device, c.fps, size, ffmpegOptions), full.width / size.width);
+    }
     let n = 0;
     let stop = false;
     process.once('SIGINT', () => (stop = true));
@@ -114,6 +127,7 @@ ${configHelp(publishOptions)}`,
         const wait = started + n * interval - Date.now();
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       }
+      stats.frame();
       try {
         await edge.capture({ ...frame, captureTimeMs: Date.now() });
       } catch (err) {
@@ -127,7 +141,7 @@ ${configHelp(publishOptions)}`,
     await edge.close();
     progress(edge.counters.sent, undefined, edge.counters.errors);
     process.stderr.write(`\n${edge.counters.sent} frames sent as ${c.user}/${session}\n`);
-    if (c.stats) console.log(stats.report(n, edge.counters));
+    if (c.stats) console.log(stats.report(edge.counters));
     if (edge.lastError) console.error(edge.lastError.message);
     return edge.counters.errors > 0 ? 1 : 0;
   },

@@ -28,7 +28,8 @@ export const PRIVACY_TEXT: Record<PrivacyLevel, string> = {
 /** One camera image: encoded (JPEG, PNG) or raw RGB (as ffmpeg's rawvideo gives it). */
 export type CameraImage =
   | { readonly data: Buffer; readonly encoding: 'JPEG' | 'PNG'; readonly captureTimeMs?: number }
-  | { readonly rgb: Buffer; readonly width: number; readonly height: number; readonly captureTimeMs?: number };
+  /** `shrink` > 1: the camera frame scaled down by that factor (ffmpeg scales it for the detector). */
+  | { readonly rgb: Buffer; readonly width: number; readonly height: number; readonly shrink?: number; readonly captureTimeMs?: number };
 
 export interface EdgeAnalyzerOptions {
   readonly privacy: PrivacyLevel;
@@ -91,7 +92,7 @@ export class EdgeAnalyzer {
 }
 
 function cropSourceOf(image: CameraImage): CropSource {
-  return 'rgb' in image ? { rgb: image.rgb, width: image.width, height: image.height } : { encoded: image.data, encoding: image.encoding };
+  return 'rgb' in image ? { rgb: image.rgb, width: image.width, height: image.height, shrink: image.shrink } : { encoded: image.data, encoding: image.encoding };
 }
 
 async function toJpegFrame(image: CameraImage): Promise<EdgeFrame> {

@@ -20,10 +20,24 @@ export function processCpuSeconds(pid: number): number | undefined {
  * that of its ffmpeg decoder, each as a share of one core over the run, and the records it sent.
  */
 export class EdgeStats {
-  private readonly started = performance.now();
-  private readonly cpu0 = process.cpuUsage();
+  private started = performance.now();
+  private cpu0 = process.cpuUsage();
   private childPid: number | undefined;
   private childCpu = 0;
+  private childCpu0 = 0;
+  private frames = 0;
+
+  /**
+   * Counts a frame taken from the source. The first one starts the measurement, so that the
+   * figures are those of streaming, without loading the models and connecting.
+   */
+  frame(): void {
+    if (this.frames++ > 0) return;
+    this.started = performance.now();
+    this.cpu0 = process.cpuUsage();
+    this.sample();
+    this.childCpu0 = this.childCpu;
+  }
   private timer: NodeJS.Timeout | undefined;
 
   /** Follows a child process (ffmpeg), sampling its CPU until it exits. */
@@ -38,18 +52,21 @@ export class EdgeStats {
     if (s !== undefined) this.childCpu = s;
   }
 
-  report(frames: number, counters: PublisherStats): string {
+  report(counters: PublisherStats): string {
     this.sample();
     if (this.timer) clearInterval(this.timer);
+    // From the first frame to the last: n frames span n - 1 intervals.
+    const frames = this.frames;
     const wall = (performance.now() - this.started) / 1000;
     const used = process.cpuUsage(this.cpu0);
     const self = (used.user + used.system) / 1e6;
+    const child = this.childCpu - this.childCpu0;
     const pct = (s: number) => `${((s / wall) * 100).toFixed(1)}% of one core`;
     const lines = [
-      `frames:            ${frames} in ${wall.toFixed(1)} s (${(frames / wall).toFixed(1)}/s)`,
+      `frames:            ${frames} in ${wall.toFixed(1)} s (${(Math.max(0, frames - 1) / Math.max(0.001, wall)).toFixed(1)}/s), measured from the first frame (models loaded)`,
       `edge client CPU:   ${pct(self)} (${((self * 1000) / Math.max(1, frames)).toFixed(2)} ms per frame)`,
     ];
-    if (this.childPid !== undefined) lines.push(`ffmpeg CPU:        ${pct(this.childCpu)} (decoding the source)`);
+    if (this.childPid !== undefined) lines.push(`ffmpeg CPU:        ${pct(child)} (decoding the source)`);
     const kinds = Object.entries(counters.byEncoding).map(([k, n]) => `${n} ${k}`).join(', ');
     lines.push(`sent:              ${counters.sent} records (${kinds || 'none'}), ${counters.errors} errors`);
     lines.push(`bytes per record:  ${(counters.bytes / Math.max(1, counters.queued)).toFixed(0)} on average, ${counters.largest} at most (before compression)`);

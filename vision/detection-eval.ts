@@ -172,6 +172,8 @@ export interface DetectionReport {
   readonly recallBySize: { readonly small: number; readonly medium: number; readonly large: number };
   /** Detections that match no face and no face cut by the frame's edge, per scene. */
   readonly falsePositivesPerScene: number;
+  /** Scenes with a face whose largest face was found (matched by a detection). */
+  readonly largestRecall: number;
   /** Scenes with a face whose largest detection is a face (what the classifier crops). */
   readonly largestCorrect: number;
   /** Scenes without a face in which something was detected. */
@@ -185,6 +187,7 @@ export function scoreDetections(scenes: readonly Scene[], detections: readonly F
   let falsePositives = 0;
   let withFace = 0;
   let largestOk = 0;
+  let largestFound = 0;
   let noFace = 0;
   let falseAlarm = 0;
   const bySize = { small: [0, 0], medium: [0, 0], large: [0, 0] };
@@ -206,6 +209,13 @@ export function scoreDetections(scenes: readonly Scene[], detections: readonly F
     }
     faces += scene.faces.length;
     found += matched.size;
+    if (scene.faces.length > 0) {
+      let biggest = 0;
+      scene.faces.forEach((f, k) => {
+        if (f.width * f.height > scene.faces[biggest]!.width * scene.faces[biggest]!.height) biggest = k;
+      });
+      if (matched.has(biggest)) largestFound++;
+    }
     scene.faces.forEach((f, k) => {
       const bucket = f.width < 64 ? bySize.small : f.width < 128 ? bySize.medium : bySize.large;
       bucket[0]!++;
@@ -228,6 +238,7 @@ export function scoreDetections(scenes: readonly Scene[], detections: readonly F
     recall: ratio(found, faces),
     recallBySize: { small: ratio(bySize.small[1]!, bySize.small[0]!), medium: ratio(bySize.medium[1]!, bySize.medium[0]!), large: ratio(bySize.large[1]!, bySize.large[0]!) },
     falsePositivesPerScene: ratio(falsePositives, scenes.length),
+    largestRecall: ratio(largestFound, withFace),
     largestCorrect: ratio(largestOk, withFace),
     falseAlarmScenes: ratio(falseAlarm, noFace),
     msPerFrame,

@@ -72,7 +72,8 @@ export interface Box {
 /** One image to crop a face from. `faceBox` (frame pixels) skips detection. */
 export type CropSource =
   | { readonly encoded: Uint8Array; readonly encoding: 'JPEG' | 'PNG'; readonly faceBox?: Box | null }
-  | { readonly rgb: Uint8Array; readonly width: number; readonly height: number; readonly faceBox?: Box | null }
+  /** Raw RGB; `shrink` > 1 when it is the camera frame scaled down by that factor (boxes come back in frame pixels). */
+  | { readonly rgb: Uint8Array; readonly width: number; readonly height: number; readonly shrink?: number; readonly faceBox?: Box | null }
   | { readonly grey: GreyImage };
 
 export interface FaceCrop {
@@ -263,7 +264,9 @@ export class FaceCropper {
       if (source.width <= 0 || source.height <= 0 || source.rgb.length !== source.width * source.height * 3) {
         throw new EmotionMuseError('UNDECODABLE_FRAME', `RGB frame of ${source.width}x${source.height} has ${source.rgb.length} bytes`);
       }
-      return { source, frameWidth: source.width, frameHeight: source.height, decoded: { rgb: source.rgb, width: source.width, height: source.height, shrink: 1 }, box: given, timings };
+      const shrink = source.shrink ?? 1;
+      const decoded = { rgb: source.rgb, width: source.width, height: source.height, shrink };
+      return { source, frameWidth: Math.round(source.width * shrink), frameHeight: Math.round(source.height * shrink), decoded, box: given, timings };
     }
     if (source.encoded.length === 0) throw new EmotionMuseError('UNDECODABLE_FRAME', 'frame has no bytes');
     const size = encodedSize(source.encoded, source.encoding);
