@@ -52,7 +52,7 @@ export const classifierOptions = {
   threads: opt.int('EM_ORT_THREADS', 'threads', 1, 'ONNX Runtime intra-op threads per inference thread (0: one per core)', { min: 0 }),
   inferenceThreads: opt.int('EM_INFERENCE_THREADS', 'inference-threads', 2, 'Worker threads that run the models (each with its own copy), so that fetching and producing go on during inference and one batch need not wait for the previous one; 0 runs them on the main thread', { min: 0, max: 16 }),
   maxInferenceBatch: opt.int('EM_MAX_INFERENCE_BATCH', 'max-inference-batch', 16, 'Most frames in one classifier run, and the largest emotion CNN batch (a larger backlog runs as several, on the inference threads in parallel)', { min: 1 }),
-  maxDetectBatch: opt.int('EM_MAX_DETECT_BATCH', 'max-detect-batch', 8, 'Largest face detector batch (full frames): its arena in every inference thread keeps the largest batch\'s memory', { min: 1 }),
+  maxDetectBatch: opt.int('EM_MAX_DETECT_BATCH', 'max-detect-batch', 4, 'Largest face detector batch (full frames): its arena in every inference thread keeps the largest batch\'s memory', { min: 1 }),
   detector: opt.string('EM_DETECTOR', 'detector', formatDetectorSides(DEFAULT_DETECTOR_SIDES), 'Face detector input side (longer side, a multiple of 32), or a cascade tried in order on the frames still without a face (128/256); recall of each in vision/README.md'),
   prepareAhead: opt.int('EM_PREPARE_AHEAD', 'prepare-ahead', 4, 'Batches of a partition that may go to the model while its previous batch is still there (0: one at a time)', { min: 0, max: 64 }),
   minFaceScore: opt.number('EM_MIN_FACE_SCORE', 'min-face-score', 0.6, 'Face detector score threshold', { min: 0, max: 1 }),

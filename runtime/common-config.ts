@@ -23,6 +23,7 @@ export const processorOptions = {
   fetchMaxWaitMs: opt.int('EM_FETCH_MAX_WAIT_MS', 'fetch-max-wait-ms', 100, 'Longest a fetch waits at the broker for fetch-min-bytes', { min: 1 }),
   sessionTimeoutMs: opt.int('EM_SESSION_TIMEOUT_MS', 'session-timeout-ms', 10_000, 'Consumer session timeout (ms)', { min: 1000 }),
   maxBacklog: opt.int('EM_MAX_BACKLOG', 'max-backlog', 1000, 'Pause a partition while this many of its fetched records wait to be processed', { min: 1 }),
+  maxBacklogBytes: opt.int('EM_MAX_BACKLOG_BYTES', 'max-backlog-bytes', 4 * 1024 * 1024, 'Pause a partition while its waiting records hold more bytes than this (bounds memory under a load of full frames)', { min: 1024 }),
   maxRecordBytes: opt.int('EM_MAX_RECORD_BYTES', 'max-record-bytes', 4 * 1024 * 1024, 'Larger input records go to the dead-letter topic (OVERSIZED_RECORD)', { min: 1 }),
   shutdownTimeoutMs: opt.int('EM_SHUTDOWN_TIMEOUT_MS', 'shutdown-timeout-ms', 8000, 'On SIGTERM/SIGINT, exit after at most this long', { min: 100 }),
 } as const;

@@ -44,6 +44,7 @@ export async function runProcessor(name: string, argv: readonly string[]): Promi
     fetchMinBytes: config.fetchMinBytes,
     fetchMaxWaitMs: config.fetchMaxWaitMs,
     maxBacklog: config.maxBacklog,
+    maxBacklogBytes: config.maxBacklogBytes,
     maxRecordBytes: config.maxRecordBytes,
   });
   const http = await startHttpServer({

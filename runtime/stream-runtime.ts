@@ -35,6 +35,8 @@ export interface RuntimeOptions<S> {
   readonly fetchMaxWaitMs?: number;
   /** Pause a partition while this many of its records wait (fetched, not yet processed). @defaultValue 1000 */
   readonly maxBacklog?: number;
+  /** Pause a partition while its fetched, waiting records hold more value bytes than this. @defaultValue 4 MiB */
+  readonly maxBacklogBytes?: number;
   /** Input records larger than this are dead-lettered with OVERSIZED_RECORD. @defaultValue 4 MiB */
   readonly maxRecordBytes?: number;
 }
@@ -70,6 +72,8 @@ interface Task<S> {
   /** Batches taken from the inbox whose `prepare` already runs (cores with prepareAhead), oldest first. */
   readonly ahead: Ahead[];
   waiting: number;
+  /** Value bytes of the waiting records: a partition of full camera frames pauses on these first. */
+  waitingBytes: number;
   worker: Promise<void> | undefined;
   paused: boolean;
   /** At-least-once: positions not yet committed to the group. */
@@ -123,7 +127,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  *   sits between a record and its output.
  */
 export class StreamRuntime<S> {
-  private readonly o: RuntimeOptions<S> & Required<Pick<RuntimeOptions<S>, 'maxBatchRecords' | 'commitIntervalMs' | 'sessionTimeoutMs' | 'maxBacklog' | 'maxRecordBytes'>>;
+  private readonly o: RuntimeOptions<S> & Required<Pick<RuntimeOptions<S>, 'maxBatchRecords' | 'commitIntervalMs' | 'sessionTimeoutMs' | 'maxBacklog' | 'maxBacklogBytes' | 'maxRecordBytes'>>;
   readonly guarantee: Guarantee;
   private readonly inputs: readonly Input[];
   private readonly changelog: string | undefined;
@@ -152,6 +156,7 @@ export class StreamRuntime<S> {
       commitIntervalMs: 100,
       sessionTimeoutMs: 10_000,
       maxBacklog: 1000,
+      maxBacklogBytes: 4 * 1024 * 1024,
       maxRecordBytes: 4 * 1024 * 1024,
       ...options,
     };
@@ -348,7 +353,7 @@ export class StreamRuntime<S> {
       positions.set(t.topic, BigInt(offset) < 0n ? 0n : BigInt(offset));
     }
     const task: Task<S> = {
-      partition, producer, state, positions, fetched: new Map(positions), seeking: new Map(), inbox: [], ahead: [], waiting: 0,
+      partition, producer, state, positions, fetched: new Map(positions), seeking: new Map(), inbox: [], ahead: [], waiting: 0, waitingBytes: 0,
       worker: undefined, paused: false, dirty: false, unflushed: new Map(), acked: Promise.resolve(), closed: false,
     };
     if (reset) {
@@ -441,8 +446,9 @@ export class StreamRuntime<S> {
     for (const m of fresh) this.metrics.stepSeconds.observe({ stage: this.stage, step: 'fetch' }, Math.max(0, now - Number(m.timestamp)) / 1000);
     task.inbox.push({ input, messages: fresh, last, fetchedAt: performance.now() });
     task.waiting += fresh.length;
+    task.waitingBytes += valueBytes(fresh);
     this.metrics.consumerLag.set({ stage: this.stage, topic: batch.topic, partition: String(batch.partition) }, Math.max(0, Number(BigInt(batch.highWatermark) - position)));
-    if (task.waiting > this.o.maxBacklog && !task.paused) {
+    if ((task.waiting > this.o.maxBacklog || task.waitingBytes > this.o.maxBacklogBytes) && !task.paused) {
       task.paused = true;
       this.consumer.pause(this.inputs.map((i) => ({ topic: i.name, partitions: [task.partition] })));
       this.metrics.pausedPartitions.inc({ stage: this.stage });
@@ -481,6 +487,7 @@ export class StreamRuntime<S> {
       this.prepareAhead(task);
       const { batch } = next;
       const count = batch.reduce((n, c) => n + c.messages.length, 0);
+      const bytes = batch.reduce((n, c) => n + valueBytes(c.messages), 0);
       try {
         await this.processWithRetry(task, batch, next.ready);
       } catch (err) {
@@ -488,7 +495,8 @@ export class StreamRuntime<S> {
         return;
       }
       task.waiting -= count;
-      if (task.paused && task.waiting <= this.o.maxBacklog / 2) this.resume(task);
+      task.waitingBytes -= bytes;
+      if (task.paused && task.waiting <= this.o.maxBacklog / 2 && task.waitingBytes <= this.o.maxBacklogBytes / 2) this.resume(task);
     }
   }
 
@@ -763,4 +771,10 @@ function mergeByTopic(topicMessages: readonly TopicMessages[]): TopicMessages[] 
     else byTopic.set(topic, [...messages]);
   }
   return [...byTopic].map(([topic, messages]) => ({ topic, messages }));
+}
+
+function valueBytes(messages: ReadonlyArray<{ value: Buffer | null }>): number {
+  let n = 0;
+  for (const m of messages) n += m.value?.length ?? 0;
+  return n;
 }

@@ -25,7 +25,7 @@ export interface ClassifierEngineOptions {
   readonly maxBatch?: number;
   /** The face detector's input side, or a cascade of sides (vision/face-crop.ts; recall of each in vision/README.md). @defaultValue [256] */
   readonly detectorSides?: readonly number[];
-  /** Largest detector run (full frames): ONNX Runtime's arena in every inference thread keeps the largest run's memory. @defaultValue 8 */
+  /** Largest detector run (full frames): ONNX Runtime's arena in every inference thread keeps the largest run's memory. @defaultValue 4 */
   readonly maxDetectBatch?: number;
   /** Detector score threshold. @defaultValue 0.6 */
   readonly minFaceScore?: number;
