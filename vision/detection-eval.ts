@@ -10,7 +10,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { seededRandom } from '../sessions/timeline.ts';
-import type { FaceBox, FaceDetector } from './detector.ts';
+import { iou, type FaceBox, type FaceDetector } from './detector.ts';
+
+export { iou };
 import { formatDetectorSides, type Box, type FaceCropper } from './face-crop.ts';
 
 export const SCENE_WIDTH = 640;
@@ -41,15 +43,6 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export function defaultSceneSources(): SceneSources {
   const labels = JSON.parse(readFileSync(path.join(ROOT, 'vision/labels/face-photos.json'), 'utf8')) as { photos: SceneSources['labels'] };
   return { photosDir: path.join(ROOT, 'node_modules/@vladmandic/face-api/demo'), labels: labels.photos, ferDir: path.resolve(ROOT, '../shared/data/fer2013/train') };
-}
-
-export function iou(a: Box, b: Box): number {
-  const x0 = Math.max(a.x, b.x);
-  const y0 = Math.max(a.y, b.y);
-  const x1 = Math.min(a.x + a.width, b.x + b.width);
-  const y1 = Math.min(a.y + a.height, b.y + b.height);
-  const inter = Math.max(0, x1 - x0) * Math.max(0, y1 - y0);
-  return inter / (a.width * a.height + b.width * b.height - inter);
 }
 
 function visibleFraction(b: Box): number {

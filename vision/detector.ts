@@ -58,7 +58,8 @@ function anchorsOf(input: DetectorInput): Float32Array {
   return a;
 }
 
-function iou(a: FaceBox, b: FaceBox): number {
+/** Intersection over union of two boxes. */
+export function iou(a: Omit<FaceBox, 'score'>, b: Omit<FaceBox, 'score'>): number {
   const x0 = Math.max(a.x, b.x);
   const y0 = Math.max(a.y, b.y);
   const x1 = Math.min(a.x + a.width, b.x + b.width);
