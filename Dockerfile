@@ -11,6 +11,7 @@ COPY runtime ./runtime
 COPY schemas ./schemas
 COPY topology ./topology
 COPY processors ./processors
+COPY vision ./vision
 COPY infra ./infra
 COPY models ./models
 COPY sessions ./sessions

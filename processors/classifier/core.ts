@@ -19,7 +19,7 @@ export function edgeVerdict(frame: Frame): Verdict | undefined {
   if (frame.encoding !== 'NONE' && frame.encoding !== 'SCORES') return undefined;
   try {
     if (frame.data.length > 0) throw new EmotionMuseError('INVALID_RECORD', `a ${frame.encoding} frame carries ${frame.data.length} bytes; it must carry none`);
-    if (frame.encoding === 'NONE') return { faceFound: false, probabilities: [], faceBox: null, timings: NO_TIMINGS, scoredAt: 'EDGE', modelVersion: frame.edgeModelVersion };
+    if (frame.encoding === 'NONE') return { faceFound: false, probabilities: [], faceBox: null, timings: NO_TIMINGS, scoredAt: 'EDGE', modelVersion: frame.edgeModelVersion || 'edge' };
     checkEdgeScores(frame.probabilities, frame.edgeModelVersion);
     return { faceFound: true, probabilities: frame.probabilities, faceBox: frame.faceBox, timings: NO_TIMINGS, scoredAt: 'EDGE', modelVersion: frame.edgeModelVersion };
   } catch (err) {

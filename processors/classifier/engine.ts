@@ -4,7 +4,7 @@ import type { Logger } from '../../runtime/log.ts';
 import type { ExecutionProvider } from '../../runtime/onnx.ts';
 import type { Frame, StageTimings } from '../../schemas/generated/types.ts';
 import { DEFAULT_EMOTION_MODEL, EMOTION_MODELS, EmotionCnn, type EmotionModel } from '../../vision/emotion-cnn.ts';
-import { DEFAULT_DETECTOR_SIDES, FaceCropper, widen, type Box, type CropSource } from '../../vision/face-crop.ts';
+import { DEFAULT_DETECTOR_SIDES, FaceCropper, widen, type Box, type CropSource, type FaceCrop } from '../../vision/face-crop.ts';
 import type { GreyImage } from '../../vision/image.ts';
 
 export { DEFAULT_EMOTION_MODEL, EMOTION_MODELS, widen, type EmotionModel };
@@ -106,19 +106,18 @@ export class ClassifierEngine {
       }
     });
     const crops = await this.cropper.crop(sources);
-    const withFace: Array<{ slot: number; crop: Uint8Array; inferMs: number }> = [];
+    const withFace: Array<{ slot: number; face: FaceCrop; crop: Uint8Array; inferMs: number }> = [];
     crops.forEach((c, k) => {
       const slot = slots[k]!;
       if (c instanceof EmotionMuseError) results[slot] = c;
-      else if (c.crop) withFace.push({ slot, crop: c.crop, inferMs: 0 });
+      else if (c.crop) withFace.push({ slot, face: c, crop: c.crop, inferMs: 0 });
       else results[slot] = { faceFound: false, probabilities: [], faceBox: null, timings: { ...c.timings, inferMs: 0 } };
     });
     const probabilities = await this.cnn.infer(withFace.map((w) => w.crop), (ms, from, to) => {
       for (let i = from; i < to; i++) withFace[i]!.inferMs = ms;
     });
     withFace.forEach((w, i) => {
-      const c = crops[slots.indexOf(w.slot)] as Exclude<(typeof crops)[number], EmotionMuseError>;
-      results[w.slot] = { faceFound: true, probabilities: Array.from(probabilities[i]!), faceBox: c.box, timings: { ...c.timings, inferMs: w.inferMs } };
+      results[w.slot] = { faceFound: true, probabilities: Array.from(probabilities[i]!), faceBox: w.face.box, timings: { ...w.face.timings, inferMs: w.inferMs } };
     });
     return results;
   }

@@ -85,8 +85,15 @@ describe.each(MODELS.filter((dir) => existsSync(path.join(dir, 'scoring-int8.onn
       const [a, b] = [await exact.candidates(batch), await fast.candidates(batch)];
       for (const [u, x] of a.entries()) {
         const y = b[u]!;
-        expect(y.candidates.map((c) => c.index)).toEqual(x.candidates.map((c) => c.index));
+        expect(y.candidates).toHaveLength(x.candidates.length);
         expect(Math.max(...x.candidates.map((c, k) => Math.abs(c.preference - y.candidates[k]!.preference)))).toBeLessThanOrEqual(1e-4);
+        // The same track at every rank, except where two tracks tie (scores within 1e-5, as a
+        // smoke-trained model's can): top-k may then list them in either order.
+        y.candidates.forEach((c, k) => {
+          if (c.index !== x.candidates[k]!.index) expect(Math.abs(c.preference - x.candidates[k]!.preference), `rank ${k}`).toBeLessThanOrEqual(1e-5);
+        });
+        const differing = y.candidates.filter((c, k) => c.index !== x.candidates[k]!.index).length;
+        expect(differing).toBeLessThanOrEqual(4);
       }
     }
   });
