@@ -48,6 +48,8 @@ const publishOptions = {
   stats: opt.bool('EM_STATS', 'stats', false, 'Print what the client cost (its CPU and ffmpeg\'s, as a share of one core) and what it sent, at the end'),
   detector: opt.string('EM_DETECTOR', 'detector', formatDetectorSides(DEFAULT_DETECTOR_SIDES), 'On-device face detector side, or a cascade (128/256): vision/README.md'),
   emotionModel: emotionModelOption.emotionModel,
+  track: opt.bool('EM_TRACK', 'track', true, 'Video and camera: look for the face near its last place (a 128x128 window) and search the whole frame only when it is lost, and every --refresh-frames frames'),
+  refreshFrames: opt.int('EM_REFRESH_FRAMES', 'refresh-frames', 30, 'With --track: search the whole frame at least this often', { min: 1 }),
 };
 
 export const publishCommand: Command = {
@@ -99,7 +101,7 @@ ${configHelp(publishOptions)}`,
       return 2;
     }
     const stats = new EdgeStats();
-    const analyzer = await EdgeAnalyzer.create({ privacy: c.send, emotionModel: c.emotionModel, detectorSides, logger: createLogger('warn') });
+    const analyzer = await EdgeAnalyzer.create({ privacy: c.send, emotionModel: c.emotionModel, detectorSides, track: c.track && !c.images, refreshFrames: c.refreshFrames, logger: createLogger('warn') });
     const edge = new EdgePublisher({ kafka, registry, topic, userId: c.user, sessionId: session, analyzer });
     await edge.start();
     process.stderr.write(`sending at level ${c.send}: ${PRIVACY_TEXT[c.send]}\n`);
@@ -141,7 +143,7 @@ ${configHelp(publishOptions)}`,
     await edge.close();
     progress(edge.counters.sent, undefined, edge.counters.errors);
     process.stderr.write(`\n${edge.counters.sent} frames sent as ${c.user}/${session}\n`);
-    if (c.stats) console.log(stats.report(edge.counters));
+    if (c.stats) console.log(stats.report(edge.counters, analyzer.track));
     if (edge.lastError) console.error(edge.lastError.message);
     return edge.counters.errors > 0 ? 1 : 0;
   },

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { configHelp, loadConfig, opt, parseArgv } from '../runtime/config.ts';
 import { createLogger } from '../runtime/log.ts';
 import { ClassifierEngine, MODELS_DIR } from '../processors/classifier/engine.ts';
-import { buildScenes, defaultSceneSources, evaluateDetector, evaluateReference, type DetectionReport } from '../vision/detection-eval.ts';
+import { buildScenes, buildSequences, defaultSceneSources, evaluateDetector, evaluateReference, evaluateSequences, type DetectionReport } from '../vision/detection-eval.ts';
 import { FaceDetector } from '../vision/detector.ts';
 import { openSession } from '../runtime/onnx.ts';
 import { DEFAULT_CASCADE_MIN_WIDTH, FaceCropper, formatDetectorSides, parseDetectorSides } from '../vision/face-crop.ts';
@@ -54,6 +54,8 @@ const detectorEvalOptions = {
   minFaceScore: opt.number('EM_MIN_FACE_SCORE', 'min-face-score', 0.6, 'Face detector score threshold', { min: 0, max: 1 }),
   cascadeMinWidth: opt.int('EM_CASCADE_MIN_WIDTH', 'cascade-min-width', DEFAULT_CASCADE_MIN_WIDTH, 'In a cascade, a side\'s faces are kept when the largest is at least this many input pixels wide', { min: 0 }),
   fer: opt.string('EM_FER_DIR', 'fer', path.resolve(ROOT, '../shared/data/fer2013/train'), 'FER-2013 faces pasted into scenes (one folder per class)'),
+  sequences: opt.int('EM_SEQUENCES', 'sequences', 24, 'Camera-like sequences on which following the face is measured against searching every whole frame (0: none)', { min: 0 }),
+  sequenceFrames: opt.int('EM_SEQUENCE_FRAMES', 'sequence-frames', 40, 'Frames per sequence', { min: 2 }),
   json: opt.bool('EM_JSON', 'json', false, 'Print the reports as JSON'),
 };
 
@@ -75,8 +77,22 @@ async function evalDetector(argv: string[]): Promise<number> {
     reports.push(await evaluateDetector(cropper, scenes));
     if (!config.json) process.stderr.write(`  measured ${formatDetectorSides(sides)}\n`);
   }
-  if (config.json) console.log(JSON.stringify({ scenes: config.scenes, seed: config.seed, minFaceScore: config.minFaceScore, reports }, null, 2));
-  else console.log(formatDetectionReports(reports, `face detection on ${config.scenes} labelled 640x480 scenes (seed ${config.seed}, score >= ${config.minFaceScore}, IoU >= 0.5)`));
+  const sequenceReports: DetectionReport[] = [];
+  if (config.sequences > 0) {
+    const sequences = await buildSequences(config.sequences, config.sequenceFrames, config.seed, sources, config.json ? undefined : progressBar('building sequences'));
+    for (const track of [false, true]) {
+      const cropper = await FaceCropper.create({ modelsDir: MODELS_DIR, providers: config.providers as Array<'cuda' | 'cpu'>, threads: config.threads, detectorSides: settings[0], cascadeMinWidth: config.cascadeMinWidth, minFaceScore: config.minFaceScore, logger: createLogger('warn') });
+      sequenceReports.push(await evaluateSequences(cropper, sequences, track));
+    }
+  }
+  if (config.json) console.log(JSON.stringify({ scenes: config.scenes, seed: config.seed, minFaceScore: config.minFaceScore, reports, sequences: sequenceReports }, null, 2));
+  else {
+    console.log(formatDetectionReports(reports, `face detection on ${config.scenes} labelled 640x480 scenes (seed ${config.seed}, score >= ${config.minFaceScore}, IoU >= 0.5)`));
+    if (sequenceReports.length > 0) {
+      console.log(`\n${formatDetectionReports(sequenceReports, `${config.sequences} camera-like sequences of ${config.sequenceFrames} frames (every other one cut at mid-sequence to another face), detector ${formatDetectorSides(settings[0]!)}, every frame scored`)}`);
+      console.log('"all faces" recall counts every face in view; a followed frame is searched only around the face it follows.');
+    }
+  }
   return 0;
 }
 

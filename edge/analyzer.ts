@@ -4,7 +4,7 @@ import { EmotionMuseError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { ExecutionProvider } from '../runtime/onnx.ts';
 import { DEFAULT_EMOTION_MODEL, EMOTION_MODELS, EmotionCnn, type EmotionModel } from '../vision/emotion-cnn.ts';
-import { DEFAULT_DETECTOR_SIDES, FaceCropper, type CropSource } from '../vision/face-crop.ts';
+import { DEFAULT_DETECTOR_SIDES, FaceCropper, FaceTrack, type CropSource } from '../vision/face-crop.ts';
 import type { EdgeFrame } from './publisher.ts';
 
 /**
@@ -39,6 +39,13 @@ export interface EdgeAnalyzerOptions {
   readonly detectorSides?: readonly number[];
   readonly minFaceScore?: number;
   readonly providers?: readonly ExecutionProvider[];
+  /**
+   * Follow the face from frame to frame (vision/face-crop.ts, FaceTrack): images are frames of one
+   * camera stream, in order. Not for folders of unrelated photos. @defaultValue false
+   */
+  readonly track?: boolean;
+  /** With `track`: search the whole frame again every this many frames. @defaultValue 30 */
+  readonly refreshFrames?: number;
   /** ONNX Runtime threads on the device. @defaultValue 1 */
   readonly threads?: number;
   readonly modelsDir?: string;
@@ -56,21 +63,23 @@ export class EdgeAnalyzer {
     readonly privacy: PrivacyLevel,
     private readonly cropper: FaceCropper | undefined,
     private readonly cnn: EmotionCnn | undefined,
+    /** The camera stream's face, when frames are followed. */
+    readonly track: FaceTrack | undefined,
   ) {}
 
   static async create(options: EdgeAnalyzerOptions): Promise<EdgeAnalyzer> {
-    if (options.privacy === 'frame') return new EdgeAnalyzer('frame', undefined, undefined);
+    if (options.privacy === 'frame') return new EdgeAnalyzer('frame', undefined, undefined, undefined);
     const emotionModel = options.emotionModel ?? DEFAULT_EMOTION_MODEL;
     const common = { modelsDir: options.modelsDir ?? MODELS_DIR, providers: options.providers ?? ['cpu'], threads: options.threads ?? 1, logger: options.logger };
     const cropper = await FaceCropper.create({ ...common, inputSide: EMOTION_MODELS[emotionModel].input, detectorSides: options.detectorSides ?? DEFAULT_DETECTOR_SIDES, minFaceScore: options.minFaceScore, maxDetectBatch: 8 });
     const cnn = options.privacy === 'scores' ? await EmotionCnn.create({ ...common, emotionModel }) : undefined;
-    return new EdgeAnalyzer(options.privacy, cropper, cnn);
+    return new EdgeAnalyzer(options.privacy, cropper, cnn, options.track ? new FaceTrack(options.refreshFrames) : undefined);
   }
 
   /** What leaves the device for each image, in order. An image that cannot be decoded throws UNDECODABLE_FRAME. */
   async analyze(images: readonly CameraImage[]): Promise<EdgeFrame[]> {
     if (!this.cropper) return Promise.all(images.map(toJpegFrame));
-    const crops = await this.cropper.crop(images.map(cropSourceOf));
+    const crops = await this.cropper.crop(images.map((image) => ({ ...cropSourceOf(image), track: this.track })));
     const faces: Array<{ i: number; crop: Uint8Array }> = [];
     const out: EdgeFrame[] = crops.map((c, i) => {
       if (c instanceof EmotionMuseError) throw c;
@@ -91,7 +100,7 @@ export class EdgeAnalyzer {
   }
 }
 
-function cropSourceOf(image: CameraImage): CropSource {
+function cropSourceOf(image: CameraImage): Exclude<CropSource, { grey: unknown }> {
   return 'rgb' in image ? { rgb: image.rgb, width: image.width, height: image.height, shrink: image.shrink } : { encoded: image.data, encoding: image.encoding };
 }
 

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { FaceTrack } from '../vision/face-crop.ts';
 import type { PublisherStats } from './publisher.ts';
 
 const TICKS_PER_SECOND = 100;
@@ -52,7 +53,7 @@ export class EdgeStats {
     if (s !== undefined) this.childCpu = s;
   }
 
-  report(counters: PublisherStats): string {
+  report(counters: PublisherStats, track?: FaceTrack): string {
     this.sample();
     if (this.timer) clearInterval(this.timer);
     // From the first frame to the last: n frames span n - 1 intervals.
@@ -69,6 +70,7 @@ export class EdgeStats {
     if (this.childPid !== undefined) lines.push(`ffmpeg CPU:        ${pct(child)} (decoding the source)`);
     const kinds = Object.entries(counters.byEncoding).map(([k, n]) => `${n} ${k}`).join(', ');
     lines.push(`sent:              ${counters.sent} records (${kinds || 'none'}), ${counters.errors} errors`);
+    if (track) lines.push(`face search:       ${track.counts.window} frames in the window around the last face, ${track.counts.whole} in the whole frame`);
     lines.push(`bytes per record:  ${(counters.bytes / Math.max(1, counters.queued)).toFixed(0)} on average, ${counters.largest} at most (before compression)`);
     return lines.join('\n');
   }

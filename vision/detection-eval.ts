@@ -13,7 +13,7 @@ import { seededRandom } from '../sessions/timeline.ts';
 import { iou, type FaceBox, type FaceDetector } from './detector.ts';
 
 export { iou };
-import { formatDetectorSides, type Box, type FaceCropper } from './face-crop.ts';
+import { FaceTrack, type Box, type FaceCropper } from './face-crop.ts';
 
 export const SCENE_WIDTH = 640;
 export const SCENE_HEIGHT = 480;
@@ -97,6 +97,16 @@ async function photoScene(random: () => number, sources: SceneSources, photos: s
   const fy = (anchor[1] + anchor[3] / 2) * scale;
   const left = Math.round(fx - random() * SCENE_WIDTH);
   const top = Math.round(fy - random() * SCENE_HEIGHT);
+  return photoWindow(sources, name, scale, left, top);
+}
+
+/** A 640x480 window at (left, top) of demo photo `name` scaled by `scale`, with its labelled faces. */
+async function photoWindow(sources: SceneSources, name: string, scale: number, left: number, top: number): Promise<Scene> {
+  const boxes = sources.labels[name]!;
+  const file = path.join(sources.photosDir, name);
+  const meta = await sharp(file).metadata();
+  const width = Math.round(meta.width! * scale);
+  const height = Math.round(meta.height! * scale);
   const resized = await sharp(file).resize(width, height).raw().toBuffer();
   const canvas = Buffer.alloc(SCENE_WIDTH * SCENE_HEIGHT * 3);
   for (let y = 0; y < SCENE_HEIGHT; y++) {
@@ -152,6 +162,42 @@ export async function buildScenes(count: number, seed: number, sources: SceneSou
     onProgress?.(i + 1, count);
   }
   return scenes;
+}
+
+/**
+ * `count` camera-like sequences of `frames` frames: a window of a demo photo around one face (80 to
+ * 250 pixels wide) that drifts a few pixels and zooms slightly from frame to frame, as a person in
+ * front of a camera moves; in every other sequence the view cuts at mid-sequence to another face of
+ * another size and place, so that a followed face is lost and must be found again.
+ */
+export async function buildSequences(count: number, frames: number, seed: number, sources: SceneSources = defaultSceneSources(), onProgress?: (done: number, total: number) => void): Promise<Scene[][]> {
+  const random = seededRandom(seed);
+  const photos = Object.keys(sources.labels).sort();
+  const sequences: Scene[][] = [];
+  const start = () => {
+    const name = photos[Math.floor(random() * photos.length)]!;
+    const boxes = sources.labels[name]!;
+    const face = boxes[Math.floor(random() * boxes.length)]!;
+    const scale = logUniform(random, [80, 250]) / face[2];
+    return { name, scale, cx: (face[0] + face[2] / 2) * scale + (random() - 0.5) * 200, cy: (face[1] + face[3] / 2) * scale + (random() - 0.5) * 120 };
+  };
+  for (let i = 0; i < count; i++) {
+    let view = start();
+    const scenes: Scene[] = [];
+    for (let f = 0; f < frames; f++) {
+      if (i % 2 === 1 && f === Math.floor(frames / 2)) view = start();
+      view.cx += (random() - 0.5) * 8;
+      view.cy += (random() - 0.5) * 8;
+      const zoom = 1 + (random() - 0.5) * 0.008;
+      view.scale *= zoom;
+      view.cx *= zoom;
+      view.cy *= zoom;
+      scenes.push(await photoWindow(sources, view.name, view.scale, Math.round(view.cx - SCENE_WIDTH / 2), Math.round(view.cy - SCENE_HEIGHT / 2)));
+    }
+    sequences.push(scenes);
+    onProgress?.(i + 1, count);
+  }
+  return sequences;
 }
 
 export interface DetectionReport {
@@ -261,6 +307,28 @@ export async function evaluateReference(detector: FaceDetector, scenes: readonly
     detections.push(...(await detector.detect(tensor, { width: side, height: side }, run.map(() => Math.max(SCENE_WIDTH, SCENE_HEIGHT) / side))));
   }
   return scoreDetections(scenes, detections, 'round 1: 256x256, whole decode', (performance.now() - t0) / scenes.length);
+}
+
+/**
+ * Crops every frame of every sequence in order, as an edge client would, searching the whole of
+ * each frame or (with `track`) following the face; scored per frame like the scenes.
+ */
+export async function evaluateSequences(cropper: FaceCropper, sequences: readonly Scene[][], track: boolean): Promise<DetectionReport & { readonly windowShare: number }> {
+  const detections: FaceBox[][] = [];
+  let window = 0;
+  let total = 0;
+  const t0 = performance.now();
+  for (const sequence of sequences) {
+    const face = track ? new FaceTrack() : undefined;
+    for (const scene of sequence) {
+      const [boxes] = await cropper.detectAll([{ encoded: scene.jpeg, encoding: 'JPEG', track: face }]);
+      detections.push(boxes!);
+    }
+    window += face?.counts.window ?? 0;
+    total += sequence.length;
+  }
+  const report = scoreDetections(sequences.flat(), detections, `${cropper.describe()}${track ? ', following the face' : ', whole frame'}`, (performance.now() - t0) / total);
+  return { ...report, windowShare: window / total };
 }
 
 /** Runs the cropper's detector over every scene (in batches of `batch`) and scores it. */

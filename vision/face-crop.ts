@@ -4,7 +4,7 @@ import { EmotionMuseError, errorMessage } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import { openSession, type ExecutionProvider } from '../runtime/onnx.ts';
 import { clahe } from './clahe.ts';
-import { checkDetectorSide, DETECTOR_STRIDE, FaceDetector, type FaceBox } from './detector.ts';
+import { checkDetectorSide, DETECTOR_STRIDE, FaceDetector, iou, type FaceBox } from './detector.ts';
 import { resizeGrey, type GreyImage } from './image.ts';
 import { copyInto, greyRegion, resampleInto } from './resample.ts';
 
@@ -69,11 +69,34 @@ export interface Box {
   readonly height: number;
 }
 
-/** One image to crop a face from. `faceBox` (frame pixels) skips detection. */
+/**
+ * What the last frames of one camera stream found, so that the next frame looks for the face
+ * near where it was: BlazeFace at `ROI_SIDE` on a square twice the face's size around its last
+ * box, instead of the whole frame at the detector's side. The whole frame is searched again when
+ * the window finds no face, and every `refreshFrames` frames (a larger face may have come in).
+ * One per stream (an edge client's camera); frames of a stream must be cropped in order.
+ */
+export class FaceTrack {
+  /** The face box of the last frame, in frame pixels. */
+  box: Box | null = null;
+  /** Frames since the whole frame was last searched. */
+  sinceFull = 0;
+  /** How many frames were found in a window and how many searched whole. */
+  readonly counts = { window: 0, whole: 0 };
+  constructor(readonly refreshFrames = 30) {}
+}
+
+/** Side of the window search's input, and the window's size relative to the last face. */
+export const ROI_SIDE = 128;
+export const ROI_SCALE = 2;
+/** A face found in the window is the followed one when it overlaps its last box by this IoU. */
+export const TRACK_IOU = 0.3;
+
+/** One image to crop a face from. `faceBox` (frame pixels) skips detection; `track` follows a stream's face. */
 export type CropSource =
-  | { readonly encoded: Uint8Array; readonly encoding: 'JPEG' | 'PNG'; readonly faceBox?: Box | null }
+  | { readonly encoded: Uint8Array; readonly encoding: 'JPEG' | 'PNG'; readonly faceBox?: Box | null; readonly track?: FaceTrack }
   /** Raw RGB; `shrink` > 1 when it is the camera frame scaled down by that factor (boxes come back in frame pixels). */
-  | { readonly rgb: Uint8Array; readonly width: number; readonly height: number; readonly shrink?: number; readonly faceBox?: Box | null }
+  | { readonly rgb: Uint8Array; readonly width: number; readonly height: number; readonly shrink?: number; readonly faceBox?: Box | null; readonly track?: FaceTrack }
   | { readonly grey: GreyImage };
 
 export interface FaceCrop {
@@ -116,6 +139,10 @@ interface Work {
 
 const now = () => performance.now();
 const SHRINKS = [8, 4, 2, 1] as const;
+
+function trackOf(w: Work): FaceTrack | undefined {
+  return 'grey' in w.source ? undefined : w.source.track;
+}
 
 /** The pixel size in a JPEG's SOF or a PNG's IHDR, without decoding; undefined when the header is not found. */
 export function encodedSize(data: Uint8Array, encoding: 'JPEG' | 'PNG'): { width: number; height: number } | undefined {
@@ -220,7 +247,7 @@ export class FaceCropper {
       }),
     );
     const ready = works.filter((w): w is Work => w !== undefined);
-    await this.detect(ready.filter((w) => w.box === undefined));
+    await this.search(ready.filter((w) => w.box === undefined));
     await Promise.all(
       works.map(async (w, index) => {
         if (!w) return;
@@ -228,6 +255,8 @@ export class FaceCropper {
         const crop = w.box ? await this.cropFrom(w, w.box) : null;
         w.timings.preprocessMs = now() - t0;
         results[index] = { faceFound: crop !== null, box: crop ? w.box! : null, crop, frameWidth: w.frameWidth, frameHeight: w.frameHeight, timings: w.timings };
+        const track = trackOf(w);
+        if (track) track.box = crop ? w.box! : null;
       }),
     );
     return results;
@@ -239,7 +268,11 @@ export class FaceCropper {
    */
   async detectAll(sources: ReadonlyArray<Exclude<CropSource, { grey: GreyImage }>>): Promise<FaceBox[][]> {
     const works = await Promise.all(sources.map((s) => this.decode({ ...s, faceBox: null })));
-    await this.detect(works);
+    await this.search(works);
+    for (const w of works) {
+      const track = trackOf(w);
+      if (track) track.box = w.box ?? null;
+    }
     return works.map((w) => w.boxes ?? []);
   }
 
@@ -303,6 +336,72 @@ export class FaceCropper {
       const message = errorMessage(err);
       if (/pixel limit/i.test(message)) throw new EmotionMuseError('OVERSIZED_RECORD', `${source.encoding} frame is over the pixel limit: ${message}`, { cause: err });
       throw new EmotionMuseError('UNDECODABLE_FRAME', `${source.encoding} frame could not be decoded: ${message}`, { cause: err });
+    }
+  }
+
+  /** Finds the faces of frames: followed ones in their window first, the rest (and the lost) in the whole frame. */
+  private async search(works: readonly Work[]): Promise<void> {
+    const tracked = works.filter((w) => trackOf(w)?.box && trackOf(w)!.sinceFull < trackOf(w)!.refreshFrames);
+    await this.detectInWindows(tracked);
+    const whole = works.filter((w) => w.box === undefined);
+    await this.detect(whole);
+    for (const w of works) {
+      const track = trackOf(w);
+      if (!track) continue;
+      if (whole.includes(w)) {
+        track.sinceFull = 0;
+        track.counts.whole++;
+      } else {
+        track.sinceFull++;
+        track.counts.window++;
+      }
+    }
+  }
+
+  /**
+   * Looks for each tracked frame's face in a square window, ROI_SCALE times the last face's size,
+   * around its last box (clipped to the frame), at ROI_SIDE. Frames whose window finds no face
+   * keep `box` undefined, for the whole-frame search.
+   */
+  private async detectInWindows(works: readonly Work[]): Promise<void> {
+    const side = ROI_SIDE;
+    const size = side * side * 3;
+    const windows = works.flatMap((w) => {
+      const d = w.decoded!;
+      const last = trackOf(w)!.box!;
+      const span = Math.min(d.width, d.height, Math.round((ROI_SCALE * Math.max(last.width, last.height)) / d.shrink));
+      // A face under a quarter of the window's input is better searched in the whole frame.
+      if (span < side / 2) return [];
+      const cx = (last.x + last.width / 2) / d.shrink;
+      const cy = (last.y + last.height / 2) / d.shrink;
+      const left = Math.max(0, Math.min(d.width - span, Math.round(cx - span / 2)));
+      const top = Math.max(0, Math.min(d.height - span, Math.round(cy - span / 2)));
+      return [{ w, left, top, span }];
+    });
+    for (let i = 0; i < windows.length; i += this.rules.maxDetectBatch) {
+      const run = windows.slice(i, i + this.rules.maxDetectBatch);
+      const t0 = now();
+      const tensor = new Float32Array(run.length * size);
+      run.forEach((win, k) => {
+        const d = win.w.decoded!;
+        const region = new Uint8Array(win.span * win.span * 3);
+        for (let y = 0; y < win.span; y++) region.set(d.rgb.subarray(((win.top + y) * d.width + win.left) * 3, ((win.top + y) * d.width + win.left + win.span) * 3), y * win.span * 3);
+        resampleInto(region, win.span, win.span, 3, side, side, { out: tensor, offset: k * size, rowStride: side * 3, scale: 1 / 127.5, bias: -1 });
+      });
+      const boxes = await this.detector.detect(tensor, { width: side, height: side }, run.map((win) => (win.span * win.w.decoded!.shrink) / side));
+      const ms = now() - t0;
+      run.forEach((win, k) => {
+        const s = win.w.decoded!.shrink;
+        const found = boxes[k]!.map((b) => ({ ...b, x: b.x + win.left * s, y: b.y + win.top * s }));
+        win.w.timings.detectMs += ms;
+        // The face followed is the one that overlaps its last box; anything else (a cut, another
+        // person stepping in) sends the frame to the whole-frame search.
+        const last = trackOf(win.w)!.box!;
+        const same = found.filter((b) => iou(b, last) >= TRACK_IOU).sort((a, b) => b.width * b.height - a.width * a.height)[0];
+        if (!same) return;
+        win.w.boxes = found;
+        win.w.box = { x: same.x, y: same.y, width: same.width, height: same.height };
+      });
     }
   }
 
