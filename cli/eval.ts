@@ -20,7 +20,7 @@ import { progressBar } from './progress.ts';
 import { table as formatTable } from '../bench/machine.ts';
 
 function formatDetectionReports(reports: readonly DetectionReport[], title: string): string {
-  const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
+  const pct = (v: number) => (Number.isNaN(v) ? '-' : `${(v * 100).toFixed(1)}%`);
   const rows = reports.map((r) => [r.detector, pct(r.recall), pct(r.recallBySize.small), pct(r.recallBySize.medium), pct(r.recallBySize.large), r.falsePositivesPerScene.toFixed(3), pct(r.largestRecall), pct(r.largestCorrect), pct(r.falseAlarmScenes), r.msPerFrame.toFixed(2)]);
   return `${title}; ${reports[0]?.faces ?? 0} faces\n\n${formatTable(['detector', 'recall', '<64 px', '64-128 px', '>=128 px', 'false pos. / scene', 'largest face found', 'largest box is a face', 'false alarm (no-face scenes)', 'ms / frame'], rows)}`;
 }

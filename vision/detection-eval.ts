@@ -275,7 +275,8 @@ export function scoreDetections(scenes: readonly Scene[], detections: readonly F
     scenes: scenes.length,
     faces,
     recall: ratio(found, faces),
-    recallBySize: { small: ratio(bySize.small[1]!, bySize.small[0]!), medium: ratio(bySize.medium[1]!, bySize.medium[0]!), large: ratio(bySize.large[1]!, bySize.large[0]!) },
+    // NaN where a size holds no face (JSON: null).
+    recallBySize: { small: bySize.small[1]! / bySize.small[0]!, medium: bySize.medium[1]! / bySize.medium[0]!, large: bySize.large[1]! / bySize.large[0]! },
     falsePositivesPerScene: ratio(falsePositives, scenes.length),
     largestRecall: ratio(largestFound, withFace),
     largestCorrect: ratio(largestOk, withFace),

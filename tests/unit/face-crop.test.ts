@@ -5,7 +5,7 @@ import { edgeVerdict } from '../../processors/classifier/core.ts';
 import { ClassifierEngine, MODELS_DIR } from '../../processors/classifier/engine.ts';
 import { EmotionMuseError } from '../../runtime/errors.ts';
 import type { Frame } from '../../schemas/generated/types.ts';
-import { encodedSize, FaceCropper, parseDetectorSides, scaledTo, widen } from '../../vision/face-crop.ts';
+import { encodedSize, FaceCropper, FaceTrack, parseDetectorSides, scaledTo, widen } from '../../vision/face-crop.ts';
 import { resizeGrey } from '../../vision/image.ts';
 import { axisWeights, greyRegion, resampleInto } from '../../vision/resample.ts';
 import { noFacePhoto, webcamFrame } from '../support/faces.ts';
@@ -134,6 +134,38 @@ describe('one face crop for the device and the server (real models, CPU)', () =>
     expect(out[0]).toMatchObject({ code: 'UNDECODABLE_FRAME' });
     expect(out[1]).toMatchObject({ code: 'OVERSIZED_RECORD' });
     expect(out[2]).toMatchObject({ faceFound: true, box: null });
+  });
+});
+
+describe('following a face from frame to frame (FaceTrack)', () => {
+  it('searches the window around the last face while it is there, the whole frame when it is lost, and at every refresh', async () => {
+    const cropper = await FaceCropper.create({ modelsDir: MODELS_DIR, providers: ['cpu'] });
+    const track = new FaceTrack(4);
+    const moving = await Promise.all([0, 8, 16, 24, 32].map((dx) => webcamFrame(2, 1, { faceWidth: 180, dx, dy: dx / 4 })));
+    const whole: Array<{ x: number; width: number }> = [];
+    for (const jpeg of moving) {
+      const [c] = await cropper.crop([{ encoded: jpeg, encoding: 'JPEG', track }]);
+      const [alone] = await cropper.crop([{ encoded: jpeg, encoding: 'JPEG' }]);
+      const box = (c as { box: { x: number; width: number } }).box;
+      whole.push((alone as { box: { x: number; width: number } }).box);
+      // The window finds the face where a whole-frame search does.
+      expect(Math.abs(box.x - whole[whole.length - 1]!.x)).toBeLessThan(10);
+      expect(Math.abs(box.width - whole[whole.length - 1]!.width)).toBeLessThan(15);
+    }
+    // Frame 1 searched whole, 2-5 in the window (refresh after 4).
+    expect(track.counts).toEqual({ window: 4, whole: 1 });
+    await cropper.crop([{ encoded: moving[0]!, encoding: 'JPEG', track }]);
+    expect(track.counts).toEqual({ window: 4, whole: 2 });
+    // A cut to another face far away: the window finds nothing that overlaps, the whole frame does.
+    const cut = await webcamFrame(5, 3, { faceWidth: 120, dx: 180, dy: 100 });
+    const [afterCut] = await cropper.crop([{ encoded: cut, encoding: 'JPEG', track }]);
+    expect(track.counts.whole).toBe(3);
+    expect(afterCut).toMatchObject({ faceFound: true });
+    // No face: the box is dropped, and the next frame is searched whole.
+    await cropper.crop([{ encoded: await noFacePhoto(), encoding: 'JPEG', track }]);
+    expect(track.box).toBeNull();
+    await cropper.crop([{ encoded: moving[2]!, encoding: 'JPEG', track }]);
+    expect(track.counts.whole).toBe(5);
   });
 });
 
