@@ -49,7 +49,7 @@ const smootherEvalOptions = {
 const detectorEvalOptions = {
   ...inferenceOptions,
   settings: opt.list('EM_DETECTOR_SETTINGS', 'settings', ['256', '224', '192', '160', '128', '128/256', '160/256'], 'Detector settings to measure: a side (longer side of the input, a multiple of 32) or a cascade of sides (128/256)'),
-  scenes: opt.int('EM_SCENES', 'scenes', 400, 'Labelled 640x480 scenes to build', { min: 1 }),
+  scenes: opt.int('EM_SCENES', 'scenes', 600, 'Labelled 640x480 scenes to build', { min: 1 }),
   seed: opt.int('EM_SEED', 'seed', 1, 'Seed of the scenes', { min: 0 }),
   minFaceScore: opt.number('EM_MIN_FACE_SCORE', 'min-face-score', 0.6, 'Face detector score threshold', { min: 0, max: 1 }),
   cascadeMinWidth: opt.int('EM_CASCADE_MIN_WIDTH', 'cascade-min-width', DEFAULT_CASCADE_MIN_WIDTH, 'In a cascade, a side\'s faces are kept when the largest is at least this many input pixels wide', { min: 0 }),
@@ -144,7 +144,16 @@ true change at   to         emitted after`);
 export const evalCommand: Command = {
   summary: 'measure a stage on labelled data (eval classifier | eval smoother)',
   help: `usage: emotionmuse eval classifier [options]
+       emotionmuse eval detector [--scenes 600] [--seed 1] [--settings 256,128/256] [options]
        emotionmuse eval smoother --recording session.avro [options]
+
+eval detector builds labelled 640x480 scenes (the face-api demo photos with checked face boxes,
+FER-2013 training faces on generated backgrounds, scenes without a face) and prints, for round 1's
+detection and every detector setting, recall at IoU 0.5 by face size, false positives, how often
+the largest face is found and the largest box is a face, and the time per frame; then, on
+camera-like sequences, a whole-frame search of every frame against following the face
+(vision/README.md). A progress bar runs on stderr. Options of eval detector:
+${configHelp(detectorEvalOptions)}
 
 eval smoother runs the classifier and the smoother core over a labelled recording and prints the
 label transitions of frame-level argmax against those after smoothing and hysteresis, the share
