@@ -207,7 +207,7 @@ export class FaceCropper {
     };
   }
 
-  /** The detector setting in words: `256`, or `128/256 (first side kept from 24 px)`. */
+  /** The detector setting in words: `256`, or `128/256 (kept from 24 px)` for a cascade. */
   describe(): string {
     const sides = formatDetectorSides(this.detectorSides);
     return this.detectorSides.length > 1 && this.rules.cascadeMinWidth > 0 ? `${sides} (kept from ${this.rules.cascadeMinWidth} px)` : sides;
