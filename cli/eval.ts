@@ -3,8 +3,8 @@ import { fileURLToPath } from 'node:url';
 import { configHelp, loadConfig, opt, parseArgv } from '../runtime/config.ts';
 import { createLogger } from '../runtime/log.ts';
 import { ClassifierEngine, MODELS_DIR } from '../processors/classifier/engine.ts';
-import { buildScenes, buildSequences, defaultSceneSources, evaluateDetector, evaluateReference, evaluateSequences, type DetectionReport } from '../vision/detection-eval.ts';
-import { FaceDetector } from '../vision/detector.ts';
+import { buildScenes, buildSequences, defaultSceneSources, detectionSheet, evaluateDetector, evaluateReference, evaluateSequences, type DetectionReport } from '../vision/detection-eval.ts';
+import { FaceDetector, type FaceBox } from '../vision/detector.ts';
 import { openSession } from '../runtime/onnx.ts';
 import { DEFAULT_CASCADE_MIN_WIDTH, FaceCropper, formatDetectorSides, parseDetectorSides } from '../vision/face-crop.ts';
 import { evaluateFolder, formatReport } from '../processors/classifier/evaluate.ts';
@@ -56,6 +56,7 @@ const detectorEvalOptions = {
   fer: opt.string('EM_FER_DIR', 'fer', path.resolve(ROOT, '../shared/data/fer2013/train'), 'FER-2013 faces pasted into scenes (one folder per class)'),
   sequences: opt.int('EM_SEQUENCES', 'sequences', 24, 'Camera-like sequences on which following the face is measured against searching every whole frame (0: none)', { min: 0 }),
   sequenceFrames: opt.int('EM_SEQUENCE_FRAMES', 'sequence-frames', 40, 'Frames per sequence', { min: 2 }),
+  picture: opt.string('EM_PICTURE', 'picture', '', 'Also write a picture (.png or .jpg) of the first 24 scenes with the labelled faces (green), faces cut by the edge (grey) and the first setting\'s detections (red, dashed)'),
   json: opt.bool('EM_JSON', 'json', false, 'Print the reports as JSON'),
 };
 
@@ -72,10 +73,15 @@ async function evalDetector(argv: string[]): Promise<number> {
   const scenes = await buildScenes(config.scenes, config.seed, sources, config.json ? undefined : progressBar('building scenes'));
   const { session } = await openSession(path.join(MODELS_DIR, 'blazeface.onnx'), { providers: config.providers as Array<'cuda' | 'cpu'>, threads: config.threads });
   const reports: DetectionReport[] = [await evaluateReference(new FaceDetector(session, { minScore: config.minFaceScore }), scenes)];
-  for (const sides of settings) {
+  const firstDetections: FaceBox[][] = [];
+  for (const [i, sides] of settings.entries()) {
     const cropper = await FaceCropper.create({ modelsDir: MODELS_DIR, providers: config.providers as Array<'cuda' | 'cpu'>, threads: config.threads, detectorSides: sides, cascadeMinWidth: config.cascadeMinWidth, minFaceScore: config.minFaceScore, logger: createLogger('warn') });
-    reports.push(await evaluateDetector(cropper, scenes));
+    reports.push(await evaluateDetector(cropper, scenes, 8, i === 0 ? firstDetections : undefined));
     if (!config.json) process.stderr.write(`  measured ${formatDetectorSides(sides)}\n`);
+  }
+  if (config.picture) {
+    writeFileSync(config.picture, await detectionSheet(scenes, firstDetections, /\.jpe?g$/i.test(config.picture) ? 'jpeg' : 'png'));
+    if (!config.json) process.stderr.write(`wrote ${config.picture}\n`);
   }
   const sequenceReports: DetectionReport[] = [];
   if (config.sequences > 0) {
