@@ -12,6 +12,7 @@ COPY schemas ./schemas
 COPY topology ./topology
 COPY processors ./processors
 COPY vision ./vision
+COPY auth ./auth
 COPY infra ./infra
 COPY models ./models
 COPY sessions ./sessions

@@ -8,6 +8,7 @@ import { publishCommand, recordCommand, replayCommand, subscribeCommand } from '
 import { infraCommand } from './infra.ts';
 import { pipelineCommand } from './pipeline.ts';
 import { runCommand } from './run.ts';
+import { tokenCommand } from './token.ts';
 import { topicsCommand } from './topics.ts';
 
 const COMMANDS: Record<string, Command> = {
@@ -23,6 +24,7 @@ const COMMANDS: Record<string, Command> = {
   record: recordCommand,
   replay: replayCommand,
   latency: latencyCommand,
+  token: tokenCommand,
 };
 
 function usage(): string {
