@@ -564,6 +564,13 @@ export class StreamRuntime<S> {
     }
     try {
       const value = this.o.registry.decode(input.kind, m.value);
+      // Every topic is keyed by user id: the key is the record's identity (the gateway sets it from
+      // the caller's token), so a record must have one, and it must name the record's own user.
+      const userId = (value as { userId?: unknown }).userId;
+      if (typeof userId === 'string') {
+        if (m.key === null || m.key.length === 0) return { ok: false, message: m, code: 'INVALID_RECORD', error: `record of user "${userId.slice(0, 64)}" has no key` };
+        if (m.key.toString() !== userId) return { ok: false, message: m, code: 'INVALID_RECORD', error: `record key "${m.key.toString().slice(0, 64)}" is not the record's user "${userId.slice(0, 64)}"` };
+      }
       return {
         ok: true,
         record: { topic: input.id, topicName: input.name, partition, offset: m.offset, key: m.key?.toString() ?? '', value, timestamp: Number(m.timestamp) },

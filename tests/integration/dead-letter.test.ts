@@ -24,10 +24,12 @@ describe('dead letters', () => {
       registry.encode('frame', frame('u', 6)),
     ];
     await produce(fx.kafka, topicName(topology, 'frames'), inputs.map((value) => ({ key: 'u', value })));
+    // A frame whose key is another user, and one without a key: the key is the record's identity.
+    await produce(fx.kafka, topicName(topology, 'frames'), [{ key: 'kx', value: registry.encode('frame', frame('u', 7)) }, { key: null, value: registry.encode('frame', frame('u', 8)) }]);
     const reader = await collect(fx.kafka, [topicName(topology, 'passthrough'), topicName(topology, 'dead-letter')]);
     const p = await startProcessor('passthrough', { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '1', EM_MAX_RECORD_BYTES: '2048' });
     try {
-      await waitFor('4 outputs and 4 dead letters', () => reader.records.length >= 8, 60_000);
+      await waitFor('4 outputs and 6 dead letters', () => reader.records.length >= 10, 60_000);
       const outputs = reader.records.filter((r) => r.topic === topicName(topology, 'passthrough')).map((r) => registry.decode('frame', r.value!).seq);
       expect(outputs).toEqual([1, 2, 4, 6]);
 
@@ -38,16 +40,21 @@ describe('dead letters', () => {
         [3, 'WRONG_SCHEMA_KIND'],
         [4, 'UNDECODABLE_FRAME'],
         [6, 'OVERSIZED_RECORD'],
+        [8, 'INVALID_RECORD'],
+        [9, 'INVALID_RECORD'],
       ]);
+      expect(letters[4]!.errorMessage).toMatch(/key "kx" is not the record's user "u"/);
+      expect(letters[5]!.errorMessage).toMatch(/has no key/);
+      const allInputs = [...inputs, registry.encode('frame', frame('u', 7)), registry.encode('frame', frame('u', 8))];
       for (const l of letters) {
         expect(l).toMatchObject({ sourceTopic: topicName(topology, 'frames'), sourcePartition: 0, stage: 'passthrough' });
-        expect(l.value).toEqual(inputs[l.sourceOffset]);
-        expect(l.key?.toString()).toBe('u');
+        expect(l.value).toEqual(allInputs[l.sourceOffset]);
+        if (l.sourceOffset < 8) expect(l.key?.toString()).toBe('u');
         expect(l.errorMessage.length).toBeGreaterThan(0);
       }
       const metrics = await metricsText(p.port);
       expect(metricSum(metrics, 'emotionmuse_dead_letters_total', 'code="NOT_SINGLE_OBJECT"')).toBe(1);
-      expect(metricSum(metrics, 'emotionmuse_dead_letters_total')).toBe(4);
+      expect(metricSum(metrics, 'emotionmuse_dead_letters_total')).toBe(6);
     } finally {
       p.proc.kill('SIGTERM');
       await p.exited;
