@@ -1,13 +1,12 @@
 import { configHelp, loadConfig, opt } from '../runtime/config.ts';
+import { tokenKeyOptions, tokenConfigOf } from '../auth/options.ts';
 import { AuthError, mintDevelopmentToken, parseTtl } from '../auth/tokens.ts';
 import type { Command } from './command.ts';
 
 const tokenOptions = {
   user: opt.string('EM_USER', 'user', '', 'The user the token is for (its subject)'),
   ttl: opt.string('EM_TOKEN_TTL', 'ttl', '1h', 'How long the token lives: 90s, 15m, 1h, 7d'),
-  secretFile: opt.string('EM_JWT_SECRET_FILE', 'secret-file', '', 'File holding the HS256 secret (otherwise the EM_JWT_SECRET environment variable; never a flag)'),
-  issuer: opt.string('EM_JWT_ISSUER', 'issuer', '', 'Issuer (iss) to write, when verifiers check one'),
-  audience: opt.string('EM_JWT_AUDIENCE', 'audience', '', 'Audience (aud) to write, when verifiers check one'),
+  ...tokenKeyOptions,
 };
 
 export const tokenCommand: Command = {
@@ -15,7 +14,8 @@ export const tokenCommand: Command = {
   help: `usage: emotionmuse token --user <id> [--ttl 1h]
 
 Prints a JWT whose subject is the user and that expires after --ttl, signed with the HS256 secret
-from EM_JWT_SECRET or --secret-file (at least 32 bytes). It is for development: in production a
+from EM_JWT_SECRET or --jwt-secret-file (at least 32 bytes), with --jwt-issuer and --jwt-audience
+when set (the verifiers' settings of the same names). It is for development: in production a
 real identity provider issues tokens, and verifiers take its public key or JWKS file. The secret is
 never printed.
 
@@ -28,11 +28,7 @@ ${configHelp(tokenOptions)}`,
       return 2;
     }
     try {
-      const token = await mintDevelopmentToken(
-        { secret: c.secretFile ? undefined : process.env.EM_JWT_SECRET, secretFile: c.secretFile || undefined, issuer: c.issuer || undefined, audience: c.audience || undefined },
-        c.user,
-        parseTtl(c.ttl),
-      );
+      const token = await mintDevelopmentToken(tokenConfigOf(c), c.user, parseTtl(c.ttl));
       console.log(token);
       return 0;
     } catch (err) {

@@ -6,6 +6,8 @@ import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../runtime/onnx.ts'
 import type { ProcessorCore } from '../runtime/processor.ts';
 import { createClassifierCore } from './classifier/core.ts';
 import { DEFAULT_DETECTOR_SIDES, formatDetectorSides, parseDetectorSides } from '../vision/face-crop.ts';
+import { hasTokenKey, tokenConfigOf, tokenKeyOptions } from '../auth/options.ts';
+import { TokenVerifier } from '../auth/tokens.ts';
 import { ClassifierEngine, DEFAULT_EMOTION_MODEL, EMOTION_MODELS, type EmotionModel } from './classifier/engine.ts';
 import { createPassthroughCore } from './passthrough/core.ts';
 import { createSmootherCore, DEFAULT_SMOOTHER_CONFIG } from './smoother/core.ts';
@@ -104,8 +106,12 @@ export const PROCESSORS: Record<string, ProcessorEntry<any>> = {
   }),
   recommender: entry({
     port: 9103,
-    options: recommenderOptions,
+    options: { ...recommenderOptions, ...tokenKeyOptions },
     create: async ({ metrics, logger, config, common }) => {
+      // GET /users/{id}/recommendations answers only a bearer token for that user.
+      const tokens = tokenConfigOf(config);
+      const verifier = hasTokenKey(tokens) ? await TokenVerifier.create(tokens) : undefined;
+      if (!verifier) logger.warn('no token key configured: GET /users/{id}/recommendations refuses every request (set EM_JWT_SECRET or a key file)');
       const scorer = await Scorer.open(config.modelDir, { providers: providersOf(config.providers), threads: config.threads, graph: config.scoringGraph, logger });
       logger.info('recommender model loaded', { model: scorer.modelVersion, tracks: scorer.catalogue.size, provider: scorer.provider, graph: scorer.graphFile });
       metrics.modelInfo.set({ stage: 'recommender', model: 'bilstm-va', version: scorer.modelVersion, provider: scorer.provider }, 1);
@@ -116,7 +122,7 @@ export const PROCESSORS: Record<string, ProcessorEntry<any>> = {
         onOperation: (_op, ms) => metrics.stepSeconds.observe({ stage: 'recommender', step: 'redis' }, ms / 1000),
       });
       await store.connect();
-      return createRecommenderCore({ scorer, store, metrics, config: { ...DEFAULT_RECOMMENDER_CONFIG, lambda: config.lambda, topK: config.topK, refreshIntervalMs: config.refreshIntervalMs } });
+      return createRecommenderCore({ scorer, store, metrics, verifier, config: { ...DEFAULT_RECOMMENDER_CONFIG, lambda: config.lambda, topK: config.topK, refreshIntervalMs: config.refreshIntervalMs } });
     },
   }),
   classifier: entry({

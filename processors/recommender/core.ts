@@ -1,4 +1,6 @@
 import { EmotionMuseError } from '../../runtime/errors.ts';
+import { authorizeUser } from '../../auth/http.ts';
+import type { TokenVerifier } from '../../auth/tokens.ts';
 import type { RouteHandler } from '../../runtime/http.ts';
 import type { Metrics } from '../../runtime/metrics.ts';
 import type { InputRecord, ProcessorCore } from '../../runtime/processor.ts';
@@ -26,7 +28,7 @@ const UNIFORM = Array.from({ length: 7 }, () => 1 / 7);
  * is fenced by the record's source offset (a redelivered record is not applied twice) and the
  * list a record produced is kept for an hour, so that a redelivery publishes the same list.
  */
-export function createRecommenderCore(deps: { scorer: Scorer; store: UserStore; config?: RecommenderConfig; metrics?: Metrics }): ProcessorCore<never, Recommendation | null> & { routes: RouteHandler[] } {
+export function createRecommenderCore(deps: { scorer: Scorer; store: UserStore; config?: RecommenderConfig; metrics?: Metrics; verifier?: TokenVerifier }): ProcessorCore<never, Recommendation | null> & { routes: RouteHandler[] } {
   const { scorer, store, metrics } = deps;
   const config = deps.config ?? DEFAULT_RECOMMENDER_CONFIG;
   const step = (name: string, ms: number) => metrics?.stepSeconds.observe({ stage: 'recommender', step: name }, ms / 1000);
@@ -133,8 +135,12 @@ export function createRecommenderCore(deps: { scorer: Scorer; store: UserStore; 
       async (req, url) => {
         const m = /^\/users\/([^/]+)\/recommendations$/.exec(url.pathname);
         if (!m || req.method !== 'GET') return undefined;
-        const list = await store.lastList(decodeURIComponent(m[1]!));
-        if (!list) return { status: 404, body: { error: `no recommendations for user ${decodeURIComponent(m[1]!)}` } };
+        const user = decodeURIComponent(m[1]!);
+        // A user's list is personal data: only a bearer token for that user reads it.
+        const refused = await authorizeUser(deps.verifier, req, user);
+        if (refused) return refused;
+        const list = await store.lastList(user);
+        if (!list) return { status: 404, body: { error: 'no recommendations for this user yet' } };
         return {
           status: 200,
           body: { ...list, items: list.items.map((it) => ({ ...it, title: scorer.catalogue.titles[scorer.catalogue.indexOf.get(it.trackId) ?? -1] ?? null, artist: scorer.catalogue.artists[scorer.catalogue.indexOf.get(it.trackId) ?? -1] ?? null })) },

@@ -8,6 +8,7 @@ import { Redis } from 'ioredis';
 import type { Admin, Kafka } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { main } from '../../cli/main.ts';
+import { mintDevelopmentToken } from '../../auth/tokens.ts';
 import { recommenderOptions } from '../../processors/index.ts';
 import { loadCatalogue, type TrackCatalogue } from '../../processors/recommender/catalogue.ts';
 import type { EmotionChange, Listen, Recommendation } from '../../schemas/generated/types.ts';
@@ -17,6 +18,8 @@ import { collect, createTopology, freePort, metricSum, metricsText, produce, ran
 
 const MODEL = process.env.EM_RECOMMENDER_MODEL ?? recommenderOptions.modelDir.default;
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+// The recommender's token secret in these tests (a test value; deployments take theirs from the environment or a file).
+const SECRET = 'recommender-test-secret-of-32-bytes-or-more';
 
 function change(userId: string, label: EmotionChange['label'], t: number): EmotionChange {
   const probabilities = [0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02];
@@ -58,7 +61,7 @@ describe('recommender processor on the real broker and Redis', () => {
     const prefix = randomPrefix('recommender');
     const redisPrefix = `${prefix}r:`;
     const topology = await createTopology(admin, prefix, 2);
-    const env = { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '2', EM_REDIS_URL: inject('redisUrl'), EM_REDIS_PREFIX: redisPrefix, EM_RECOMMENDER_MODEL: MODEL, EM_LISTEN_REFRESH_MS: '3600000' };
+    const env = { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '2', EM_REDIS_URL: inject('redisUrl'), EM_REDIS_PREFIX: redisPrefix, EM_RECOMMENDER_MODEL: MODEL, EM_LISTEN_REFRESH_MS: '3600000', EM_JWT_SECRET: SECRET };
     const reader = await collect(kafka, [topicName(topology, 'recommendations'), topicName(topology, 'dead-letter')]);
     let p = await startProcessor('recommender', env);
     try {
@@ -104,13 +107,22 @@ describe('recommender processor on the real broker and Redis', () => {
       for (const item of cold.items) expect(item.finalScore).toBeCloseTo(0.9 * item.emotionScore + 0.1 * item.preferenceScore, 5);
       expect(cold.items.map((i) => i.finalScore)).toEqual([...cold.items.map((i) => i.finalScore)].sort((a, b) => b - a));
 
-      // Read-back without Kafka: HTTP and the CLI give the last list.
-      const res = await fetch(`http://127.0.0.1:${p.port}/users/ana/recommendations`);
+      // Read-back without Kafka: HTTP (with ana's token, and only hers) and the CLI give the last list.
+      const bearer = async (user: string, ttl = 600, now = Date.now()) => ({ authorization: `Bearer ${await mintDevelopmentToken({ secret: SECRET }, user, ttl, now)}` });
+      const listUrl = `http://127.0.0.1:${p.port}/users/ana/recommendations`;
+      expect((await fetch(listUrl)).status).toBe(401);
+      expect(((await (await fetch(listUrl)).json()) as { code: string }).code).toBe('TOKEN_MISSING');
+      expect((await fetch(listUrl, { headers: await bearer('bo') })).status).toBe(403);
+      const expired = await fetch(listUrl, { headers: await bearer('ana', 60, Date.now() - 3600_000) });
+      expect([expired.status, ((await expired.json()) as { code: string }).code]).toEqual([401, 'TOKEN_EXPIRED']);
+      const forged = await fetch(listUrl, { headers: { authorization: `Bearer ${await mintDevelopmentToken({ secret: `${SECRET}-forged` }, 'ana', 600)}` } });
+      expect(forged.status).toBe(401);
+      const res = await fetch(listUrl, { headers: await bearer('ana') });
       expect(res.status).toBe(200);
       const body = (await res.json()) as Recommendation & { items: Array<{ title: string }> };
       expect(body.listId).toBe(sad.listId);
       expect(body.items[0]!.title).toBe(catalogue.titles[catalogue.indexOf.get(sad.items[0]!.trackId)!]);
-      expect((await fetch(`http://127.0.0.1:${p.port}/users/nobody/recommendations`)).status).toBe(404);
+      expect((await fetch(`http://127.0.0.1:${p.port}/users/nobody/recommendations`, { headers: await bearer('nobody') })).status).toBe(404);
       const printed: string[] = [];
       const log = console.log;
       console.log = (...a: unknown[]) => printed.push(a.join(' '));
@@ -141,7 +153,7 @@ describe('recommender processor on the real broker and Redis', () => {
       await p.exited;
       p = await startProcessor('recommender', env);
       await waitFor('ready after restart', async () => (await fetch(`http://127.0.0.1:${p.port}/readyz`)).status === 200, 30_000);
-      const again = (await (await fetch(`http://127.0.0.1:${p.port}/users/ana/recommendations`)).json()) as Recommendation;
+      const again = (await (await fetch(`http://127.0.0.1:${p.port}/users/ana/recommendations`, { headers: await bearer('ana') })).json()) as Recommendation;
       expect(again.listId).toBe(sad.listId);
       expect(await redis.lrange(`${redisPrefix}u:ana:history`, 0, -1)).toEqual([...tracks].reverse());
     } finally {

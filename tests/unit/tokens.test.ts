@@ -77,8 +77,8 @@ describe('bearer tokens', () => {
     const log = vi.spyOn(console, 'log').mockImplementation((s: string) => void out.push(s));
     const err = vi.spyOn(console, 'error').mockImplementation(() => undefined);
     try {
-      expect(await main(['token', '--user', 'ana', '--ttl', '15m', '--secret-file', file])).toBe(0);
-      expect(await main(['token', '--ttl', '15m', '--secret-file', file])).toBe(2);
+      expect(await main(['token', '--user', 'ana', '--ttl', '15m', '--jwt-secret-file', file])).toBe(0);
+      expect(await main(['token', '--ttl', '15m', '--jwt-secret-file', file])).toBe(2);
     } finally {
       log.mockRestore();
       err.mockRestore();
