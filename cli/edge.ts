@@ -8,10 +8,6 @@ import { EdgePublisher } from '../edge/publisher.ts';
 import { EdgeStats } from '../edge/stats.ts';
 import { createLogger } from '../runtime/log.ts';
 import { DEFAULT_DETECTOR_SIDES, formatDetectorSides, parseDetectorSides, scaledTo } from '../vision/face-crop.ts';
-
-async function* withShrink(frames: AsyncIterable<RawFrame>, shrink: number): AsyncGenerator<CameraImage> {
-  for await (const f of frames) yield { ...f, shrink };
-}
 import { record } from '../edge/record.ts';
 import { replay } from '../edge/replay.ts';
 import { ffmpegFrames, ffmpegRawFrames, folderFrames, probeVideoSize, type RawFrame } from '../edge/sources.ts';
@@ -22,6 +18,11 @@ import { SchemaRegistry } from '../schemas/registry.ts';
 import { buildTopology, topicName } from '../topology/topology.ts';
 import type { Command } from './command.ts';
 import { formatList } from './recommendations.ts';
+
+/** Raw frames that ffmpeg scaled down by `shrink`, as camera images (boxes come back in camera pixels). */
+async function* withShrink(frames: AsyncIterable<RawFrame>, shrink: number): AsyncGenerator<CameraImage> {
+  for await (const f of frames) yield { ...f, shrink };
+}
 
 const topologyOf = (c: { topicPrefix: string; partitions: number; replicationFactor: number }) => buildTopology({ prefix: c.topicPrefix, partitions: c.partitions, replicationFactor: c.replicationFactor });
 
@@ -58,8 +59,9 @@ export const publishCommand: Command = {
 
 Sends what the privacy level (--send) lets leave the device to the frames topic, through the
 EdgePublisher (sequence numbers, capture times, a bounded buffer with backpressure, retries,
-gzip), at --fps for images, video and camera (video and camera are decoded by ffmpeg). A
-progress line shows frames sent, rate and errors; --stats reports the client's CPU at the end.
+gzip for requests of several frames), at --fps for images, video and camera (video and camera
+are decoded by ffmpeg; their face is followed from frame to frame, --track). A progress line
+shows frames sent, rate and errors; --stats reports the client's CPU at the end.
 
 What leaves the device, besides the user id, session id, sequence number and capture time:
   --send crop    (default) ${PRIVACY_TEXT.crop}
