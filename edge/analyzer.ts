@@ -71,7 +71,7 @@ export class EdgeAnalyzer {
     if (options.privacy === 'frame') return new EdgeAnalyzer('frame', undefined, undefined, undefined);
     const emotionModel = options.emotionModel ?? DEFAULT_EMOTION_MODEL;
     const common = { modelsDir: options.modelsDir ?? MODELS_DIR, providers: options.providers ?? ['cpu'], threads: options.threads ?? 1, logger: options.logger };
-    const cropper = await FaceCropper.create({ ...common, inputSide: EMOTION_MODELS[emotionModel].input, detectorSides: options.detectorSides ?? DEFAULT_DETECTOR_SIDES, minFaceScore: options.minFaceScore, maxDetectBatch: 8 });
+    const cropper = await FaceCropper.create({ ...common, inputSide: EMOTION_MODELS[emotionModel].input, detectorSides: options.detectorSides ?? DEFAULT_DETECTOR_SIDES, minFaceScore: options.minFaceScore });
     const cnn = options.privacy === 'scores' ? await EmotionCnn.create({ ...common, emotionModel }) : undefined;
     return new EdgeAnalyzer(options.privacy, cropper, cnn, options.track ? new FaceTrack(options.refreshFrames) : undefined);
   }

@@ -343,12 +343,12 @@ export class FaceCropper {
   private async search(works: readonly Work[]): Promise<void> {
     const tracked = works.filter((w) => trackOf(w)?.box && trackOf(w)!.sinceFull < trackOf(w)!.refreshFrames);
     await this.detectInWindows(tracked);
-    const whole = works.filter((w) => w.box === undefined);
-    await this.detect(whole);
+    const whole = new Set(works.filter((w) => w.box === undefined));
+    await this.detect([...whole]);
     for (const w of works) {
       const track = trackOf(w);
       if (!track) continue;
-      if (whole.includes(w)) {
+      if (whole.has(w)) {
         track.sinceFull = 0;
         track.counts.whole++;
       } else {

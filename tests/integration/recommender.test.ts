@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -18,8 +19,8 @@ import { collect, createTopology, freePort, metricSum, metricsText, produce, ran
 
 const MODEL = process.env.EM_RECOMMENDER_MODEL ?? recommenderOptions.modelDir.default;
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-// The recommender's token secret in these tests (a test value; deployments take theirs from the environment or a file).
-const SECRET = 'recommender-test-secret-of-32-bytes-or-more';
+// The recommender's token secret in these tests, fresh per run (deployments take theirs from the environment or a file).
+const SECRET = randomBytes(32).toString('hex');
 
 function change(userId: string, label: EmotionChange['label'], t: number): EmotionChange {
   const probabilities = [0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02];

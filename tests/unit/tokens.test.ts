@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -6,7 +7,8 @@ import { describe, expect, it, vi } from 'vitest';
 import { main } from '../../cli/main.ts';
 import { mintDevelopmentToken, parseTtl, TokenVerifier } from '../../auth/tokens.ts';
 
-const SECRET = 'a-development-secret-of-at-least-32-bytes!';
+// A fresh secret per run: no secret, not even a test one, is written into the repository.
+const SECRET = randomBytes(32).toString('hex');
 const dir = mkdtempSync(path.join(tmpdir(), 'em-tokens-'));
 
 describe('bearer tokens', () => {
