@@ -148,7 +148,7 @@ true change at   to         emitted after`);
 }
 
 export const evalCommand: Command = {
-  summary: 'measure a stage on labelled data (eval classifier | eval smoother)',
+  summary: 'measure a stage on labelled data (eval classifier | eval detector | eval smoother)',
   help: `usage: emotionmuse eval classifier [options]
        emotionmuse eval detector [--scenes 600] [--seed 1] [--settings 256,128/256] [options]
        emotionmuse eval smoother --recording session.avro [options]
