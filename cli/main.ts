@@ -5,6 +5,7 @@ import { sessionCommand } from './session.ts';
 import { recommendationsCommand } from './recommendations.ts';
 import { latencyCommand } from './latency.ts';
 import { publishCommand, recordCommand, replayCommand, subscribeCommand } from './edge.ts';
+import { gatewayCommand } from './gateway.ts';
 import { infraCommand } from './infra.ts';
 import { pipelineCommand } from './pipeline.ts';
 import { runCommand } from './run.ts';
@@ -14,6 +15,7 @@ import { topicsCommand } from './topics.ts';
 const COMMANDS: Record<string, Command> = {
   pipeline: pipelineCommand,
   run: runCommand,
+  gateway: gatewayCommand,
   topics: topicsCommand,
   infra: infraCommand,
   eval: evalCommand,

@@ -34,6 +34,12 @@ export const METRICS = {
   transactionsAborted: { kind: 'counter', name: 'emotionmuse_transactions_aborted_total', help: 'Batches that could not be committed (a transaction aborted, or outputs not acknowledged): the task starts over from its committed offsets.', labels: ['stage'] },
   recommendations: { kind: 'counter', name: 'emotionmuse_recommendations_total', help: 'Recommendation lists published, by trigger.', labels: ['trigger'] },
   coldStarts: { kind: 'counter', name: 'emotionmuse_cold_starts_total', help: 'Lists made for users with no listening history (emotion-aware popularity).', labels: [] },
+  gatewayConnections: { kind: 'gauge', name: 'emotionmuse_gateway_connections', help: 'Open /v1/stream sockets of this gateway instance.', labels: [] },
+  gatewayFramesIn: { kind: 'counter', name: 'emotionmuse_gateway_frames_in_total', help: 'Frames a gateway read from its sockets and accepted for Kafka, by kind (GRAY8, SCORES, NONE, JPEG, PNG).', labels: ['kind'] },
+  gatewayRejections: { kind: 'counter', name: 'emotionmuse_gateway_rejections_total', help: 'Messages and requests a gateway refused or answered with an error, by reason (BAD_MESSAGE, BAD_FRAME, BAD_SCORES, MESSAGE_TOO_LARGE, OUT_OF_ORDER, DUPLICATE, TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, FORBIDDEN, UNKNOWN_TRACK, SERVICE_UNAVAILABLE, ...).', labels: ['reason'] },
+  gatewayThrottles: { kind: 'counter', name: 'emotionmuse_gateway_throttles_total', help: 'Times a gateway stopped reading a socket, by reason (RATE_LIMITED: the user\'s frame rate; BACKPRESSURE: too much in flight to Kafka).', labels: ['reason'] },
+  gatewayAckSeconds: { kind: 'histogram', name: 'emotionmuse_gateway_ack_seconds', help: 'From a frame read off a socket to its ack (Kafka stored it), rate-limit waits included.', labels: [] },
+  gatewayEventsOut: { kind: 'counter', name: 'emotionmuse_gateway_events_out_total', help: 'Events a gateway forwarded to its users\' sockets, by type (score, change, list).', labels: ['type'] },
   stateRestoreSeconds: { kind: 'histogram', name: 'emotionmuse_state_restore_seconds', help: 'Time to restore a partition\'s state from its changelog.', labels: ['stage'], buckets: LATENCY_BUCKETS },
 } as const satisfies Record<string, MetricSpec>;
 
@@ -41,10 +47,30 @@ export type MetricId = keyof typeof METRICS;
 type Instrument<S extends MetricSpec> = S['kind'] extends 'counter' ? Counter<string> : S['kind'] extends 'gauge' ? Gauge<string> : Histogram<string>;
 export type Metrics = { readonly [K in MetricId]: Instrument<(typeof METRICS)[K]> } & { readonly registry: Registry };
 
-/** Registers every metric of the table on `registry` (idempotent: a second call returns the same instruments). */
-export function createMetrics(registry: Registry = new Registry()): Metrics {
+const GATEWAY_IDS = ['gatewayConnections', 'gatewayFramesIn', 'gatewayRejections', 'gatewayThrottles', 'gatewayAckSeconds', 'gatewayEventsOut'] as const satisfies readonly MetricId[];
+
+/** The gateway's instruments, by short name. */
+export interface GatewayMetrics {
+  readonly registry: Registry;
+  readonly connections: Gauge<string>;
+  readonly framesIn: Counter<string>;
+  readonly rejections: Counter<string>;
+  readonly throttles: Counter<string>;
+  readonly ackSeconds: Histogram<string>;
+  readonly eventsOut: Counter<string>;
+}
+
+/** Registers the gateway's metrics only (a gateway runs no stage). */
+export function createGatewayMetrics(registry: Registry = new Registry()): GatewayMetrics {
+  const m = createMetrics(registry, GATEWAY_IDS);
+  return { registry, connections: m.gatewayConnections, framesIn: m.gatewayFramesIn, rejections: m.gatewayRejections, throttles: m.gatewayThrottles, ackSeconds: m.gatewayAckSeconds, eventsOut: m.gatewayEventsOut };
+}
+
+/** Registers the metrics of the table (all, or `ids`) on `registry` (idempotent: a second call returns the same instruments). */
+export function createMetrics(registry: Registry = new Registry(), ids?: readonly MetricId[]): Metrics {
   const out: Record<string, unknown> = { registry };
   for (const [id, spec] of Object.entries(METRICS) as Array<[MetricId, MetricSpec]>) {
+    if (ids && !ids.includes(id)) continue;
     const existing = registry.getSingleMetric(spec.name);
     if (existing) {
       out[id] = existing;

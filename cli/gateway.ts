@@ -1,0 +1,72 @@
+import { hasTokenKey, tokenConfigOf } from '../auth/options.ts';
+import { TokenVerifier } from '../auth/tokens.ts';
+import { loadWebAssets } from '../gateway/assets.ts';
+import { gatewayOptions } from '../gateway/options.ts';
+import { Gateway } from '../gateway/server.ts';
+import { loadCatalogue } from '../processors/recommender/catalogue.ts';
+import { configHelp, loadConfig } from '../runtime/config.ts';
+import { EmotionMuseError } from '../runtime/errors.ts';
+import { createKafka } from '../runtime/kafka.ts';
+import { createLogger } from '../runtime/log.ts';
+import { SchemaRegistry } from '../schemas/registry.ts';
+import { buildTopology } from '../topology/topology.ts';
+import type { Command } from './command.ts';
+
+export const gatewayCommand: Command = {
+  summary: 'serve HTTP and WebSocket clients (browsers, phones): frames in, their own events out',
+  help: `usage: emotionmuse gateway [options]
+
+The way in for clients that do not speak Kafka, and the web client's server. Every request needs
+a bearer token (a JWT whose subject is the user; emotionmuse token --user <id> mints one for
+development), verified against the HS256 secret (EM_JWT_SECRET or --jwt-secret-file), an RS256 or
+ES256 public key, or a JWKS file.
+
+  /v1/stream                 WebSocket: frames in (crop, scores or whole frames), acks, errors,
+                             and the user's own scores, emotion changes and lists out
+  GET  /v1/me/recommendations  the user's last list
+  GET  /v1/me/emotion          the user's current emotion (label, probabilities, valence, arousal)
+  POST /v1/me/listens          a play: {"trackId": "...", "listenedMs": 30000, "outcome": "COMPLETED"}
+  /                          the web client (camera, on-device crop, live view); ?token=<jwt> signs in
+  /healthz /readyz /metrics  liveness, readiness, Prometheus
+
+Run more instances behind a load balancer to scale out; gateway/README.md says how events reach
+each instance's users and what that costs.
+
+options:
+${configHelp(gatewayOptions)}`,
+  async run(argv) {
+    const c = loadConfig(gatewayOptions, { argv });
+    const logger = createLogger(c.logLevel, { component: 'gateway' });
+    const tokens = tokenConfigOf(c);
+    if (!hasTokenKey(tokens)) throw new EmotionMuseError('CONFIG_INVALID', 'the gateway needs a token key: set EM_JWT_SECRET (or --jwt-secret-file, --jwt-public-key-file, --jwt-jwks-file)');
+    const gateway = new Gateway({
+      kafka: createKafka({ brokers: c.brokers, clientId: 'emotionmuse-gateway' }),
+      registry: SchemaRegistry.load(),
+      topology: buildTopology({ prefix: c.topicPrefix, partitions: c.partitions, replicationFactor: c.replicationFactor }),
+      redisUrl: c.redisUrl,
+      redisPrefix: c.redisPrefix,
+      verifier: await TokenVerifier.create(tokens),
+      catalogue: loadCatalogue(c.modelDir),
+      port: c.port,
+      host: c.host,
+      limits: { framesPerSecond: c.framesPerSecond, maxMessageBytes: c.maxMessageBytes, maxInFlight: c.maxInFlight, helloTimeoutMs: c.helloTimeoutMs },
+      maxConnections: c.maxConnections,
+      maxInFlight: c.processInFlight,
+      assets: c.web ? await loadWebAssets() : undefined,
+      logger,
+    });
+    await gateway.start();
+    logger.info('gateway listening', { port: gateway.port, web: c.web });
+    const stop = new Promise<void>((resolve) => {
+      process.once('SIGINT', () => resolve());
+      process.once('SIGTERM', () => resolve());
+    });
+    await gateway.whenReady().then(
+      () => logger.info('gateway ready', { port: gateway.port }),
+      (err) => logger.warn(String(err)),
+    );
+    await stop;
+    await gateway.close();
+    return 0;
+  },
+};

@@ -1,0 +1,54 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+export interface Asset {
+  readonly type: string;
+  readonly body: Buffer;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export interface WebAssets {
+  get(pathname: string): Asset | undefined;
+}
+
+/** The page may run its own script, WebAssembly and nothing from elsewhere. */
+const PAGE_HEADERS = {
+  'content-security-policy': "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; style-src 'self'; frame-ancestors 'none'",
+  'referrer-policy': 'no-referrer',
+  'x-content-type-options': 'nosniff',
+};
+
+/** The models the page runs: the server's own files (vision/README.md), nothing downloaded. */
+export const WEB_MODELS = ['blazeface.onnx', 'emotion48-int8.onnx'] as const;
+
+/**
+ * The web client (web/): its page, its script bundled by esbuild from web/main.ts at start (in
+ * memory, so that what is served is always the checkout's code), ONNX Runtime Web's WebAssembly
+ * from node_modules, and the two ONNX models from models/. No CDN.
+ */
+export async function loadWebAssets(): Promise<WebAssets> {
+  const bundle = await build({
+    entryPoints: [path.join(ROOT, 'web/main.ts')],
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2022',
+    minify: true,
+    write: false,
+    logLevel: 'silent',
+    outfile: 'app.js',
+  });
+  const files = new Map<string, Asset>();
+  const file = (route: string, type: string, body: Buffer, headers?: Record<string, string>) => files.set(route, { type, body, headers });
+  file('/', 'text/html; charset=utf-8', readFileSync(path.join(ROOT, 'web/index.html')), PAGE_HEADERS);
+  file('/app.js', 'text/javascript; charset=utf-8', Buffer.from(bundle.outputFiles[0]!.contents));
+  file('/app.css', 'text/css; charset=utf-8', readFileSync(path.join(ROOT, 'web/app.css')));
+  const ortDist = path.join(ROOT, 'node_modules/onnxruntime-web/dist');
+  file('/ort/ort-wasm-simd-threaded.wasm', 'application/wasm', readFileSync(path.join(ortDist, 'ort-wasm-simd-threaded.wasm')));
+  for (const m of WEB_MODELS) file(`/models/${m}`, 'application/octet-stream', readFileSync(path.join(ROOT, 'models', m)));
+  return { get: (p) => files.get(p === '/index.html' ? '/' : p) };
+}
