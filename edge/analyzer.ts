@@ -7,23 +7,9 @@ import { DEFAULT_EMOTION_MODEL, EMOTION_MODELS, EmotionCnn, type EmotionModel } 
 import { DEFAULT_DETECTOR_SIDES, FaceCropper, FaceTrack, type CropSource } from '../vision/face-crop.ts';
 import type { EdgeFrame } from './publisher.ts';
 
-/**
- * What leaves the device, per privacy level:
- * - `crop` (default): the face is found and cut out on the device; only the 48x48 grey crop (2,304
- *   bytes) and its face box are sent, or a no-face marker (no bytes) when there is no face.
- * - `scores`: the device also runs the emotion CNN; only its 7 probabilities, the model version
- *   and the face box are sent, or a no-face marker. No pixels leave the device.
- * - `frame`: the whole camera frame as JPEG, for cameras that cannot compute.
- * Every level also sends the user id, session id, sequence number and capture time.
- */
-export type PrivacyLevel = 'crop' | 'scores' | 'frame';
-export const PRIVACY_LEVELS = ['crop', 'scores', 'frame'] as const satisfies readonly PrivacyLevel[];
+import { PRIVACY_LEVELS, PRIVACY_TEXT, type PrivacyLevel } from './privacy.ts';
 
-export const PRIVACY_TEXT: Record<PrivacyLevel, string> = {
-  crop: 'the 48x48 grey crop of the largest face and its box (or a no-face marker); the rest of the frame stays on the device',
-  scores: 'the 7 emotion probabilities of the on-device CNN, its version and the face box (or a no-face marker); no pixels',
-  frame: 'the whole camera frame as JPEG',
-};
+export { PRIVACY_LEVELS, PRIVACY_TEXT, type PrivacyLevel };
 
 /** One camera image: encoded (JPEG, PNG) or raw RGB (as ffmpeg's rawvideo gives it). */
 export type CameraImage =

@@ -4,9 +4,12 @@ import { EmotionMuseError, errorMessage } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import { openSession, type ExecutionProvider } from '../runtime/onnx.ts';
 import { clahe } from './clahe.ts';
-import { checkDetectorSide, DETECTOR_STRIDE, FaceDetector, iou, type FaceBox } from './detector.ts';
+import { checkDetectorSide, FaceDetector, iou, type FaceBox } from './detector.ts';
+import { cropGrey, fillDetectorInput, letterbox, scaledTo, widen, type Box } from './crop-rules.ts';
 import { resizeGrey, type GreyImage } from './image.ts';
-import { copyInto, greyRegion, resampleInto } from './resample.ts';
+import { resampleInto } from './resample.ts';
+
+export { CROP_MARGIN, scaledTo, widen, type Box } from './crop-rules.ts';
 
 // libvips' operation cache keeps decoded pixels of recent inputs for reuse; every frame here is
 // new, so it only holds memory (up to 50 MiB by default).
@@ -60,14 +63,6 @@ export function parseDetectorSides(setting: string): number[] {
   return sides;
 }
 export const formatDetectorSides = (sides: readonly number[]): string => sides.join('/');
-export const CROP_MARGIN = 0.1;
-
-export interface Box {
-  readonly x: number;
-  readonly y: number;
-  readonly width: number;
-  readonly height: number;
-}
 
 /**
  * What the last frames of one camera stream found, so that the next frame looks for the face
@@ -170,20 +165,6 @@ export function encodedSize(data: Uint8Array, encoding: 'JPEG' | 'PNG'): { width
   return undefined;
 }
 
-/** The size of a frame scaled so that its longer side is `side` (never enlarged). */
-export function scaledTo(width: number, height: number, side: number): { width: number; height: number } {
-  const k = Math.min(1, side / Math.max(width, height));
-  return { width: Math.max(1, Math.round(width * k)), height: Math.max(1, Math.round(height * k)) };
-}
-
-/** The box widened by 10% on each side, clipped to the frame, in whole pixels. */
-export function widen(box: Box, width: number, height: number): { left: number; top: number; width: number; height: number } {
-  const left = Math.max(0, Math.round(box.x - CROP_MARGIN * box.width));
-  const top = Math.max(0, Math.round(box.y - CROP_MARGIN * box.height));
-  const right = Math.min(width, Math.round(box.x + box.width + CROP_MARGIN * box.width));
-  const bottom = Math.min(height, Math.round(box.y + box.height + CROP_MARGIN * box.height));
-  return { left, top, width: Math.max(0, right - left), height: Math.max(0, bottom - top) };
-}
 
 /** Detect, widen, crop, grey, resize (and CLAHE) for batches of frames; see {@link CropRules}. */
 export class FaceCropper {
@@ -425,13 +406,11 @@ export class FaceCropper {
     const groups = new Map<string, Array<{ w: Work; width: number; height: number; scale: number }>>();
     for (const w of works) {
       const d = w.decoded!;
-      const k = side / Math.max(d.width, d.height);
-      const width = Math.max(1, Math.round(d.width * k));
-      const height = Math.max(1, Math.round(d.height * k));
       // (the decode is already this size for the cascade's largest side)
-      const key = `${Math.ceil(width / DETECTOR_STRIDE) * DETECTOR_STRIDE}x${Math.ceil(height / DETECTOR_STRIDE) * DETECTOR_STRIDE}`;
+      const { k, scaled, input } = letterbox(d.width, d.height, side);
+      const key = `${input.width}x${input.height}`;
       const list = groups.get(key) ?? [];
-      list.push({ w, width, height, scale: d.shrink / k });
+      list.push({ w, width: scaled.width, height: scaled.height, scale: d.shrink / k });
       groups.set(key, list);
     }
     for (const [key, items] of groups) {
@@ -444,9 +423,7 @@ export class FaceCropper {
         const tensor = new Float32Array(run.length * size).fill(-1);
         run.forEach((it, k) => {
           const d = it.w.decoded!;
-          const target = { out: tensor, offset: k * size, rowStride: iw * 3, scale: 1 / 127.5, bias: -1 };
-          if (d.width === it.width && d.height === it.height) copyInto(d.rgb, d.width, d.height, target);
-          else resampleInto(d.rgb, d.width, d.height, 3, it.width, it.height, target);
+          fillDetectorInput(d.rgb, d.width, d.height, it, { out: tensor, offset: k * size, rowStride: iw * 3, scale: 1 / 127.5, bias: -1 });
         });
         const boxes = await this.detector.detect(tensor, input, run.map((it) => it.scale));
         const ms = now() - t0;
@@ -471,9 +448,6 @@ export class FaceCropper {
       d = await this.decodeAt(w.source, size, this.cropSize(size, region.width, d.shrink));
     }
     const s = d.shrink;
-    const scaled = widen({ x: box.x / s, y: box.y / s, width: box.width / s, height: box.height / s }, d.width, d.height);
-    if (scaled.width < 2 || scaled.height < 2) return null;
-    const grey = greyRegion(d.rgb, d.width, 3, scaled);
-    return this.finish(resizeGrey({ data: grey, width: scaled.width, height: scaled.height }, this.inputSide, this.inputSide));
+    return cropGrey(d.rgb, d.width, d.height, { x: box.x / s, y: box.y / s, width: box.width / s, height: box.height / s }, this.inputSide, this.rules.clahe);
   }
 }

@@ -7,6 +7,10 @@ import { EmotionMuseError } from '../../runtime/errors.ts';
 import type { Frame } from '../../schemas/generated/types.ts';
 import { encodedSize, FaceCropper, FaceTrack, parseDetectorSides, scaledTo, widen } from '../../vision/face-crop.ts';
 import { resizeGrey } from '../../vision/image.ts';
+import { cropRgbFrame } from '../../vision/crop-rules.ts';
+import { FaceDetector } from '../../vision/detector.ts';
+import { openSession } from '../../runtime/onnx.ts';
+import path from 'node:path';
 import { axisWeights, greyRegion, resampleInto } from '../../vision/resample.ts';
 import { noFacePhoto, webcamFrame } from '../support/faces.ts';
 
@@ -75,6 +79,22 @@ describe('one face crop for the device and the server (real models, CPU)', () =>
     expect(s.box!.x + s.box!.width / 2).toBeLessThan(360);
     expect(s.box!.width).toBeGreaterThan(120);
     expect(s.box!.width).toBeLessThan(260);
+  });
+
+  it('the web client\'s crop rules (vision/crop-rules.ts, run in the browser) give the server\'s crop of the same RGB camera frame', async () => {
+    const { data, info } = await sharp(camera).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    const rgb = new Uint8Array(data.buffer, data.byteOffset, data.length);
+    const [server] = await engine.cropper.crop([{ rgb, width: info.width, height: info.height }]);
+    const { session } = await openSession(path.join(MODELS_DIR, 'blazeface.onnx'), { providers: ['cpu'] });
+    const detector = new FaceDetector(session, { minScore: 0.6 });
+    const web = await cropRgbFrame(rgb, info.width, info.height, (t, input, scales) => detector.detect(t, input, scales), { side: 256, inputSide: 48 });
+    const s = server as Exclude<NonNullable<typeof server>, EmotionMuseError>;
+    expect(web.crop).not.toBeNull();
+    expect(Buffer.compare(Buffer.from(web.crop!), Buffer.from(s.crop!))).toBe(0);
+    expect(web.box).toEqual(s.box);
+    // A frame without a face: no box, no crop.
+    const empty = await sharp(await noFacePhoto()).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    expect(await cropRgbFrame(new Uint8Array(empty.data), empty.info.width, empty.info.height, (t, input, scales) => detector.detect(t, input, scales), { side: 256, inputSide: 48 })).toEqual({ box: null, crop: null });
   });
 
   it('scores on the device equal the classifier\'s scores of the whole frame, and a GRAY8 crop scores the same', async () => {
