@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +22,7 @@ import { parseTimeline } from '../sessions/timeline.ts';
 import { applyTopology, formatActions } from '../topology/apply.ts';
 import { buildTopology, topicName } from '../topology/topology.ts';
 import { percentile } from '../bench/machine.ts';
+import { mintDevelopmentToken } from '../auth/tokens.ts';
 import type { Command } from './command.ts';
 import { formatList } from './recommendations.ts';
 import { latencyCommand } from './latency.ts';
@@ -44,6 +45,8 @@ const pipelineOptions = {
   infra: opt.bool('EM_START_INFRA', 'infra', true, 'Start (or reuse) the local Kafka and Redis first'),
   keepRunning: opt.bool('EM_KEEP_RUNNING', 'keep-running', false, 'Keep everything running after the replay ends (Ctrl-C stops)'),
   play: opt.bool('EM_PLAY', 'play', true, 'Act as the users\' player: play the first track of each list (a listen record)'),
+  gateway: opt.bool('EM_GATEWAY', 'gateway', true, 'Also start the gateway (emotionmuse gateway) and print the web viewer\'s address with a development token'),
+  gatewayPort: opt.int('EM_GATEWAY_PORT', 'gateway-port', 8080, 'Port of the gateway and the web viewer', { min: 1, max: 65535 }),
   timeoutS: opt.int('EM_TIMEOUT_S', 'timeout-s', 90, 'After the replay, wait at most this long for every user\'s first change and list', { min: 1 }),
 };
 
@@ -75,8 +78,10 @@ export const pipelineCommand: Command = {
 
 Starts (or reuses) the local Kafka and Redis, applies the topology, starts the classifier, the
 smoother and the recommender each as its own supervised process (a crash is shown and the
-process restarted), replays a session, and prints emotion changes and recommendation lists as
-they arrive. By default the session is synthesized from ../shared/data/fer2013/public-test for
+process restarted) and the gateway, prints the web viewer's address with a development token
+for each demo user, replays a session, and prints emotion changes and recommendation lists as
+they arrive. Token secret: EM_JWT_SECRET (or EM_JWT_SECRET_FILE) when set, otherwise a random
+one made for this run and never shown. By default the session is synthesized from ../shared/data/fer2013/public-test for
 three users (or made of the photos in @vladmandic/face-api when that folder is absent);
 --recording, --video and --camera choose another source. It stops by itself when every user has
 had an emotion change and a list (--keep-running to stay up; Ctrl-C stops cleanly), and prints
@@ -99,22 +104,23 @@ ${configHelp(pipelineOptions)}`,
     await admin.disconnect();
     console.log(`topics: ${actions.filter((a) => a.kind === 'created').length} created, ${actions.filter((a) => a.kind === 'unchanged').length} unchanged${actions.some((a) => a.kind === 'drift') ? `\n${formatActions(actions.filter((a) => a.kind === 'drift'))}` : ''}`);
 
-    const supervisor = new Supervisor({
-      logger,
-      env: { ...process.env, EM_KAFKA_BROKERS: c.brokers.join(','), EM_TOPIC_PREFIX: c.topicPrefix, EM_PARTITIONS: String(c.partitions), EM_REDIS_URL: c.redisUrl, EM_RECOMMENDER_MODEL: c.modelDir, EM_LOG_LEVEL: 'warn' },
-      onOutput: (name, line) => console.log(`  [${name}] ${line}`),
-    });
+    // A development token secret for this run when none is configured: the gateway and the
+    // recommender verify with it, and the viewer's tokens are signed with it.
+    const secretEnv = process.env.EM_JWT_SECRET || process.env.EM_JWT_SECRET_FILE ? {} : { EM_JWT_SECRET: randomBytes(32).toString('hex') };
+    const env: NodeJS.ProcessEnv = { ...process.env, ...secretEnv, EM_KAFKA_BROKERS: c.brokers.join(','), EM_TOPIC_PREFIX: c.topicPrefix, EM_PARTITIONS: String(c.partitions), EM_REDIS_URL: c.redisUrl, EM_RECOMMENDER_MODEL: c.modelDir, EM_GATEWAY_PORT: String(c.gatewayPort), EM_LOG_LEVEL: 'warn' };
+    const supervisor = new Supervisor({ logger, env, onOutput: (name, line) => console.log(`  [${name}] ${line}`) });
     for (const stage of STAGES) supervisor.start(stage);
-    const ready = async (stage: string) => {
+    if (c.gateway) supervisor.startCommand('gateway', ['gateway']);
+    const ready = async (name: string, port: number) => {
       for (let i = 0; i < 600; i++) {
-        const ok = await fetch(`http://127.0.0.1:${PROCESSORS[stage]!.port}/readyz`).then((r) => r.ok, () => false);
+        const ok = await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false);
         if (ok) return;
         await new Promise((r) => setTimeout(r, 100));
       }
-      throw new Error(`${stage} did not become ready within 60 s`);
+      throw new Error(`${name} did not become ready within 60 s`);
     };
-    await Promise.all(STAGES.map(ready));
-    console.log(`processors ready: ${STAGES.map((s) => `${s} :${PROCESSORS[s]!.port}`).join(', ')}`);
+    await Promise.all([...STAGES.map((s) => ready(s, PROCESSORS[s]!.port)), ...(c.gateway ? [ready('gateway', c.gatewayPort)] : [])]);
+    console.log(`processors ready: ${STAGES.map((s) => `${s} :${PROCESSORS[s]!.port}`).join(', ')}${c.gateway ? `, gateway :${c.gatewayPort}` : ''}`);
 
     const registry = SchemaRegistry.load();
     const catalogue = loadCatalogue(c.modelDir);
@@ -181,9 +187,15 @@ ${configHelp(pipelineOptions)}`,
 
     const users = new Set<string>();
     const framesTopic = topicName(topology, 'frames');
+    const showViewer = async (user: string) => {
+      if (!c.gateway) return;
+      const token = await mintDevelopmentToken({ secret: env.EM_JWT_SECRET, secretFile: env.EM_JWT_SECRET ? undefined : env.EM_JWT_SECRET_FILE }, user, 8 * 3600);
+      console.log(`watch ${user} live: http://127.0.0.1:${c.gatewayPort}/?token=${token}  (choose "Watch without the camera")`);
+    };
     if (c.video || c.camera) {
       const user = c.video ? 'video-user' : 'camera-user';
       users.add(user);
+      await showViewer(user);
       console.log(`publishing ${c.video || c.camera} as ${user} at ${c.fps} fps`);
       const analyzer = await EdgeAnalyzer.create({ privacy: c.send });
       const edge = new EdgePublisher({ kafka, registry, topic: framesTopic, userId: user, sessionId: session, analyzer });
@@ -197,6 +209,7 @@ ${configHelp(pipelineOptions)}`,
     } else {
       const { frames, source } = await demoFrames(c, registry);
       for (const f of frames) users.add(f.userId);
+      for (const u of [...users].sort()) await showViewer(u);
       console.log(`replaying ${frames.length} frames of ${users.size} user(s) from ${source}, session ${session}, speed ${c.speed}`);
       await replay(frames, { kafka, registry, topic: framesTopic, sessionId: session, speed: c.speed, signal: abort.signal });
     }

@@ -39,6 +39,8 @@ install_debs() {
   command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || missing+=(maven)
   command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+  # the browser test drives Debian's Chromium (puppeteer-core never downloads a browser)
+  command -v chromium >/dev/null || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then say "please install: ${missing[*]} (Debian packages)"; return 1; fi
     say "installing Debian packages: ${missing[*]}"

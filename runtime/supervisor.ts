@@ -20,14 +20,20 @@ export class Supervisor {
 
   constructor(private readonly options: { logger: Logger; env: NodeJS.ProcessEnv; onOutput?: (name: string, line: string) => void; maxRestarts?: number }) {}
 
+  /** Starts `emotionmuse run <name> [args]`. */
   start(name: string, args: readonly string[] = []): void {
-    const child: Child = { name, proc: undefined, restarts: 0 };
-    this.children.push(child);
-    this.spawn(child, args);
+    this.startCommand(name, ['run', name, ...args]);
   }
 
-  private spawn(child: Child, args: readonly string[]): void {
-    const proc = spawn(process.execPath, [BIN, 'run', child.name, ...args], { env: this.options.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  /** Starts `emotionmuse <argv>` under `name` (for a process that is not a stage, like the gateway). */
+  startCommand(name: string, argv: readonly string[]): void {
+    const child: Child = { name, proc: undefined, restarts: 0 };
+    this.children.push(child);
+    this.spawn(child, argv);
+  }
+
+  private spawn(child: Child, argv: readonly string[]): void {
+    const proc = spawn(process.execPath, [BIN, ...argv], { env: this.options.env, stdio: ['ignore', 'pipe', 'pipe'] });
     child.proc = proc;
     for (const stream of [proc.stdout, proc.stderr]) {
       let buf = '';
@@ -51,7 +57,7 @@ export class Supervisor {
         return;
       }
       const delay = Math.min(30_000, 500 * 2 ** (child.restarts - 1));
-      setTimeout(() => !this.stopping && this.spawn(child, args), delay);
+      setTimeout(() => !this.stopping && this.spawn(child, argv), delay);
     });
   }
 

@@ -113,9 +113,25 @@ function onMessage(m: ServerMessage, token: string): void {
   }
 }
 
-async function start(token: string, privacy: PrivacyLevel, config: ClientConfig): Promise<void> {
+/** The live view and the socket, without a camera (watching a session published elsewhere) or before it. */
+async function connect(token: string): Promise<BrowserStream> {
   $('consent').hidden = true;
   $('live').hidden = false;
+  const stream = new BrowserStream(token, { onMessage: (m) => onMessage(m, token), onStatus: status });
+  stream.connect();
+  const last = await fetch('/v1/me/recommendations', { headers: { authorization: `Bearer ${token}` } });
+  if (last.ok) renderList({ type: 'list', ...(await last.json()) } as ListMessage, token);
+  const paint = () => {
+    drawTimeline($<HTMLCanvasElement>('timeline'), state.windows.marks, state.changes);
+    drawCircumplex($<HTMLCanvasElement>('circumplex'), state.windows.marks, state.changes);
+    $('counters').textContent = `sent ${stream.sent}, acked ${stream.acked}, no face ${state.noFace}, throttled ${state.throttled}, errors ${state.errors}`;
+    requestAnimationFrame(paint);
+  };
+  requestAnimationFrame(paint);
+  return stream;
+}
+
+async function start(token: string, privacy: PrivacyLevel, config: ClientConfig): Promise<void> {
   $('level').textContent = `${privacy}: ${PRIVACY_TEXT[privacy]}`;
   status('starting the camera', true);
   const video = $<HTMLVideoElement>('video');
@@ -124,10 +140,7 @@ async function start(token: string, privacy: PrivacyLevel, config: ClientConfig)
   status('loading the face detector', true);
   const vision = await BrowserVision.create(config);
   if (privacy === 'scores') await vision.withCnn();
-  const stream = new BrowserStream(token, { onMessage: (m) => onMessage(m, token), onStatus: status });
-  stream.connect();
-  const last = await fetch('/v1/me/recommendations', { headers: { authorization: `Bearer ${token}` } });
-  if (last.ok) renderList({ type: 'list', ...(await last.json()) } as ListMessage, token);
+  const stream = await connect(token);
 
   const grab = document.createElement('canvas');
   let busy = false;
@@ -159,14 +172,11 @@ async function start(token: string, privacy: PrivacyLevel, config: ClientConfig)
     }
   }, 1000 / FPS);
 
-  const paint = () => {
+  const preview = () => {
     drawPreview($<HTMLCanvasElement>('preview'), video, state.box, state.label);
-    drawTimeline($<HTMLCanvasElement>('timeline'), state.windows.marks, state.changes);
-    drawCircumplex($<HTMLCanvasElement>('circumplex'), state.windows.marks, state.changes);
-    $('counters').textContent = `sent ${stream.sent}, acked ${stream.acked}, no face ${state.noFace}, throttled ${state.throttled}, errors ${state.errors}`;
-    requestAnimationFrame(paint);
+    requestAnimationFrame(preview);
   };
-  requestAnimationFrame(paint);
+  requestAnimationFrame(preview);
 }
 
 async function boot(): Promise<void> {
@@ -195,6 +205,11 @@ async function boot(): Promise<void> {
     e.preventDefault();
     const level = (document.querySelector('input[name=privacy]:checked') as HTMLInputElement).value as PrivacyLevel;
     start(token, level, config).catch((err: unknown) => status(`could not start: ${err instanceof Error ? err.message : String(err)}`, false));
+  };
+  $('watch').onclick = () => {
+    $('level').textContent = 'nothing: the camera is off (watching this user\'s session from wherever it is published)';
+    $('preview').hidden = true;
+    void connect(token);
   };
 }
 
