@@ -8,7 +8,7 @@
  * and memory, and the CPU of the rest. It names the most clients one gateway holds with capture
  * -> score p99 within 50 ms and every frame acked, and the gateway's CPU per 1,000 frames/s.
  *
- *   npm run bench:gateway [-- --clients 25,50,75,100 --seconds 20 --warmup-seconds 10 --fps 10 --out file.md]
+ *   npm run bench:gateway [-- --clients 25,50,100,150 --seconds 20 --warmup-seconds 10 --fps 10 --out file.md]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -30,16 +30,17 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const { flags } = parseArgv(process.argv.slice(2));
 const USAGE = `npm run bench:gateway [-- options]: simulated WebSocket clients through one gateway and the whole pipeline
 
-  --clients 25,50,75,100   clients (users) per step, each sending 48x48 crops
+  --clients 25,50,100,150  clients (users) per step, each sending 48x48 crops
   --fps 10                 frames per second of each client
   --seconds 20             measured length of each step
   --warmup-seconds 10      unreported warm-up first, at the first step's clients
   --partitions 6           partitions of every topic
+  --gateway-env VAR=v,...  settings for the gateway, e.g. EM_GATEWAY_LINGER_MS=2
   --gateway-node-args a,b  node arguments for the gateway process, e.g. --cpu-prof,--cpu-prof-dir=/tmp/prof
   --out file.md            where the report goes (default: bench/results/gateway.md for the default
                            steps, .cache/bench/gateway-last.md otherwise)
 `;
-const KNOWN = ['help', 'clients', 'fps', 'seconds', 'warmup-seconds', 'partitions', 'gateway-node-args', 'out'];
+const KNOWN = ['help', 'clients', 'fps', 'seconds', 'warmup-seconds', 'partitions', 'gateway-node-args', 'gateway-env', 'out'];
 if (flags.has('help')) {
   process.stdout.write(USAGE);
   process.exit(0);
@@ -49,7 +50,7 @@ if (unknown.length > 0) {
   process.stderr.write(`unknown option(s): ${unknown.map((f) => `--${f}`).join(', ')}\n\n${USAGE}`);
   process.exit(2);
 }
-const steps = (flags.get('clients') ?? '25,50,75,100').split(',').map(Number);
+const steps = (flags.get('clients') ?? '25,50,100,150').split(',').map(Number);
 const fps = Number(flags.get('fps') ?? 10);
 const seconds = Number(flags.get('seconds') ?? 20);
 const warmupSeconds = Number(flags.get('warmup-seconds') ?? 10);
@@ -78,7 +79,7 @@ const env = { ...process.env, EM_KAFKA_BROKERS: brokers.join(','), EM_TOPIC_PREF
 for (const [stage, port] of Object.entries(ports)) {
   procs[stage] = spawn(process.execPath, [path.join(ROOT, 'bin/emotionmuse.js'), 'run', stage], { env: { ...env, EM_HTTP_PORT: String(port) }, stdio: ['ignore', 'ignore', 'inherit'] });
 }
-procs.gateway = spawn(process.execPath, [...(flags.get('gateway-node-args') ?? '').split(',').filter(Boolean), path.join(ROOT, 'bin/emotionmuse.js'), 'gateway'], { env: { ...env, EM_GATEWAY_PORT: String(gatewayPort), EM_GATEWAY_HOST: '127.0.0.1', EM_GATEWAY_WEB: 'false' }, stdio: ['ignore', 'ignore', 'inherit'] });
+procs.gateway = spawn(process.execPath, [...(flags.get('gateway-node-args') ?? '').split(',').filter(Boolean), path.join(ROOT, 'bin/emotionmuse.js'), 'gateway'], { env: { ...env, ...Object.fromEntries((flags.get('gateway-env') ?? '').split(',').filter(Boolean).map((e) => e.split('=') as [string, string])), EM_GATEWAY_PORT: String(gatewayPort), EM_GATEWAY_HOST: '127.0.0.1', EM_GATEWAY_WEB: 'false' }, stdio: ['ignore', 'ignore', 'inherit'] });
 process.stderr.write('waiting for the processors and the gateway to be ready\n');
 for (const [name, port] of [...Object.entries(ports), ['gateway', gatewayPort] as const]) {
   for (let i = 0; i < 900 && !(await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false)); i++) {
@@ -101,7 +102,7 @@ interface Sim {
 }
 const base = `http://127.0.0.1:${gatewayPort}`;
 const sims: Sim[] = [];
-const seen = { scoreMs: [] as number[], ackMs: [] as number[], scores: 0, errors: 0, throttles: 0 };
+const seen = { scoreMs: [] as number[], scoredMs: [] as number[], ackMs: [] as number[], scores: 0, errors: 0, throttles: 0 };
 let measuring = false;
 const sentAt = new Map<string, number>();
 
@@ -118,7 +119,10 @@ async function addClients(n: number): Promise<void> {
         const now = Date.now();
         if (m.type === 'score') {
           seen.scores++;
-          if (measuring) seen.scoreMs.push(now - m.captureTimeMs);
+          if (measuring) {
+            seen.scoreMs.push(now - m.captureTimeMs);
+            seen.scoredMs.push(m.processedTimeMs - m.captureTimeMs);
+          }
         } else if (m.type === 'ack') {
           const t = sentAt.get(`${index}:${m.seq}`);
           if (t !== undefined && measuring) seen.ackMs.push(now - t);
@@ -171,6 +175,7 @@ interface Row {
   scoreP50: number;
   scoreP95: number;
   scoreP99: number;
+  scoredP99: number;
   ackP99: number;
   gatewayCpu: number;
   gatewayRss: number;
@@ -187,6 +192,7 @@ for (const n of steps) {
   await drive(2);
   process.stderr.write(`step: ${n} clients at ${fps} fps for ${seconds} s\n`);
   seen.scoreMs = [];
+  seen.scoredMs = [];
   seen.ackMs = [];
   seen.errors = 0;
   seen.throttles = 0;
@@ -218,6 +224,7 @@ for (const n of steps) {
     scoreP50: q(seen.scoreMs, 0.5),
     scoreP95: q(seen.scoreMs, 0.95),
     scoreP99: q(seen.scoreMs, 0.99),
+    scoredP99: q(seen.scoredMs, 0.99),
     ackP99: q(seen.ackMs, 0.99),
     gatewayCpu: cpu.gateway!,
     gatewayRss: cpuOf('gateway').rssMiB,
@@ -248,8 +255,8 @@ at ${fps} frames/s over its own WebSocket; capture -> score is measured at the c
 frame's capture time to its score event arriving back over the same socket.
 
 ${table(
-  ['clients', 'offered /s', 'acked /s', 'scores back /s', 'capture -> score p50', 'p95', 'p99', 'capture -> ack p99', 'gateway CPU', 'gateway RSS', 'stages CPU', 'broker CPU', 'clients CPU', 'machine busy', 'errors'],
-  rows.map((r) => [String(r.clients), String(r.offered), f0(r.acked), f0(r.scorePs), `${f0(r.scoreP50)} ms`, `${f0(r.scoreP95)} ms`, `${f0(r.scoreP99)} ms`, `${f0(r.ackP99)} ms`, `${(r.gatewayCpu * 100).toFixed(0)}% of a core`, `${f0(r.gatewayRss)} MiB`, `${(r.stagesCpu * 100).toFixed(0)}%`, `${(r.brokerCpu * 100).toFixed(0)}%`, `${(r.clientsCpu * 100).toFixed(0)}%`, `${(r.machineBusy * 100).toFixed(0)}%`, String(r.errors)]),
+  ['clients', 'offered /s', 'acked /s', 'scores back /s', 'capture -> score p50', 'p95', 'p99', 'of which capture -> classifier done p99', 'capture -> ack p99', 'gateway CPU', 'gateway RSS', 'stages CPU', 'broker CPU', 'clients CPU', 'machine busy', 'errors'],
+  rows.map((r) => [String(r.clients), String(r.offered), f0(r.acked), f0(r.scorePs), `${f0(r.scoreP50)} ms`, `${f0(r.scoreP95)} ms`, `${f0(r.scoreP99)} ms`, `${f0(r.scoredP99)} ms`, `${f0(r.ackP99)} ms`, `${(r.gatewayCpu * 100).toFixed(0)}% of a core`, `${f0(r.gatewayRss)} MiB`, `${(r.stagesCpu * 100).toFixed(0)}%`, `${(r.brokerCpu * 100).toFixed(0)}%`, `${(r.clientsCpu * 100).toFixed(0)}%`, `${(r.machineBusy * 100).toFixed(0)}%`, String(r.errors)]),
 )}
 
 - **Most clients one gateway holds within capture -> score p99 ${SCORE_BUDGET_MS} ms, every frame acked:** ${best ? `${best.clients} (${best.offered} frames/s)` : 'none of the steps'}.

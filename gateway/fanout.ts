@@ -16,6 +16,10 @@ export interface FanoutOptions {
   readonly names?: (trackId: string) => { title: string; artist: string } | undefined;
   readonly logger: Logger;
   readonly onEvent?: (type: ServerMessage['type']) => void;
+  /** A fetch waits at the broker for this many bytes, or `maxWaitMs`. @defaultValue 1 */
+  readonly minBytes?: number;
+  /** @defaultValue 20 */
+  readonly maxWaitMs?: number;
 }
 
 type Listener = (message: ServerMessage) => void;
@@ -38,7 +42,8 @@ export class Fanout {
     this.consumer = o.kafka.consumer({
       groupId: `${o.groupPrefix}gateway-${randomUUID()}`,
       readUncommitted: false,
-      maxWaitTimeInMs: 20,
+      maxWaitTimeInMs: o.maxWaitMs ?? 20,
+      minBytes: o.minBytes ?? 1,
       sessionTimeout: 10_000,
       heartbeatInterval: 1000,
     });

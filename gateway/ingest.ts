@@ -21,6 +21,8 @@ export interface IngestOptions {
   readonly maxBatch?: number;
   /** Encoded bytes per request at most (under the broker's message.max.bytes). @defaultValue 768 KiB */
   readonly maxBatchBytes?: number;
+  /** Milliseconds a request waits for more frames once the first is queued (the gateway's default: 2; bench/results/gateway.md). @defaultValue 0 */
+  readonly lingerMs?: number;
 }
 
 /**
@@ -63,7 +65,10 @@ export class Ingest {
     const value = this.o.registry.encode('frame', frame);
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ value, frame, resolve, reject });
-      if (!this.sending) void this.drain();
+      if (this.sending) return;
+      this.sending = true;
+      if (this.o.lingerMs) setTimeout(() => void this.drain(), this.o.lingerMs);
+      else void this.drain();
     });
   }
 

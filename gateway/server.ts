@@ -40,6 +40,10 @@ export interface GatewayOptions {
   /** The web client's files, served at `/`. */
   readonly assets?: WebAssets;
   readonly logger: Logger;
+  /** Tuning of the producer and the fan-out consumer (gateway/options.ts has the defaults). */
+  readonly lingerMs?: number;
+  readonly fanoutMinBytes?: number;
+  readonly fanoutMaxWaitMs?: number;
 }
 
 const JSON_TYPE = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
@@ -78,7 +82,7 @@ export class Gateway {
 
   constructor(private readonly o: GatewayOptions) {
     this.metrics = createGatewayMetrics();
-    this.ingest = new Ingest({ kafka: o.kafka, registry: o.registry, topic: topicName(o.topology, 'frames') });
+    this.ingest = new Ingest({ kafka: o.kafka, registry: o.registry, topic: topicName(o.topology, 'frames'), lingerMs: o.lingerMs });
     const names = (id: string) => {
       const i = o.catalogue.indexOf.get(id);
       return i === undefined ? undefined : { title: o.catalogue.titles[i]!, artist: o.catalogue.artists[i]! };
@@ -90,6 +94,8 @@ export class Gateway {
       topics: { 'emotion-scores': topicName(o.topology, 'emotion-scores'), 'emotion-changes': topicName(o.topology, 'emotion-changes'), recommendations: topicName(o.topology, 'recommendations') },
       names,
       logger: o.logger,
+      minBytes: o.fanoutMinBytes,
+      maxWaitMs: o.fanoutMaxWaitMs,
       onEvent: (type) => this.metrics.eventsOut.inc({ type }),
     });
     this.store = new UserStore(o.redisUrl, { prefix: o.redisPrefix, historySize: 50, ttlSeconds: 86_400 });
