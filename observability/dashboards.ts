@@ -11,7 +11,7 @@ const m = METRICS;
 const quantiles = (metric: string, by: string, label: string, selector = '') =>
   [0.5, 0.95, 0.99].map((x) => ({ expr: `histogram_quantile(${x}, sum by (le, ${by}) (rate(${metric}_bucket${selector}[1m])))`, legend: `${label} p${Math.round(x * 100)}` }));
 
-/** The three provisioned dashboards, built from the metric names of runtime/metrics.ts. */
+/** The provisioned dashboards, built from the metric names of runtime/metrics.ts. */
 export const DASHBOARDS: Record<string, { uid: string; title: string; panels: Panel[] }> = {
   'pipeline-overview': {
     uid: 'emotionmuse-pipeline',
@@ -36,6 +36,18 @@ export const DASHBOARDS: Record<string, { uid: string; title: string; panels: Pa
       { title: 'Inference time per batch (classifier)', unit: 's', targets: quantiles(m.stepSeconds.name, 'step', '{{step}}', '{stage="classifier",step=~"infer|detect"}') },
       { title: 'Frames without a face', unit: 'ops', targets: [{ expr: `sum (rate(${m.skipped.name}{stage="classifier",reason="no-face"}[5m]))`, legend: 'no face' }] },
       { title: 'Model and execution provider', unit: 'short', kind: 'table', targets: [{ expr: `max by (stage, model, version, provider) (${m.modelInfo.name})`, legend: '{{stage}} {{model}} {{version}} {{provider}}' }] },
+    ],
+  },
+  gateway: {
+    uid: 'emotionmuse-gateway',
+    title: 'EmotionMuse: gateway',
+    panels: [
+      { title: 'Open WebSocket connections per instance', unit: 'short', targets: [{ expr: `sum by (instance) (${m.gatewayConnections.name})`, legend: '{{instance}}' }] },
+      { title: 'Frames in by kind (GRAY8 crop, SCORES, NONE, JPEG)', unit: 'ops', targets: [{ expr: `sum by (kind) (rate(${m.gatewayFramesIn.name}[1m]))`, legend: '{{kind}}' }] },
+      { title: 'Rejections by reason (malformed messages, bad tokens, unknown tracks, ...)', unit: 'ops', targets: [{ expr: `sum by (reason) (rate(${m.gatewayRejections.name}[5m]))`, legend: '{{reason}}' }] },
+      { title: 'Sockets slowed by reason (rate limit, backpressure)', unit: 'ops', targets: [{ expr: `sum by (reason) (rate(${m.gatewayThrottles.name}[5m]))`, legend: '{{reason}}' }] },
+      { title: 'Frame read -> ack (stored in Kafka) p50 / p95 / p99', unit: 's', targets: quantiles(m.gatewayAckSeconds.name, 'instance', 'ack {{instance}}') },
+      { title: 'Events forwarded to users by type (score, change, list)', unit: 'ops', targets: [{ expr: `sum by (type) (rate(${m.gatewayEventsOut.name}[1m]))`, legend: '{{type}}' }] },
     ],
   },
   recommender: {

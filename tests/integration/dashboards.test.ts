@@ -16,6 +16,11 @@ import { topicName } from '../../topology/topology.ts';
 import { FER_PUBLIC_TEST, noFacePhoto } from '../support/faces.ts';
 import { frame, registry } from '../support/frames.ts';
 import { createTopology, freePort, produce, randomPrefix, startProcessor, type ProcessorProcess, useKafka, waitFor } from '../support/kafka.ts';
+import { randomBytes } from 'node:crypto';
+import { mintDevelopmentToken, TokenVerifier } from '../../auth/tokens.ts';
+import { StreamClient } from '../../gateway/client.ts';
+import { Gateway } from '../../gateway/server.ts';
+import { createLogger } from '../../runtime/log.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -36,7 +41,18 @@ describe('Grafana dashboards and Prometheus rules against a live Prometheus scra
 
     const dir = mkdtempSync(path.join(tmpdir(), 'em-prometheus-'));
     cpSync(path.join(ROOT, 'infra/prometheus/rules'), path.join(dir, 'rules'), { recursive: true });
-    const targets = Object.entries(processors).map(([name, p]) => `      - targets: ["127.0.0.1:${p.port}"]\n        labels: { processor: ${name} }`).join('\n');
+    // The gateway too, in this process, with a low frame rate so that a burst is slowed.
+    const secret = randomBytes(32).toString('hex');
+    const gateway = new Gateway({
+      kafka: fx.kafka, registry, topology, redisUrl: inject('redisUrl'), redisPrefix: `${prefix}r:`, verifier: await TokenVerifier.create({ secret }),
+      catalogue: loadCatalogue(process.env.EM_RECOMMENDER_MODEL ?? recommenderOptions.modelDir.default), port: 0, host: '127.0.0.1',
+      limits: { framesPerSecond: 5, maxMessageBytes: 64 * 1024, maxInFlight: 64, helloTimeoutMs: 5000 }, maxConnections: 10, maxInFlight: 1024,
+      logger: createLogger('warn', { component: 'gateway' }),
+    });
+    await gateway.start();
+    await gateway.whenReady();
+    const scrape = { ...Object.fromEntries(Object.entries(processors).map(([name, p]) => [name, p.port])), gateway: gateway.port };
+    const targets = Object.entries(scrape).map(([name, port]) => `      - targets: ["127.0.0.1:${port}"]\n        labels: { processor: ${name} }`).join('\n');
     writeFileSync(path.join(dir, 'prometheus.yml'), `global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - rules/recording.yml\n  - rules/alerts.yml\nscrape_configs:\n  - job_name: emotionmuse\n    static_configs:\n${targets}\n`);
     const port = await freePort();
     const prometheus = spawn('prometheus', [`--config.file=${path.join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${path.join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: 'ignore' });
@@ -59,6 +75,14 @@ describe('Grafana dashboards and Prometheus rules against a live Prometheus scra
         const { frames } = await synthesizeSession({ images: FER_PUBLIC_TEST, timeline: parseTimeline(timeline), fps: 10, seed: 90 + u, userId: `dash-${u}`, sessionId: 'x' });
         await replay(frames, { kafka: fx.kafka, registry, topic: topicName(topology, 'frames'), sessionId: `dash-${u}`, speed: 4 });
       }
+      // Gateway traffic: a malformed message, and a burst of crops over the rate limit whose scores come back.
+      const socket = await StreamClient.connect(`http://127.0.0.1:${gateway.port}`, { token: await mintDevelopmentToken({ secret }, 'dash-gw', 600), tokenInHeader: true });
+      socket.sendRaw('not json');
+      const { frames: crops } = await synthesizeSession({ images: FER_PUBLIC_TEST, timeline: parseTimeline('happy:2s'), fps: 10, seed: 3, userId: 'dash-gw', sessionId: 'gw' });
+      crops.forEach((f, i) => socket.send({ kind: 'GRAY8', seq: i + 1, captureTimeMs: Date.now(), width: f.width, height: f.height, faceBox: null, data: f.data }));
+      await socket.waitFor('the burst acked and scored', (c) => c.acked >= crops.length && c.messages.some((m) => m.type === 'score'), 60_000);
+      expect(socket.messages.some((m) => m.type === 'throttle')).toBe(true);
+      await socket.close();
       await waitFor('lists after emotion changes', async () => {
         const text = await fetch(`http://127.0.0.1:${processors.recommender!.port}/metrics`).then((r) => r.text());
         return /emotionmuse_recommendations_total\{trigger="EMOTION_CHANGE"[^}]*\} [1-9]/.test(text);
@@ -95,6 +119,7 @@ describe('Grafana dashboards and Prometheus rules against a live Prometheus scra
       expect(printed.join('\n')).toMatch(/CNN inference \(per batch\)\s+\d+\s+[\d.]+ ms/);
       expect(printed.join('\n')).toMatch(/total: capture -> recommendation list\s+[1-9]\d*\s+[\d.]+ ms/);
     } finally {
+      await gateway.close();
       prometheus.kill('SIGTERM');
       for (const p of Object.values(processors)) p.proc.kill('SIGTERM');
       await Promise.all(Object.values(processors).map((p) => p.exited));

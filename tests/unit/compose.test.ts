@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { commonOptions, processorOptions } from '../../runtime/common-config.ts';
 import { PROCESSORS } from '../../processors/index.ts';
+import { gatewayOptions } from '../../gateway/options.ts';
 
 // Docker cannot run here: check the compose file as far as it can be checked without an engine.
 const INFRA = fileURLToPath(new URL('../../infra/', import.meta.url));
@@ -17,7 +18,7 @@ describe('infra/docker-compose.yml', () => {
   const services = compose.services;
 
   it('has Kafka, Redis, Prometheus, Grafana, the topic setup and every processor', () => {
-    for (const name of ['kafka', 'redis', 'prometheus', 'grafana', 'topics', ...Object.keys(PROCESSORS)]) expect(services).toHaveProperty(name);
+    for (const name of ['kafka', 'redis', 'prometheus', 'grafana', 'topics', 'gateway', ...Object.keys(PROCESSORS)]) expect(services).toHaveProperty(name);
   });
 
   it('depends only on services that exist, and names only declared volumes or files that exist', () => {
@@ -40,8 +41,10 @@ describe('infra/docker-compose.yml', () => {
   });
 
   it('runs processors with commands the CLI knows and environment variables the config reads', () => {
-    const known = new Set(Object.values({ ...commonOptions, ...processorOptions }).map((o) => o.env));
+    // EM_JWT_SECRET is read from the environment only (auth/options.ts), never as a flag.
+    const known = new Set([...Object.values({ ...commonOptions, ...processorOptions, ...gatewayOptions }).map((o) => o.env), 'EM_JWT_SECRET']);
     for (const name of Object.keys(PROCESSORS)) expect(services[name]!.command).toEqual(['run', name]);
+    expect(services.gateway!.command).toEqual(['gateway']);
     for (const [name, service] of Object.entries(services)) {
       if (!service.build) continue;
       for (const env of Object.keys(service.environment ?? {})) expect(known.has(env), `${name}: ${env}`).toBe(true);
@@ -51,5 +54,6 @@ describe('infra/docker-compose.yml', () => {
   it('points Prometheus at every processor container', () => {
     const prom = readFileSync(path.join(INFRA, 'prometheus/prometheus.compose.yml'), 'utf8');
     for (const name of Object.keys(PROCESSORS)) expect(prom).toContain(`${name}:9100`);
+    expect(prom).toContain('gateway:8080');
   });
 });

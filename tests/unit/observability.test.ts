@@ -29,7 +29,7 @@ describe('metrics table, Prometheus rules and Grafana dashboards', () => {
     for (const m of Object.values(METRICS)) expect(m.labels as readonly string[]).not.toContain('user');
   });
 
-  it('has the three dashboards the users asked for', () => {
-    expect(Object.keys(DASHBOARDS)).toEqual(['pipeline-overview', 'model', 'recommender']);
+  it('has the dashboards the users asked for: pipeline, models, gateway, recommender', () => {
+    expect(Object.keys(DASHBOARDS)).toEqual(['pipeline-overview', 'model', 'gateway', 'recommender']);
   });
 });
