@@ -67,6 +67,8 @@ export class StreamConnection {
   private readonly cleanups: Array<() => void> = [];
   private ackScheduled = false;
   private helloPending = false;
+  /** Frames count only after the welcome (the session's last sequence number is known then). */
+  private welcomed = false;
   /** Cancels the wait of the current pause (its timer, or its place among the in-flight waiters). */
   private pauseCancel: (() => void) | undefined;
 
@@ -108,12 +110,20 @@ export class StreamConnection {
   private async begin(identity: Identity, sessionId: string | undefined): Promise<void> {
     this.identity = identity;
     this.sessionId = sessionId && /^[\w.:-]{1,128}$/.test(sessionId) ? sessionId : `ws-${randomUUID()}`;
-    const expiry = setTimeout(() => this.close(CLOSE_CODES.UNAUTHENTICATED, 'TOKEN_EXPIRED'), Math.max(0, identity.expiresAtMs - Date.now()));
+    // (timers hold at most 2^31 - 1 ms, about 24.8 days: a longer token is checked again then)
+    let expiry: NodeJS.Timeout;
+    const watch = () => {
+      const left = identity.expiresAtMs - Date.now();
+      if (left <= 0) return this.close(CLOSE_CODES.UNAUTHENTICATED, 'TOKEN_EXPIRED');
+      expiry = setTimeout(watch, Math.min(left, 2 ** 31 - 1));
+    };
+    watch();
     this.cleanups.push(() => clearTimeout(expiry));
     this.cleanups.push(this.ctx.claim(`${identity.userId}\u0000${this.sessionId}`, () => this.close(CLOSE_CODES.SESSION_TAKEN_OVER, 'the session was opened on another socket')));
     this.cleanups.push(this.ctx.fanout.listen(identity.userId, (m) => this.send(m)));
     const lastSeq = await this.ctx.sessions.lastSeq(identity.userId, this.sessionId);
     this.lastReceived = this.acked = this.resumedAfter = lastSeq;
+    this.welcomed = true;
     const { framesPerSecond, maxMessageBytes, maxInFlight } = this.ctx.limits;
     this.send({ type: 'welcome', userId: identity.userId, sessionId: this.sessionId, lastSeq, limits: { framesPerSecond, maxMessageBytes, maxInFlight } });
   }
@@ -121,7 +131,7 @@ export class StreamConnection {
   private onMessage(data: Buffer, isBinary: boolean): void {
     if (this.closed) return;
     if (!isBinary) return void this.onText(data);
-    if (!this.identity) return this.reject('NOT_AUTHENTICATED', 'say hello with a token before sending frames');
+    if (!this.welcomed) return this.reject('NOT_AUTHENTICATED', 'say hello with a token, and wait for the welcome, before sending frames');
     if (data.length > this.ctx.limits.maxMessageBytes) return this.reject('MESSAGE_TOO_LARGE', `a message may have at most ${this.ctx.limits.maxMessageBytes} bytes; this one has ${data.length}`);
     let frame: StreamFrame;
     try {

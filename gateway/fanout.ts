@@ -79,6 +79,11 @@ export class Fanout {
     this.joined = true;
   }
 
+  /** Whether `userId` has a listener here. */
+  has(userId: string): boolean {
+    return this.listeners.has(userId);
+  }
+
   /** Sends `userId`'s events to `listener` until the returned function is called. */
   listen(userId: string, listener: Listener): () => void {
     let set = this.listeners.get(userId);

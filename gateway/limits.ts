@@ -29,6 +29,12 @@ export class TokenBucket {
     return true;
   }
 
+  /** Whether the bucket has its whole burst again (nothing to remember about its user). */
+  get full(): boolean {
+    this.refill();
+    return this.tokens >= this.burst;
+  }
+
   /** Milliseconds until the next token. */
   waitMs(): number {
     this.refill();

@@ -78,21 +78,18 @@ export class Gateway {
   private readonly claims = new Map<string, () => void>();
   private readonly context: StreamContext;
   private listenProducer: ReturnType<Kafka['producer']>;
+  private readonly sweep: NodeJS.Timeout;
   port = 0;
 
   constructor(private readonly o: GatewayOptions) {
     this.metrics = createGatewayMetrics();
     this.ingest = new Ingest({ kafka: o.kafka, registry: o.registry, topic: topicName(o.topology, 'frames'), lingerMs: o.lingerMs });
-    const names = (id: string) => {
-      const i = o.catalogue.indexOf.get(id);
-      return i === undefined ? undefined : { title: o.catalogue.titles[i]!, artist: o.catalogue.artists[i]! };
-    };
     this.fanout = new Fanout({
       kafka: o.kafka,
       registry: o.registry,
       groupPrefix: o.topology.prefix,
       topics: { 'emotion-scores': topicName(o.topology, 'emotion-scores'), 'emotion-changes': topicName(o.topology, 'emotion-changes'), recommendations: topicName(o.topology, 'recommendations') },
-      names,
+      names: (id) => this.names(id),
       logger: o.logger,
       minBytes: o.fanoutMinBytes,
       maxWaitMs: o.fanoutMaxWaitMs,
@@ -104,6 +101,12 @@ export class Gateway {
     this.listenProducer = o.kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
     this.wss = new WebSocketServer({ noServer: true, maxPayload: Math.max(1024 * 1024, o.limits.maxMessageBytes * 4), perMessageDeflate: false });
     const processInFlight = new InFlight(o.maxInFlight);
+    // A user's bucket outlives their sockets (a reconnect gets no fresh burst) until it is full
+    // again and they have no socket here.
+    this.sweep = setInterval(() => {
+      for (const [user, bucket] of this.buckets) if (bucket.full && !this.fanout.has(user)) this.buckets.delete(user);
+    }, 60_000);
+    this.sweep.unref();
     this.context = {
       verifier: o.verifier,
       ingest: this.ingest,
@@ -128,6 +131,7 @@ export class Gateway {
     };
   }
 
+  /** A track's title and artist, when the catalogue has it. */
   names(id: string): { title: string; artist: string } | undefined {
     const i = this.o.catalogue.indexOf.get(id);
     return i === undefined ? undefined : { title: this.o.catalogue.titles[i]!, artist: this.o.catalogue.artists[i]! };
@@ -264,6 +268,7 @@ export class Gateway {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.sweep);
     for (const ws of this.wss.clients) ws.close(1001, 'gateway stopping');
     await new Promise<void>((resolve) => {
       if (!this.server) return resolve();

@@ -205,6 +205,33 @@ describe('gateway against the real broker and Redis', () => {
     expect(seqs).toEqual(Array.from({ length: n + 1 }, (_, i) => i + 1));
   });
 
+  it('stops reading a socket whose frames Kafka has not stored yet (bounded in flight), tells it, and acks every frame', async () => {
+    // A second instance with a tight in-flight bound and no effective rate limit.
+    const tight = new Gateway({
+      kafka, registry, topology, redisUrl: inject('redisUrl'), redisPrefix: prefix, verifier: await TokenVerifier.create({ secret: SECRET }), catalogue, port: 0, host: '127.0.0.1',
+      limits: { framesPerSecond: 100_000, maxMessageBytes: 64 * 1024, maxInFlight: 4, helloTimeoutMs: 800 }, maxConnections: 10, maxInFlight: 4096,
+      logger: createLogger('warn', { component: 'gateway-test' }),
+    });
+    await tight.start();
+    try {
+      await tight.whenReady();
+      const { records, stop } = await collect(kafka, [topicName(topology, 'frames')]);
+      const n = 300;
+      const c = await StreamClient.connect(`http://127.0.0.1:${tight.port}`, { token: await token('ivy'), sessionId: 'burst', tokenInHeader: true });
+      for (let seq = 1; seq <= n; seq++) c.send(crop(seq));
+      await c.waitFor('every frame acked', (x) => x.acked >= n, 30_000);
+      expect(c.messages.some((m) => m.type === 'throttle' && m.reason === 'BACKPRESSURE')).toBe(true);
+      expect(errors(c)).toEqual([]);
+      await c.close();
+      await waitFor(`${n} frames in Kafka`, () => records.filter((r) => r.key === 'ivy').length >= n, 20_000);
+      await stop();
+      expect(records.filter((r) => r.key === 'ivy').map((r) => registry.decode('frame', r.value!).seq)).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+      expect(await (await fetch(`http://127.0.0.1:${tight.port}/metrics`)).text()).toMatch(/emotionmuse_gateway_throttles_total\{reason="BACKPRESSURE"\} [1-9]/);
+    } finally {
+      await tight.close();
+    }
+  });
+
   it('sends each socket its own user\'s events only', async () => {
     const ana = await StreamClient.connect(base, { token: await token('gil') });
     const bea = await StreamClient.connect(base, { token: await token('hal') });
