@@ -33,7 +33,7 @@ import { applyTopology } from '../topology/apply.ts';
 import { allTopics, buildTopology, topicName, topicSpec } from '../topology/topology.ts';
 import { FACE_PHOTOS, FER_PUBLIC_TEST } from '../tests/support/faces.ts';
 
-import { machine, percentile, table } from './machine.ts';
+import { checkFlags, machine, percentile, table } from './machine.ts';
 import { freePort, machineBusy, procStats } from './proc-stats.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -56,15 +56,7 @@ const USAGE = `npm run bench:e2e [-- options]: the whole pipeline under load on 
                                  the default steps, .cache/bench/e2e-last.md for any other)
 `;
 const KNOWN_FLAGS = ['help', 'seconds', 'warmup-seconds', 'warmup-rate', 'users', 'crop-rates', 'jpeg-rates', 'soak-seconds', 'soak-rate', 'partitions', 'tick-ms', 'read-time', 'env', 'node-args', 'out'];
-if (flags.has('help')) {
-  process.stdout.write(USAGE);
-  process.exit(0);
-}
-const unknown = [...flags.keys()].filter((f) => !KNOWN_FLAGS.includes(f));
-if (unknown.length > 0) {
-  process.stderr.write(`unknown option(s): ${unknown.map((f) => `--${f}`).join(', ')}\n\n${USAGE}`);
-  process.exit(2);
-}
+checkFlags(flags, KNOWN_FLAGS, USAGE);
 const seconds = Number(flags.get('seconds') ?? 20);
 const warmupSeconds = Number(flags.get('warmup-seconds') ?? 20);
 const warmupRate = Number(flags.get('warmup-rate') ?? 250);

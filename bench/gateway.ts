@@ -23,7 +23,7 @@ import { createKafka } from '../runtime/kafka.ts';
 import { applyTopology } from '../topology/apply.ts';
 import { buildTopology } from '../topology/topology.ts';
 import { FER_PUBLIC_TEST } from '../tests/support/faces.ts';
-import { machine, percentile, table } from './machine.ts';
+import { checkFlags, machine, percentile, table } from './machine.ts';
 import { freePort, machineBusy, procStats } from './proc-stats.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -41,15 +41,7 @@ const USAGE = `npm run bench:gateway [-- options]: simulated WebSocket clients t
                            steps, .cache/bench/gateway-last.md otherwise)
 `;
 const KNOWN = ['help', 'clients', 'fps', 'seconds', 'warmup-seconds', 'partitions', 'gateway-node-args', 'gateway-env', 'out'];
-if (flags.has('help')) {
-  process.stdout.write(USAGE);
-  process.exit(0);
-}
-const unknown = [...flags.keys()].filter((f) => !KNOWN.includes(f));
-if (unknown.length > 0) {
-  process.stderr.write(`unknown option(s): ${unknown.map((f) => `--${f}`).join(', ')}\n\n${USAGE}`);
-  process.exit(2);
-}
+checkFlags(flags, KNOWN, USAGE);
 const steps = (flags.get('clients') ?? '25,50,100,150').split(',').map(Number);
 const fps = Number(flags.get('fps') ?? 10);
 const seconds = Number(flags.get('seconds') ?? 20);

@@ -30,3 +30,16 @@ export function table(header: readonly string[], rows: ReadonlyArray<readonly st
   const line = (cells: readonly string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
   return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
 }
+
+/** `--help` prints the usage and exits; an unknown flag prints it with the unknown ones and exits 2. */
+export function checkFlags(flags: ReadonlyMap<string, string>, known: readonly string[], usage: string): void {
+  if (flags.has('help')) {
+    process.stdout.write(usage);
+    process.exit(0);
+  }
+  const unknown = [...flags.keys()].filter((f) => f !== 'help' && !known.includes(f));
+  if (unknown.length > 0) {
+    process.stderr.write(`unknown option(s): ${unknown.map((f) => `--${f}`).join(', ')}\n\n${usage}`);
+    process.exit(2);
+  }
+}
