@@ -15,8 +15,7 @@
  *                     [--node-args=--cpu-prof,--cpu-prof-dir=/tmp/prof]   (node arguments for the processors)
  *                     [--out report.md]   (default: bench/results/e2e.md for a run with the default steps, else .cache/bench/e2e-last.md)
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +32,7 @@ import { applyTopology } from '../topology/apply.ts';
 import { allTopics, buildTopology, topicName, topicSpec } from '../topology/topology.ts';
 import { FACE_PHOTOS, FER_PUBLIC_TEST } from '../tests/support/faces.ts';
 
+import { LOAD_CLASSES, loadServices, SEGMENT_FRAMES } from './load.ts';
 import { checkFlags, machine, percentile, table } from './machine.ts';
 import { freePort, machineBusy, procStats } from './proc-stats.ts';
 
@@ -83,14 +83,8 @@ const LIST_BUDGET_MS = 100;
 const RSS_LIMIT_MIB = 512;
 /** Fewer lists than this in a step say nothing about their p99. */
 const MIN_LISTS = 20;
-/** Frames per expression segment of a user: six smoother windows, so that a change can complete. */
-const SEGMENT_FRAMES = 60;
-const CLASSES = ['happy', 'sad', 'neutral', 'angry'] as const;
-const brokers = (process.env.EM_KAFKA_BROKERS ?? '127.0.0.1:9092').split(',');
-const redisUrl = process.env.EM_REDIS_URL ?? 'redis://127.0.0.1:6379';
-
-spawnSync('bash', [path.join(ROOT, 'infra/local.sh'), 'up', 'kafka', 'redis'], { stdio: 'inherit' });
-const prefix = `bench.${randomUUID().slice(0, 8)}.`;
+const CLASSES = LOAD_CLASSES;
+const { brokers, redisUrl, prefix } = loadServices();
 const topology = buildTopology({ prefix, partitions });
 const kafka = createKafka({ brokers, clientId: 'emotionmuse-bench' });
 const admin = kafka.admin();

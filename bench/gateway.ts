@@ -10,8 +10,8 @@
  *
  *   npm run bench:gateway [-- --clients 25,50,100,150 --seconds 20 --warmup-seconds 10 --fps 10 --out file.md]
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +23,7 @@ import { createKafka } from '../runtime/kafka.ts';
 import { applyTopology } from '../topology/apply.ts';
 import { buildTopology } from '../topology/topology.ts';
 import { FER_PUBLIC_TEST } from '../tests/support/faces.ts';
+import { LOAD_CLASSES, loadServices, SEGMENT_FRAMES } from './load.ts';
 import { checkFlags, machine, percentile, table } from './machine.ts';
 import { freePort, machineBusy, procStats } from './proc-stats.ts';
 
@@ -48,13 +49,8 @@ const seconds = Number(flags.get('seconds') ?? 20);
 const warmupSeconds = Number(flags.get('warmup-seconds') ?? 10);
 const partitions = Number(flags.get('partitions') ?? 6);
 const SCORE_BUDGET_MS = 50;
-const SEGMENT_FRAMES = 60;
-const CLASSES = ['happy', 'sad', 'neutral', 'angry'] as const;
-const brokers = (process.env.EM_KAFKA_BROKERS ?? '127.0.0.1:9092').split(',');
-const redisUrl = process.env.EM_REDIS_URL ?? 'redis://127.0.0.1:6379';
-
-spawnSync('bash', [path.join(ROOT, 'infra/local.sh'), 'up', 'kafka', 'redis'], { stdio: 'inherit' });
-const prefix = `bench.${randomUUID().slice(0, 8)}.`;
+const CLASSES = LOAD_CLASSES;
+const { brokers, redisUrl, prefix } = loadServices();
 const admin = createKafka({ brokers, clientId: 'emotionmuse-bench' }).admin();
 await admin.connect();
 await applyTopology(admin, buildTopology({ prefix, partitions }));
