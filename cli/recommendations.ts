@@ -14,13 +14,20 @@ const getOptions = {
   json: opt.bool('EM_JSON', 'json', false, 'Print the list as JSON'),
 };
 
-/** A recommendation list as a table: rank, track, artist, final / preference / emotion scores. */
+/** A number as text, or `?` for whatever else Redis may hold (null, a string). */
+const num = (x: unknown, digits: number) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(digits) : '?');
+
+/**
+ * A recommendation list as a table: rank, track, artist, final / preference / emotion scores.
+ * Whatever shape the stored list has, this prints what it can and never throws.
+ */
 export function formatList(list: Recommendation, names: (trackId: string) => { title: string; artist: string } | undefined): string {
   const e = list.emotion;
-  const head = `${list.userId}: ${list.trigger.toLowerCase().replace('_', ' ')} (${list.causeId}), ${e ? `emotion ${e.label}, valence ${e.valence.toFixed(2)}, arousal ${e.arousal.toFixed(2)}` : 'no emotion yet'}, model ${list.modelVersion}`;
-  const rows = list.items.map((it) => {
-    const n = names(it.trackId);
-    return `  ${String(it.rank).padStart(2)}. ${(n ? `${n.title} - ${n.artist}` : it.trackId).slice(0, 60).padEnd(60)} final ${it.finalScore.toFixed(3)}  pref ${it.preferenceScore.toFixed(3)}  emotion ${it.emotionScore.toFixed(3)}`;
+  const trigger = typeof list.trigger === 'string' ? list.trigger.toLowerCase().replace('_', ' ') : '?';
+  const head = `${list.userId}: ${trigger} (${list.causeId}), ${e ? `emotion ${e.label}, valence ${num(e.valence, 2)}, arousal ${num(e.arousal, 2)}` : 'no emotion yet'}, model ${list.modelVersion}`;
+  const rows = (Array.isArray(list.items) ? list.items : []).map((it) => {
+    const n = typeof it?.trackId === 'string' ? names(it.trackId) : undefined;
+    return `  ${String(it?.rank ?? '?').padStart(2)}. ${(n ? `${n.title} - ${n.artist}` : String(it?.trackId ?? '?')).slice(0, 60).padEnd(60)} final ${num(it?.finalScore, 3)}  pref ${num(it?.preferenceScore, 3)}  emotion ${num(it?.emotionScore, 3)}`;
   });
   return [head, ...rows].join('\n');
 }
@@ -48,6 +55,7 @@ ${configHelp(getOptions)}`,
     const store = new UserStore(config.redisUrl, { prefix: config.redisPrefix, historySize: 50, ttlSeconds: 1 });
     await store.connect();
     try {
+      // (a list stored in a shape that is not JSON is an INVALID_RECORD error, printed by main)
       const list = await store.lastList(config.user);
       if (!list) {
         console.error(`no recommendations for user ${config.user}`);

@@ -96,7 +96,8 @@ export class Gateway {
       onEvent: (type) => this.metrics.eventsOut.inc({ type }),
     });
     this.store = new UserStore(o.redisUrl, { prefix: o.redisPrefix, historySize: 50, ttlSeconds: 86_400 });
-    this.redis = this.store.redis;
+    // Its own connection for the sessions (UserStore keeps its connection to itself).
+    this.redis = new Redis(o.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false, retryStrategy: (times) => Math.min(5000, 100 * 2 ** Math.min(times, 6)) });
     this.sessions = new SessionStore(this.redis, { prefix: o.redisPrefix, logger: o.logger });
     this.listenProducer = o.kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
     this.wss = new WebSocketServer({ noServer: true, maxPayload: Math.max(1024 * 1024, o.limits.maxMessageBytes * 4), perMessageDeflate: false });
@@ -147,6 +148,7 @@ export class Gateway {
 
   async start(): Promise<void> {
     await this.store.connect();
+    await this.redis.connect().catch(() => undefined);
     await this.ingest.start();
     await this.listenProducer.connect();
     const server = http.createServer((req, res) => void this.handle(req, res));
@@ -279,6 +281,7 @@ export class Gateway {
     await this.listenProducer.disconnect().catch(() => undefined);
     await this.fanout.close().catch(() => undefined);
     await this.sessions.close();
+    this.redis.disconnect();
     await this.store.close();
   }
 }

@@ -24,6 +24,7 @@ export const DASHBOARDS: Record<string, { uid: string; title: string; panels: Pa
       { title: 'Transaction latency per stage', unit: 's', targets: quantiles(m.transactionSeconds.name, 'stage', '{{stage}}') },
       { title: 'Consumer lag per topic and partition', unit: 'short', targets: [{ expr: `sum by (stage, topic, partition) (${m.consumerLag.name})`, legend: '{{stage}} {{topic}}[{{partition}}]' }] },
       { title: 'Dead letters by stage and code', unit: 'ops', targets: [{ expr: `sum by (stage, code) (rate(${m.deadLetters.name}[5m]))`, legend: '{{stage}} {{code}}' }] },
+      { title: 'Stalled partitions (batches failing for longer than the stall timeout)', unit: 'short', targets: [{ expr: `max by (stage) (${m.partitionsStalled.name})`, legend: '{{stage}}' }] },
       { title: 'Skipped records by reason', unit: 'ops', targets: [{ expr: `sum by (stage, reason) (rate(${m.skipped.name}[5m]))`, legend: '{{stage}} {{reason}}' }] },
       { title: 'Processors up', unit: 'short', kind: 'stat', targets: [{ expr: 'sum by (processor) (up{job="emotionmuse"})', legend: '{{processor}}' }] },
     ],

@@ -22,6 +22,7 @@ export function prometheusRules(): Record<string, string> {
   const alerts = [
     { alert: 'EmotionMuseProcessorDown', expr: 'up{job="emotionmuse"} == 0', for: '1m', severity: 'critical', summary: 'Processor {{ $labels.processor }} is not answering on /metrics' },
     { alert: 'EmotionMuseLagGrowing', expr: `sum by (stage, topic) (${METRICS.consumerLag.name}) > 1000 and sum by (stage, topic) (deriv(${METRICS.consumerLag.name}[5m])) > 0`, for: '5m', severity: 'warning', summary: 'Consumer lag of {{ $labels.stage }} on {{ $labels.topic }} is above 1000 and growing' },
+    { alert: 'EmotionMusePartitionStalled', expr: `max by (stage) (${METRICS.partitionsStalled.name}) > 0`, for: '1m', severity: 'critical', summary: '{{ $labels.stage }} has a partition whose batches keep failing (its consumer makes no progress)' },
     { alert: 'EmotionMuseDeadLetterRate', expr: `sum by (stage) (rate(${METRICS.deadLetters.name}[5m])) > 1`, for: '5m', severity: 'warning', summary: '{{ $labels.stage }} dead-letters more than one record per second' },
     ...Object.entries(BUDGETS).map(([path, budget]) => ({
       alert: `EmotionMuseEndToEndP99${path[0]!.toUpperCase()}${path.slice(1)}`,

@@ -24,6 +24,9 @@ export const processorOptions = {
   sessionTimeoutMs: opt.int('EM_SESSION_TIMEOUT_MS', 'session-timeout-ms', 10_000, 'Consumer session timeout (ms)', { min: 1000 }),
   maxBacklog: opt.int('EM_MAX_BACKLOG', 'max-backlog', 1000, 'Pause a partition while this many of its fetched records wait to be processed', { min: 1 }),
   maxBacklogBytes: opt.int('EM_MAX_BACKLOG_BYTES', 'max-backlog-bytes', 4 * 1024 * 1024, 'Pause a partition while its waiting records hold more bytes than this (bounds memory under a load of full frames)', { min: 1024 }),
-  maxRecordBytes: opt.int('EM_MAX_RECORD_BYTES', 'max-record-bytes', 4 * 1024 * 1024, 'Larger input records go to the dead-letter topic (OVERSIZED_RECORD)', { min: 1 }),
+  maxRecordBytes: opt.int('EM_MAX_RECORD_BYTES', 'max-record-bytes', 4 * 1024 * 1024, 'Larger input records go to the dead-letter topic (OVERSIZED_RECORD). A topic\'s max.message.bytes (1 MiB by default) bounds a compressed batch, so a record inside one can be larger', { min: 1 }),
+  maxDeadLetterValueBytes: opt.int('EM_MAX_DEAD_LETTER_VALUE_BYTES', 'max-dead-letter-value-bytes', 256 * 1024, 'A dead letter keeps at most this much of the record\'s value (with its size and SHA-256), less when the dead-letter topic\'s max.message.bytes needs it', { min: 1024 }),
+  stallTimeoutMs: opt.int('EM_STALL_TIMEOUT_MS', 'stall-timeout-ms', 30_000, 'A partition whose batches have failed for this long is stalled: /readyz fails and emotionmuse_partitions_stalled counts it', { min: 1000 }),
+  maxBatchRetries: opt.int('EM_MAX_BATCH_RETRIES', 'max-batch-retries', 0, 'Failed attempts of one batch (retried with backoff up to 30 s) before the processor stops; 0 retries for ever', { min: 0 }),
   shutdownTimeoutMs: opt.int('EM_SHUTDOWN_TIMEOUT_MS', 'shutdown-timeout-ms', 8000, 'On SIGTERM/SIGINT, exit after at most this long', { min: 100 }),
 } as const;

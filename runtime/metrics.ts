@@ -30,6 +30,7 @@ export const METRICS = {
   consumerLag: { kind: 'gauge', name: 'emotionmuse_consumer_lag', help: 'Records between the last processed offset and the high watermark, per topic and partition.', labels: ['stage', 'topic', 'partition'] },
   assignedPartitions: { kind: 'gauge', name: 'emotionmuse_assigned_partitions', help: 'Input partitions currently assigned to this instance.', labels: ['stage'] },
   pausedPartitions: { kind: 'gauge', name: 'emotionmuse_paused_partitions', help: 'Input partitions paused for backpressure.', labels: ['stage'] },
+  partitionsStalled: { kind: 'gauge', name: 'emotionmuse_partitions_stalled', help: 'Input partitions whose batches have failed for longer than the stall timeout (/readyz fails while any is).', labels: ['stage'] },
   rebalances: { kind: 'counter', name: 'emotionmuse_rebalances_total', help: 'Consumer-group joins seen by this instance.', labels: ['stage'] },
   transactionsAborted: { kind: 'counter', name: 'emotionmuse_transactions_aborted_total', help: 'Batches that could not be committed (a transaction aborted, or outputs not acknowledged): the task starts over from its committed offsets.', labels: ['stage'] },
   recommendations: { kind: 'counter', name: 'emotionmuse_recommendations_total', help: 'Recommendation lists published, by trigger.', labels: ['trigger'] },

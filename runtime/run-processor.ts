@@ -46,6 +46,9 @@ export async function runProcessor(name: string, argv: readonly string[]): Promi
     maxBacklog: config.maxBacklog,
     maxBacklogBytes: config.maxBacklogBytes,
     maxRecordBytes: config.maxRecordBytes,
+    maxDeadLetterValueBytes: config.maxDeadLetterValueBytes,
+    stallTimeoutMs: config.stallTimeoutMs,
+    maxBatchRetries: config.maxBatchRetries,
   });
   const http = await startHttpServer({
     port: config.httpPort === -1 ? entry.port : config.httpPort,
@@ -77,6 +80,13 @@ export async function runProcessor(name: string, argv: readonly string[]): Promi
       await http.close();
       clearTimeout(timer);
       logger.info('stopped', { why });
+      // Everything is committed and closed. A client library that still holds a socket (seen
+      // after a broker restart) must not keep the process alive: the timer does not hold the
+      // process itself, but fires while anything else does.
+      setTimeout(() => {
+        logger.warn('handles still open after the stop; exiting anyway');
+        process.exit(code);
+      }, 1000).unref();
       resolve(code);
     };
     const onSignal = (signal: NodeJS.Signals) => void exit(0, signal);

@@ -1,11 +1,12 @@
-import { randomUUID } from 'node:crypto';
-import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaMessage, Message, Producer, TopicMessages } from 'kafkajs';
+import { createHash, randomUUID } from 'node:crypto';
+import kafkajs, { type Admin, type Consumer, type EachBatchPayload, type Kafka, type KafkaMessage, type Message, type Producer, type TopicMessages } from 'kafkajs';
 import { SchemaRegistry } from '../schemas/registry.ts';
 import type { MessageKind } from '../schemas/kinds.ts';
 import { changelogTopic, topicSpec, type Guarantee, type ProcessorSpec, type TopicId, type TopicSpec, type Topology } from '../topology/topology.ts';
 import { waitForLeaders } from '../topology/apply.ts';
 import { coalesce } from './coalesce.ts';
 import { errorMessage, EmotionMuseError, type ErrorCode } from './errors.ts';
+import { checkRecord } from '../schemas/validate.ts';
 import { decideFailure } from './failure-policy.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
@@ -37,8 +38,24 @@ export interface RuntimeOptions<S> {
   readonly maxBacklog?: number;
   /** Pause a partition while its fetched, waiting records hold more value bytes than this. @defaultValue 4 MiB */
   readonly maxBacklogBytes?: number;
-  /** Input records larger than this are dead-lettered with OVERSIZED_RECORD. @defaultValue 4 MiB */
+  /**
+   * Input records larger than this are dead-lettered with OVERSIZED_RECORD. A topic's
+   * max.message.bytes bounds a compressed batch, not a record in it, so a record can be larger
+   * than the topic's limit. @defaultValue 4 MiB
+   */
   readonly maxRecordBytes?: number;
+  /**
+   * A dead letter keeps at most this much of the value (the rest is summed up by its size and
+   * SHA-256), and less when the dead-letter topic's max.message.bytes, read at start, needs it.
+   * @defaultValue 256 KiB
+   */
+  readonly maxDeadLetterValueBytes?: number;
+  /** A partition whose batches have failed for this long is stalled: /readyz fails and the gauge says so. @defaultValue 30000 */
+  readonly stallTimeoutMs?: number;
+  /** Failed attempts of one batch before the processor stops (0: retry for ever, with backoff). @defaultValue 0 */
+  readonly maxBatchRetries?: number;
+  /** A changelog restore that has not reached the end after this long fails (and is retried). @defaultValue 120000 */
+  readonly restoreTimeoutMs?: number;
 }
 
 type Input = { readonly id: TopicId; readonly name: string; readonly kind: MessageKind };
@@ -127,7 +144,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  *   sits between a record and its output.
  */
 export class StreamRuntime<S> {
-  private readonly o: RuntimeOptions<S> & Required<Pick<RuntimeOptions<S>, 'maxBatchRecords' | 'commitIntervalMs' | 'sessionTimeoutMs' | 'maxBacklog' | 'maxBacklogBytes' | 'maxRecordBytes'>>;
+  private readonly o: RuntimeOptions<S> & Required<Pick<RuntimeOptions<S>, 'maxBatchRecords' | 'commitIntervalMs' | 'sessionTimeoutMs' | 'maxBacklog' | 'maxBacklogBytes' | 'maxRecordBytes' | 'maxDeadLetterValueBytes' | 'stallTimeoutMs' | 'maxBatchRetries' | 'restoreTimeoutMs'>>;
   readonly guarantee: Guarantee;
   private readonly inputs: readonly Input[];
   private readonly changelog: string | undefined;
@@ -149,6 +166,12 @@ export class StreamRuntime<S> {
   private readonly abort = new AbortController();
   private readonly stage: string;
   private crashed: ((err: Error) => void) | undefined;
+  /** Set at start from the dead-letter topic's limit. */
+  private deadLetterValueMax: number;
+  /** Per partition: failed attempts since its last committed batch, and when the first failed. */
+  private readonly failures = new Map<number, { count: number; since: number }>();
+  /** Partitions whose task has restored its state and found its offsets. */
+  private readonly initialized = new Set<number>();
 
   constructor(options: RuntimeOptions<S>) {
     this.o = {
@@ -158,8 +181,13 @@ export class StreamRuntime<S> {
       maxBacklog: 1000,
       maxBacklogBytes: 4 * 1024 * 1024,
       maxRecordBytes: 4 * 1024 * 1024,
+      maxDeadLetterValueBytes: 256 * 1024,
+      stallTimeoutMs: 30_000,
+      maxBatchRetries: 0,
+      restoreTimeoutMs: 120_000,
       ...options,
     };
+    this.deadLetterValueMax = this.o.maxDeadLetterValueBytes;
     this.guarantee = options.guarantee ?? options.spec.guarantee;
     this.stage = options.core.name;
     this.inputs = options.spec.inputs.map((id) => {
@@ -202,7 +230,9 @@ export class StreamRuntime<S> {
       this.o.logger.error('consumer crashed', { error: errorMessage(err), restart: e.payload.restart });
       if (!e.payload.restart && !this.stopping) this.crashed?.(err);
     });
+    metrics.partitionsStalled.set({ stage: this.stage }, 0);
     await this.admin.connect();
+    await this.readLimits();
     await this.ensureChangelog();
     if (this.stopping) return;
     if (this.guarantee === 'at-least-once') {
@@ -230,6 +260,31 @@ export class StreamRuntime<S> {
     this.o.logger.info('stream runtime started', { guarantee: this.guarantee, maxBatchRecords: this.o.maxBatchRecords });
   }
 
+  /**
+   * Reads max.message.bytes of the inputs and the dead-letter topic, keeps dead letters under the
+   * latter (a dead letter that cannot be written would fail its batch for ever), and logs them.
+   */
+  private async readLimits(): Promise<void> {
+    const names = [...this.inputs.map((i) => i.name), this.deadLetterTopic];
+    const limits = new Map<string, number>();
+    try {
+      const described = await this.admin.describeConfigs({
+        includeSynonyms: false,
+        resources: names.map((name) => ({ type: kafkajs.ConfigResourceTypes.TOPIC, name, configNames: ['max.message.bytes'] })),
+      });
+      for (const r of described.resources) {
+        const v = r.configEntries.find((e) => e.configName === 'max.message.bytes')?.configValue;
+        if (v) limits.set(r.resourceName, Number(v));
+      }
+    } catch (err) {
+      this.o.logger.warn('could not read the topics\' max.message.bytes; dead letters keep the configured limit', { error: errorMessage(err) });
+    }
+    const dl = limits.get(this.deadLetterTopic);
+    // Room for the rest of the dead letter (key, topic, message) and the batch's own overhead.
+    if (dl !== undefined) this.deadLetterValueMax = Math.max(1024, Math.min(this.o.maxDeadLetterValueBytes, dl - 64 * 1024));
+    this.o.logger.info('record size limits', { topics: Object.fromEntries(limits), maxRecordBytes: this.o.maxRecordBytes, deadLetterValueMax: this.deadLetterValueMax });
+  }
+
   /** A core whose parameters changed writes to a changelog of its own: create it if `topics apply` did not. */
   private async ensureChangelog(): Promise<void> {
     const spec = this.changelogSpec;
@@ -246,9 +301,18 @@ export class StreamRuntime<S> {
     await waitForLeaders(this.admin, [spec.name]);
   }
 
+  /** Partitions whose batches have failed for longer than the stall timeout. */
+  stalled(now = Date.now()): number[] {
+    return [...this.failures].filter(([, f]) => now - f.since >= this.o.stallTimeoutMs).map(([p]) => p);
+  }
+
   readiness(): { ready: boolean; reason?: string } {
     if (this.stopping) return { ready: false, reason: 'stopping' };
     if (!this.joined) return { ready: false, reason: 'not yet in the consumer group' };
+    const waiting = [...this.assigned].filter((p) => !this.initialized.has(p));
+    if (waiting.length > 0) return { ready: false, reason: `partition(s) ${waiting.join(', ')} restoring their state or offsets` };
+    const stalled = this.stalled();
+    if (stalled.length > 0) return { ready: false, reason: `partition(s) ${stalled.join(', ')} have made no progress for ${Math.round(this.o.stallTimeoutMs / 1000)} s or more` };
     return this.o.core.ready?.() ?? { ready: true };
   }
 
@@ -312,13 +376,30 @@ export class StreamRuntime<S> {
     this.o.logger.info('task closed', { partition, why });
   }
 
-  private task(partition: number, reset = false): Promise<Task<S>> {
+  /** The partition's task; `resetAfterMs`: a task that starts over after a failed batch, after that long. */
+  private task(partition: number, resetAfterMs?: number): Promise<Task<S>> {
     let pending = this.tasks.get(partition);
     if (!pending) {
-      pending = reset ? sleep(200).then(() => this.initTask(partition, true)) : this.initTask(partition, false);
+      pending = resetAfterMs !== undefined ? sleep(resetAfterMs).then(() => this.initTask(partition, true)) : this.initTask(partition, false);
+      // (a task starting over after a failed batch stays ready: the stall timeout says when it is not)
+      if (resetAfterMs === undefined) this.initialized.delete(partition);
+      const started = pending;
+      pending.then(() => {
+        if (this.tasks.get(partition) === started) this.initialized.add(partition);
+      }, () => undefined);
       pending.catch((err: unknown) => {
-        this.o.logger.warn('task init failed', { partition, error: errorMessage(err) });
-        if (this.tasks.get(partition) === pending) this.tasks.delete(partition);
+        if (this.tasks.get(partition) !== pending) return;
+        this.tasks.delete(partition);
+        if (this.stopping || !this.assigned.has(partition)) return;
+        // Start over (with a seek to the committed offsets: records fetched meanwhile were not
+        // processed), after a backoff that grows with each failure of this partition.
+        const f = this.failures.get(partition) ?? { count: 0, since: Date.now() };
+        f.count++;
+        this.failures.set(partition, f);
+        this.metrics.partitionsStalled.set({ stage: this.stage }, this.stalled().length);
+        const backoffMs = Math.min(30_000, 200 * 2 ** Math.min(f.count - 1, 8));
+        this.o.logger.warn('task init failed; trying again', { partition, attempt: f.count, backoffMs, error: errorMessage(err) });
+        void this.task(partition, backoffMs).catch(() => undefined);
       });
       this.tasks.set(partition, pending);
     }
@@ -345,8 +426,15 @@ export class StreamRuntime<S> {
       await fence.abort();
     }
 
-    const state = this.changelog ? await this.restoreState(partition) : new Map<string, S>();
-    const committed = await this.admin.fetchOffsets({ groupId: this.o.groupId, topics: this.inputs.map((i) => i.name) });
+    let state: Map<string, S>;
+    let committed: Awaited<ReturnType<Admin['fetchOffsets']>>;
+    try {
+      state = this.changelog ? await this.restoreState(partition) : new Map<string, S>();
+      committed = await this.admin.fetchOffsets({ groupId: this.o.groupId, topics: this.inputs.map((i) => i.name) });
+    } catch (err) {
+      await producer?.disconnect().catch(() => undefined);
+      throw err;
+    }
     const positions = new Map<string, bigint>();
     for (const t of committed) {
       const offset = t.partitions.find((p) => p.partition === partition)?.offset ?? '-1';
@@ -404,9 +492,15 @@ export class StreamRuntime<S> {
           reached(batch.lastOffset());
         },
       });
-      const timeout = setTimeout(() => finish(), 120_000);
+      // A restore that does not reach the end is an error (the task is retried), never partial state.
+      let timedOut = false;
+      const timeout = setTimeout(() => {
+        timedOut = true;
+        finish();
+      }, this.o.restoreTimeoutMs);
       await done;
       clearTimeout(timeout);
+      if (timedOut) throw new EmotionMuseError('SERVICE_UNAVAILABLE', `restoring ${topic}[${partition}] did not reach offset ${end} within ${this.o.restoreTimeoutMs} ms`, { retriable: true });
     } finally {
       await consumer.stop().catch(() => undefined);
       await consumer.disconnect().catch(() => undefined);
@@ -552,9 +646,19 @@ export class StreamRuntime<S> {
     if (!pending || (await pending.catch(() => undefined)) !== task) return;
     this.tasks.delete(partition);
     if (this.stopping || !this.assigned.has(partition)) return;
-    this.o.logger.warn('batch could not be committed; the task starts over from its committed offsets', { partition, error: errorMessage(err) });
+    const f = this.failures.get(partition) ?? { count: 0, since: Date.now() };
+    f.count++;
+    this.failures.set(partition, f);
+    this.metrics.partitionsStalled.set({ stage: this.stage }, this.stalled().length);
+    if (this.o.maxBatchRetries > 0 && f.count > this.o.maxBatchRetries) {
+      this.o.logger.error('a batch failed too many times; stopping the processor', { partition, attempts: f.count, error: errorMessage(err) });
+      this.crashed?.(new EmotionMuseError('PROCESSING_FAILED', `partition ${partition}: a batch failed ${f.count} times: ${errorMessage(err)}`));
+      return;
+    }
+    const backoffMs = Math.min(30_000, 200 * 2 ** Math.min(f.count - 1, 8));
+    this.o.logger.warn('batch could not be committed; the task starts over from its committed offsets', { partition, attempt: f.count, backoffMs, error: errorMessage(err) });
     // In the map at once, so that records fetched meanwhile wait for the reset task (and its seek).
-    await this.task(partition, true).catch(() => undefined);
+    await this.task(partition, backoffMs).catch(() => undefined);
   }
 
   private decode(input: Input, partition: number, m: KafkaMessage): Decoded {
@@ -564,6 +668,8 @@ export class StreamRuntime<S> {
     }
     try {
       const value = this.o.registry.decode(input.kind, m.value);
+      const problem = checkRecord(input.kind, value);
+      if (problem) return { ok: false, message: m, code: 'INVALID_RECORD', error: problem };
       // Every topic is keyed by user id: the key is the record's identity (the gateway sets it from
       // the caller's token), so a record must have one, and it must name the record's own user.
       const userId = (value as { userId?: unknown }).userId;
@@ -583,19 +689,26 @@ export class StreamRuntime<S> {
 
   private deadLetter(input: Input, partition: number, m: KafkaMessage, code: ErrorCode, error: string): Message {
     this.metrics.deadLetters.inc({ stage: this.stage, code });
-    this.o.logger.warn('record dead-lettered', { topic: input.name, partition, offset: m.offset, code, error });
+    const value = m.value ?? null;
+    const truncated = value !== null && value.length > this.deadLetterValueMax;
+    this.o.logger.warn('record dead-lettered', { topic: input.name, partition, offset: m.offset, code, error, ...(truncated ? { valueBytes: value.length, truncatedTo: this.deadLetterValueMax } : {}) });
+    // A key is an id (at most a few hundred bytes); a larger one is cut like a value.
+    const key = m.key && m.key.length > 1024 ? m.key.subarray(0, 1024) : m.key;
     return {
-      key: m.key,
+      key,
       value: this.o.registry.encode('dead-letter', {
         sourceTopic: input.name,
         sourcePartition: partition,
         sourceOffset: Number(m.offset),
-        key: m.key ?? null,
-        value: m.value ?? null,
+        key: key ?? null,
+        value: truncated ? value.subarray(0, this.deadLetterValueMax) : value,
         stage: this.stage,
         errorCode: code,
         errorMessage: error.slice(0, 2000),
         failedTimeMs: Date.now(),
+        valueBytes: value?.length ?? -1,
+        valueTruncated: truncated,
+        valueSha256: value ? createHash('sha256').update(value).digest('hex') : '',
       }),
     };
   }
@@ -664,6 +777,7 @@ export class StreamRuntime<S> {
 
     const processed = performance.now();
     const done = () => {
+      if (this.failures.delete(partition)) metrics.partitionsStalled.set({ stage }, this.stalled().length);
       metrics.stepSeconds.observe({ stage, step: 'commit' }, (performance.now() - processed) / 1000);
       for (const [topic, offset] of next) task.positions.set(topic, offset);
       task.dirty = true;

@@ -66,7 +66,6 @@ export function createRecommenderCore(deps: { scorer: Scorer; store: UserStore; 
   async function handle(record: InputRecord): Promise<Recommendation | null> {
     const user = record.key;
     const source = `${record.topicName}:${record.partition}`;
-    const cacheKey = `${store.prefix}o:${source}:${record.offset}`;
     let applied: boolean;
     let trigger: Recommendation['trigger'] | null = null;
     if (record.topic === 'listens') {
@@ -86,24 +85,24 @@ export function createRecommenderCore(deps: { scorer: Scorer; store: UserStore; 
       if (outcome === 'repeat') {
         // The smoother (at least once) sent this change again after a restart: its list is out already.
         metrics?.skipped.inc({ stage: 'recommender', reason: 'repeated-change' });
-        await store.redis.set(cacheKey, 'none', 'EX', config.outputCacheSeconds);
+        await store.rememberOutput(source, record.offset, null, config.outputCacheSeconds);
         return null;
       }
       applied = outcome === 'applied';
       trigger = 'EMOTION_CHANGE';
     }
     if (!applied) {
-      const cached = await store.redis.get(cacheKey);
-      if (cached !== null) return cached === 'none' ? null : (JSON.parse(cached) as Recommendation);
+      const cached = await store.rememberedOutput(source, record.offset);
+      if (cached !== undefined) return cached === 'none' ? null : cached;
       if (record.topic === 'listens') return null;
     }
     if (!trigger) {
-      await store.redis.set(cacheKey, 'none', 'EX', config.outputCacheSeconds);
+      await store.rememberOutput(source, record.offset, null, config.outputCacheSeconds);
       return null;
     }
     const list = await buildList(record, user, trigger);
     await store.saveList(user, list, trigger === 'LISTEN' ? (record.value as Listen).startTimeMs : null);
-    await store.redis.set(cacheKey, JSON.stringify(list), 'EX', config.outputCacheSeconds);
+    await store.rememberOutput(source, record.offset, list, config.outputCacheSeconds);
     metrics?.recommendations.inc({ trigger });
     if (trigger === 'EMOTION_CHANGE') metrics?.endToEnd.observe({ path: 'list' }, Math.max(0, list.createdTimeMs - (record.value as EmotionChange).captureTimeMs) / 1000);
     return list;

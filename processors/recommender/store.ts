@@ -13,6 +13,9 @@ import type { Recommendation } from '../../schemas/generated/types.ts';
  *   update idempotent (a redelivered record is not applied twice).
  * - `<prefix>u:<user>:history` (list): the last N listened track ids, most recent first.
  * - `<prefix>u:<user>:list` (string): the last published recommendation, as JSON.
+ * - `<prefix>o:<topic>:<partition>:<offset>` (string, short-lived): what the record at that
+ *   source offset produced (a list as JSON, or `none`), so that a redelivered record gives the
+ *   same output again.
  *
  * Every key of a user expires `ttlSeconds` after that user's last update.
  */
@@ -60,8 +63,20 @@ type Scripted = Redis & {
   applyEmotion(hash: string, history: string, field: string, offset: string, emotion: string, ttl: number, change: string): Promise<number>;
 };
 
+/** A stored emotion, or null when there is none or it is not a usable one (never throws). */
+function parseEmotion(raw: string | undefined): EmotionState | null {
+  if (!raw) return null;
+  try {
+    const e = JSON.parse(raw) as EmotionState;
+    return typeof e?.label === 'string' && Number.isFinite(e.valence) && Number.isFinite(e.arousal) && Array.isArray(e.probabilities) ? e : null;
+  } catch {
+    return null;
+  }
+}
+
 export class UserStore {
-  readonly redis: Scripted;
+  /** Private: every command goes through `timed`, which makes a Redis error retriable. */
+  private readonly redis: Scripted;
   private readonly timed: <T>(op: string, fn: () => Promise<T>) => Promise<T>;
 
   readonly prefix: string;
@@ -135,7 +150,7 @@ export class UserStore {
       const [[, hash], [, history]] = (await this.redis.multi().hgetall(k.hash).lrange(k.history, 0, -1).exec()) as [[unknown, Record<string, string>], [unknown, string[]]];
       return {
         history,
-        emotion: hash.emotion ? (JSON.parse(hash.emotion) as EmotionState) : null,
+        emotion: parseEmotion(hash.emotion),
         listAtMs: hash.listAtMs ? Number(hash.listAtMs) : null,
       };
     });
@@ -150,11 +165,29 @@ export class UserStore {
     });
   }
 
-  lastList(user: string): Promise<Recommendation | null> {
-    const k = this.keys(user);
-    return this.timed('get-list', async () => {
-      const raw = await this.redis.get(k.list);
-      return raw ? (JSON.parse(raw) as Recommendation) : null;
+  /** Remembers what the record at a source offset produced (a list, or nothing), for `ttlSeconds`. */
+  rememberOutput(source: string, offset: string, list: Recommendation | null, ttlSeconds: number): Promise<void> {
+    return this.timed('set-output', async () => {
+      await this.redis.set(`${this.options.prefix}o:${source}:${offset}`, list ? JSON.stringify(list) : 'none', 'EX', ttlSeconds);
     });
+  }
+
+  /** What the record at a source offset produced before: a list, `none`, or undefined when unknown. */
+  rememberedOutput(source: string, offset: string): Promise<Recommendation | 'none' | undefined> {
+    return this.timed('get-output', async () => {
+      const raw = await this.redis.get(`${this.options.prefix}o:${source}:${offset}`);
+      return raw === null ? undefined : raw === 'none' ? 'none' : (JSON.parse(raw) as Recommendation);
+    });
+  }
+
+  async lastList(user: string): Promise<Recommendation | null> {
+    const k = this.keys(user);
+    const raw = await this.timed('get-list', () => this.redis.get(k.list));
+    if (!raw) return null;
+    try {
+      return JSON.parse(raw) as Recommendation;
+    } catch {
+      throw new EmotionMuseError('INVALID_RECORD', `the stored list of ${user.slice(0, 64)} is not JSON`);
+    }
   }
 }

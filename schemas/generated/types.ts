@@ -128,11 +128,18 @@ export interface DeadLetter {
   sourcePartition: number;
   sourceOffset: number;
   key: null | Buffer;
+  /** The record's value as it was read, or its first valueMaxBytes bytes when it was too large to write whole (valueTruncated). */
   value: null | Buffer;
   stage: string;
   errorCode: string;
   errorMessage: string;
   failedTimeMs: number;
+  /** Size of the original value in bytes; -1 when unknown (written by v1) or there was none. */
+  valueBytes: number;
+  /** True when value holds only the start of the original. */
+  valueTruncated: boolean;
+  /** SHA-256 of the original value, hex; empty when there was none or for v1. */
+  valueSha256: string;
 }
 
 /** The value type of each message kind, at its newest schema version. */

@@ -200,8 +200,8 @@ describe('frames an edge client has judged', () => {
 
   it.each([
     ['six probabilities', { probabilities: good.slice(1) }, /6 probabilities/],
-    ['a NaN', { probabilities: [NaN, ...good.slice(1)] }, /not a probability/],
-    ['a negative one', { probabilities: [-0.1, 0.25, ...good.slice(2)] }, /not a probability/],
+    ['a NaN', { probabilities: [NaN, ...good.slice(1)] }, /not a finite number/],
+    ['a negative one', { probabilities: [-0.1, 0.25, ...good.slice(2)] }, /outside \[0, 1\]/],
     ['a sum of 1.3', { probabilities: [0.4, ...good.slice(1)] }, /sum to 1\.3/],
     ['no model version', { edgeModelVersion: '' }, /model version/],
     ['bytes', { data: Buffer.from([1, 2, 3]) }, /carries 3 bytes/],

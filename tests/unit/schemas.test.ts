@@ -34,6 +34,7 @@ const samples: { [K in MessageKind]: MessageOf<K> } = {
   'dead-letter': {
     sourceTopic: 'frames', sourcePartition: 2, sourceOffset: 99, key: Buffer.from('u1'), value: Buffer.from([0xde, 0xad]),
     stage: 'classifier', errorCode: 'UNDECODABLE_FRAME', errorMessage: 'not a JPEG', failedTimeMs: 1_764_000_000_000,
+    valueBytes: 2, valueTruncated: false, valueSha256: 'ab'.repeat(32),
   },
 };
 
@@ -82,6 +83,12 @@ describe('schemas', () => {
     expect(frame).toMatchObject({ ...v1Frame, probabilities: [], edgeModelVersion: '' });
     const { scoredAt: _s, ...v1Score } = samples['emotion-score'];
     expect(registry.decode('emotion-score', registry.encode('emotion-score', v1Score as never, 1))).toMatchObject({ ...v1Score, scoredAt: 'SERVER' });
+  });
+
+  it('reads dead letters of v1 as v2 (size unknown, not truncated), and v2 ones with the v1 reader', () => {
+    const { valueBytes: _b, valueTruncated: _t, valueSha256: _h, ...v1 } = samples['dead-letter'];
+    expect(registry.decode('dead-letter', registry.encode('dead-letter', v1 as never, 1))).toEqual({ ...v1, valueBytes: -1, valueTruncated: false, valueSha256: '' });
+    expect(registry.decode('dead-letter', registry.encode('dead-letter', samples['dead-letter']), 1)).toEqual(v1);
   });
 
   it('cannot read v2 frames with the v1 reader, whose encoding enum lacks NONE and SCORES (readers upgrade first)', () => {
