@@ -1,5 +1,6 @@
 import { EmotionMuseError, errorMessage } from '../runtime/errors.ts';
 import { wantsHelp, type Command } from './command.ts';
+import { deadLettersCommand } from './dead-letters.ts';
 import { evalCommand } from './eval.ts';
 import { sessionCommand } from './session.ts';
 import { recommendationsCommand } from './recommendations.ts';
@@ -26,6 +27,7 @@ const COMMANDS: Record<string, Command> = {
   record: recordCommand,
   replay: replayCommand,
   latency: latencyCommand,
+  'dead-letters': deadLettersCommand,
   token: tokenCommand,
 };
 

@@ -138,7 +138,7 @@ ${configHelp(pipelineOptions)}`,
 
     const watcher = kafka.consumer({ groupId: `${c.topicPrefix}pipeline-watch-${session}`, readUncommitted: false, maxWaitTimeInMs: 50 });
     await watcher.connect();
-    await watcher.subscribe({ topics: ['emotion-scores', 'emotion-changes', 'recommendations', 'dead-letter'].map((id) => topicName(topology, id as never)), fromBeginning: false });
+    await watcher.subscribe({ topics: ['emotion-scores', 'emotion-changes', 'recommendations', 'dead-letter', 'dead-letter-frames'].map((id) => topicName(topology, id as never)), fromBeginning: false });
     const joined = new Promise<void>((resolve) => watcher.on(watcher.events.GROUP_JOIN, () => resolve()));
     const changeTimes = new Map<string, number>();
     await watcher.run({

@@ -58,7 +58,8 @@ export interface RuntimeOptions<S> {
   readonly restoreTimeoutMs?: number;
 }
 
-type Input = { readonly id: TopicId; readonly name: string; readonly kind: MessageKind };
+/** An input topic, and where its dead letters go (frames' to a topic that keeps them no longer than frames). */
+type Input = { readonly id: TopicId; readonly name: string; readonly kind: MessageKind; readonly deadLetters: string };
 
 /** Fetched records of one input topic waiting for the task's worker. */
 interface Chunk {
@@ -149,7 +150,6 @@ export class StreamRuntime<S> {
   private readonly inputs: readonly Input[];
   private readonly changelog: string | undefined;
   private readonly changelogSpec: TopicSpec | undefined;
-  private readonly deadLetterTopic: string;
   private readonly consumer: Consumer;
   private readonly admin: Admin;
   private readonly tasks = new Map<number, Promise<Task<S>>>();
@@ -193,11 +193,10 @@ export class StreamRuntime<S> {
     this.inputs = options.spec.inputs.map((id) => {
       const spec = topicSpec(options.topology, id);
       if (spec.valueKind === 'state') throw new Error(`input ${id} is not a message topic`);
-      return { id, name: spec.name, kind: spec.valueKind };
+      return { id, name: spec.name, kind: spec.valueKind, deadLetters: topicSpec(options.topology, spec.valueKind === 'frame' ? 'dead-letter-frames' : 'dead-letter').name };
     });
     this.changelogSpec = options.spec.stateful ? changelogTopic(options.topology, options.spec, options.core.stateVersion) : undefined;
     this.changelog = this.changelogSpec?.name;
-    this.deadLetterTopic = topicSpec(options.topology, 'dead-letter').name;
     this.admin = options.kafka.admin();
     this.consumer = options.kafka.consumer({
       groupId: options.groupId,
@@ -265,7 +264,8 @@ export class StreamRuntime<S> {
    * latter (a dead letter that cannot be written would fail its batch for ever), and logs them.
    */
   private async readLimits(): Promise<void> {
-    const names = [...this.inputs.map((i) => i.name), this.deadLetterTopic];
+    const deadLetterTopics = [...new Set(this.inputs.map((i) => i.deadLetters))];
+    const names = [...this.inputs.map((i) => i.name), ...deadLetterTopics];
     const limits = new Map<string, number>();
     try {
       const described = await this.admin.describeConfigs({
@@ -279,7 +279,8 @@ export class StreamRuntime<S> {
     } catch (err) {
       this.o.logger.warn('could not read the topics\' max.message.bytes; dead letters keep the configured limit', { error: errorMessage(err) });
     }
-    const dl = limits.get(this.deadLetterTopic);
+    const known = deadLetterTopics.map((t) => limits.get(t)).filter((n): n is number => n !== undefined);
+    const dl = known.length > 0 ? Math.min(...known) : undefined;
     // Room for the rest of the dead letter (key, topic, message) and the batch's own overhead.
     if (dl !== undefined) this.deadLetterValueMax = Math.max(1024, Math.min(this.o.maxDeadLetterValueBytes, dl - 64 * 1024));
     this.o.logger.info('record size limits', { topics: Object.fromEntries(limits), maxRecordBytes: this.o.maxRecordBytes, deadLetterValueMax: this.deadLetterValueMax });
@@ -747,7 +748,7 @@ export class StreamRuntime<S> {
     let g = 0;
     for (const { input, message, d } of decoded) {
       if (!d.ok) {
-        push(this.deadLetterTopic, this.deadLetter(input, partition, d.message, d.code, d.error));
+        push(input.deadLetters, this.deadLetter(input, partition, d.message, d.code, d.error));
         continue;
       }
       const record = d.record;
@@ -764,7 +765,7 @@ export class StreamRuntime<S> {
         if (decision.action === 'retry') {
           throw new EmotionMuseError('SERVICE_UNAVAILABLE', `retrying batch of ${input.name}[${partition}]: ${decision.message}`, { retriable: true, cause: err });
         }
-        push(this.deadLetterTopic, this.deadLetter(input, partition, message, decision.code, decision.message));
+        push(input.deadLetters, this.deadLetter(input, partition, message, decision.code, decision.message));
       }
     }
 

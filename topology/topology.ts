@@ -1,6 +1,6 @@
 import type { MessageKind } from '../schemas/kinds.ts';
 
-export type TopicId = 'frames' | 'emotion-scores' | 'emotion-changes' | 'listens' | 'recommendations' | 'dead-letter' | 'passthrough';
+export type TopicId = 'frames' | 'emotion-scores' | 'emotion-changes' | 'listens' | 'recommendations' | 'dead-letter' | 'dead-letter-frames' | 'passthrough';
 
 /** A topic as data. `name` is the full name with its version suffix and the deployment's prefix. */
 export interface TopicSpec {
@@ -65,6 +65,8 @@ export interface TopologyOptions {
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
+/** Frames (and the dead letters that carry them) are personal data: kept one hour. */
+const FRAME_RETENTION_MS = 1 * HOUR;
 
 /**
  * The whole topic layout and processor graph of EmotionMuse, in one place.
@@ -83,19 +85,20 @@ export function buildTopology(options: TopologyOptions = {}): Topology {
   return {
     prefix,
     topics: [
-      topic('frames', 1, { timestampType: 'CreateTime', partitions, retentionMs: 1 * HOUR, cleanupPolicy: 'delete', valueKind: 'frame', description: 'Camera frames from edge clients. Short retention: raw faces are personal data.' }),
+      topic('frames', 1, { timestampType: 'CreateTime', partitions, retentionMs: FRAME_RETENTION_MS, cleanupPolicy: 'delete', valueKind: 'frame', description: 'Camera frames from edge clients. Short retention: raw faces are personal data.' }),
       topic('emotion-scores', 1, { timestampType: 'LogAppendTime', partitions, retentionMs: 1 * DAY, cleanupPolicy: 'delete', valueKind: 'emotion-score', description: 'Per-frame 7-class emotion probabilities.' }),
       topic('emotion-changes', 1, { timestampType: 'LogAppendTime', partitions, retentionMs: 7 * DAY, cleanupPolicy: 'delete', valueKind: 'emotion-change', description: 'Smoothed emotion label changes (hysteresis output).' }),
       topic('listens', 1, { timestampType: 'CreateTime', partitions, retentionMs: 7 * DAY, cleanupPolicy: 'delete', valueKind: 'listen', description: 'Plays reported by players.' }),
       topic('recommendations', 1, { timestampType: 'LogAppendTime', partitions, retentionMs: 7 * DAY, cleanupPolicy: 'delete', valueKind: 'recommendation', description: 'Ranked track lists per user.' }),
-      topic('dead-letter', 1, { timestampType: 'LogAppendTime', partitions: 3, retentionMs: 14 * DAY, cleanupPolicy: 'delete', valueKind: 'dead-letter', description: 'Records a stage could not process, with source coordinates and error code.' }),
+      topic('dead-letter', 1, { timestampType: 'LogAppendTime', partitions: 3, retentionMs: 14 * DAY, cleanupPolicy: 'delete', valueKind: 'dead-letter', description: 'Records a stage could not process, with source coordinates and error code (frames excepted: dead-letter-frames).' }),
+      topic('dead-letter-frames', 1, { timestampType: 'LogAppendTime', partitions: 3, retentionMs: FRAME_RETENTION_MS, cleanupPolicy: 'delete', valueKind: 'dead-letter', description: 'Frames a stage could not process: they may hold faces, so they are kept no longer than the frames topic keeps them.' }),
       topic('passthrough', 1, { timestampType: 'LogAppendTime', partitions, retentionMs: 1 * HOUR, cleanupPolicy: 'delete', valueKind: 'frame', description: 'Output of the pass-through processor (validated frames); used to exercise the runtime.' }),
     ],
     processors: [
-      { name: 'classifier', inputs: ['frames'], outputs: ['emotion-scores', 'dead-letter'], stateful: false, guarantee: 'at-least-once', description: 'Stage 1: face detection, crop, grey, resize, (CLAHE), emotion CNN on ONNX Runtime; per-frame 7-class probabilities.' },
+      { name: 'classifier', inputs: ['frames'], outputs: ['emotion-scores', 'dead-letter-frames'], stateful: false, guarantee: 'at-least-once', description: 'Stage 1: face detection, crop, grey, resize, (CLAHE), emotion CNN on ONNX Runtime; per-frame 7-class probabilities.' },
       { name: 'smoother', inputs: ['emotion-scores'], outputs: ['emotion-changes', 'dead-letter'], stateful: true, stateVersion: 'v2-t10-h5-g5000-skip', guarantee: 'at-least-once', description: 'Stage 2 (temporal): mean of T=10 frames per non-overlapping window, label change after H=5 consecutive windows agree; per-user state in a changelog.' },
       { name: 'recommender', inputs: ['emotion-changes', 'listens'], outputs: ['recommendations', 'dead-letter'], stateful: false, guarantee: 'at-least-once', description: 'Stages 3 and 4: per-user state in Redis, Bi-LSTM scoring (ONNX) of the whole catalogue, emotion-compatibility reranking, top-K list per user.' },
-      { name: 'passthrough', inputs: ['frames'], outputs: ['passthrough', 'dead-letter'], stateful: true, stateVersion: 'v1', guarantee: 'exactly-once', description: 'Validates frames and forwards them, counting frames per user in changelogged state (exercises the runtime).' },
+      { name: 'passthrough', inputs: ['frames'], outputs: ['passthrough', 'dead-letter-frames'], stateful: true, stateVersion: 'v1', guarantee: 'exactly-once', description: 'Validates frames and forwards them, counting frames per user in changelogged state (exercises the runtime).' },
     ],
   };
 }

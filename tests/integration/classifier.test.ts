@@ -20,12 +20,12 @@ describe('classifier processor on the real broker', () => {
       ...photos.map((data, i) => frame('bob', 1 + i, { encoding: 'JPEG', width: 0, height: 0, data })),
     ];
     await produce(fx.kafka, topicName(topology, 'frames'), inputs.map((f) => ({ key: f.userId, value: registry.encode('frame', f) })));
-    const reader = await collect(fx.kafka, [topicName(topology, 'emotion-scores'), topicName(topology, 'dead-letter')]);
+    const reader = await collect(fx.kafka, [topicName(topology, 'emotion-scores'), topicName(topology, 'dead-letter-frames')]);
     const p = await startProcessor('classifier', { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '2' });
     try {
       await waitFor('every frame scored or dead-lettered', () => reader.records.length >= inputs.length, 90_000);
       const scores = reader.records.filter((r) => r.topic === topicName(topology, 'emotion-scores')).map((r) => registry.decode('emotion-score', r.value!));
-      const letters = reader.records.filter((r) => r.topic === topicName(topology, 'dead-letter')).map((r) => registry.decode('dead-letter', r.value!));
+      const letters = reader.records.filter((r) => r.topic === topicName(topology, 'dead-letter-frames')).map((r) => registry.decode('dead-letter', r.value!));
 
       expect(letters).toHaveLength(1);
       expect(letters[0]).toMatchObject({ errorCode: 'UNDECODABLE_FRAME', stage: 'classifier', sourceTopic: topicName(topology, 'frames') });

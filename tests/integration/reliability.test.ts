@@ -28,11 +28,11 @@ describe('reliability: poison pills and invalid values never stall a partition o
     await producer.send({ topic: topicName(topology, 'frames'), acks: -1, messages: [{ key: 'pp', value: registry.encode('frame', frame('pp', 2)) }] });
     await producer.disconnect();
 
-    const reader = await collect(fx.kafka, [topicName(topology, 'emotion-scores'), topicName(topology, 'dead-letter')]);
+    const reader = await collect(fx.kafka, [topicName(topology, 'emotion-scores'), topicName(topology, 'dead-letter-frames')]);
     const p = await startProcessor('classifier', { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '1', EM_EXECUTION_PROVIDERS: 'cpu' });
     try {
       await waitFor('the dead letter and the next frame\'s score', () => reader.records.length >= 2, 90_000);
-      const letter = registry.decode('dead-letter', reader.records.find((r) => r.topic === topicName(topology, 'dead-letter'))!.value!);
+      const letter = registry.decode('dead-letter', reader.records.find((r) => r.topic === topicName(topology, 'dead-letter-frames'))!.value!);
       expect(letter).toMatchObject({ sourceOffset: 0, errorCode: 'UNDECODABLE_FRAME', valueBytes: value.length, valueTruncated: true, valueSha256: createHash('sha256').update(value).digest('hex') });
       expect(letter.value!.length).toBe(256 * 1024);
       expect(Buffer.compare(letter.value!, value.subarray(0, 256 * 1024))).toBe(0);

@@ -119,6 +119,7 @@ export interface Collected {
   value: Buffer | null;
   /** The record's timestamp (its writer's time, or the broker's on a LogAppendTime topic). */
   timestamp: number;
+  headers: Record<string, string>;
 }
 
 /**
@@ -133,7 +134,8 @@ export async function collect(kafka: Kafka, topics: string[]): Promise<{ records
   const joined = new Promise<void>((resolve) => consumer.on(consumer.events.GROUP_JOIN, () => resolve()));
   await consumer.run({
     eachMessage: async ({ topic, partition, message }) => {
-      records.push({ topic, partition, offset: message.offset, key: message.key?.toString() ?? '', value: message.value, timestamp: Number(message.timestamp) });
+      const headers = Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)]));
+      records.push({ topic, partition, offset: message.offset, key: message.key?.toString() ?? '', value: message.value, timestamp: Number(message.timestamp), headers });
     },
   });
   await joined;

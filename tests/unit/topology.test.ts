@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { describeTopology } from '../../topology/apply.ts';
-import { allTopics, buildTopology, topicName, validateTopology, type Topology } from '../../topology/topology.ts';
+import { allTopics, buildTopology, topicName, topicSpec, validateTopology, type Topology } from '../../topology/topology.ts';
 
 describe('topology', () => {
   const topology = buildTopology({ prefix: 'p.' });
@@ -36,6 +36,19 @@ describe('topology', () => {
     const text = describeTopology(topology);
     expect(text).toMatch(/p\.frames\.v1\s+6\s+1\s+1h\s+delete\s+CreateTime\s+userId\s+frame/);
     expect(text).toMatch(/p\.emotion-scores\.v1\s+6\s+1\s+1d\s+delete\s+LogAppendTime\s+userId/);
-    expect(text).toContain('passthrough: frames -> passthrough, dead-letter');
+    expect(text).toContain('passthrough: frames -> passthrough, dead-letter-frames');
+  });
+});
+
+describe('dead letters of frames', () => {
+  it('go to a topic that keeps them no longer than the frames topic keeps frames (they may hold faces)', () => {
+    const t = buildTopology();
+    expect(topicSpec(t, 'dead-letter-frames').retentionMs).toBe(topicSpec(t, 'frames').retentionMs);
+    expect(topicSpec(t, 'dead-letter').retentionMs).toBeGreaterThan(topicSpec(t, 'frames').retentionMs);
+    for (const p of t.processors) {
+      const readsFrames = p.inputs.includes('frames');
+      expect(p.outputs.includes('dead-letter-frames'), p.name).toBe(readsFrames);
+      expect(p.outputs.includes('dead-letter'), p.name).toBe(!readsFrames);
+    }
   });
 });
