@@ -239,7 +239,9 @@ export class StreamRuntime<S> {
       await producer.connect();
       this.producer = producer;
       this.send = coalesce(async (topicMessages: TopicMessages[]) => {
-        await producer.sendBatch({ topicMessages: mergeByTopic(topicMessages), acks: -1 });
+        // In requests under the broker's limit: one too large is refused, and the idempotent
+        // producer cannot go on after it (its sequence numbers no longer match).
+        for (const part of splitBySize(mergeByTopic(topicMessages), REQUEST_BYTES)) await producer.sendBatch({ topicMessages: part, acks: -1 });
         return topicMessages.map(() => undefined);
       }, 10_000);
     }
@@ -830,7 +832,7 @@ export class StreamRuntime<S> {
     try {
       const topicMessages = [...out].map(([topic, messages]) => ({ topic, messages }));
       if (changes.length > 0) topicMessages.push({ topic: this.changelog!, messages: changes });
-      if (topicMessages.length > 0) await txn.sendBatch({ topicMessages, acks: -1 });
+      for (const part of splitBySize(topicMessages, REQUEST_BYTES)) await txn.sendBatch({ topicMessages: part, acks: -1 });
       await txn.sendOffsets({
         consumerGroupId: this.o.groupId,
         topics: [...next].map(([topic, offset]) => ({ topic, partitions: [{ partition: task.partition, offset: offset.toString() }] })),
@@ -893,6 +895,36 @@ function mergeByTopic(topicMessages: readonly TopicMessages[]): TopicMessages[] 
     else byTopic.set(topic, [...messages]);
   }
   return [...byTopic].map(([topic, messages]) => ({ topic, messages }));
+}
+
+/**
+ * Bytes of records per produce request at most: under the broker's default message.max.bytes
+ * (1 MiB), which bounds each partition's batch, with room for a dead letter of the largest kept
+ * value (256 KiB by default) beside others.
+ */
+const REQUEST_BYTES = 768 * 1024;
+
+/** Splits topic messages into requests of at most `maxBytes` of keys and values (a larger record goes alone). */
+export function splitBySize(topicMessages: readonly TopicMessages[], maxBytes: number): TopicMessages[][] {
+  const parts: TopicMessages[][] = [];
+  let current = new Map<string, Message[]>();
+  let bytes = 0;
+  for (const { topic, messages } of topicMessages) {
+    for (const m of messages) {
+      const size = (m.value ? (m.value as Buffer).length : 0) + (m.key ? (m.key as Buffer).length : 0) + 64;
+      if (bytes > 0 && bytes + size > maxBytes) {
+        parts.push([...current].map(([t, ms]) => ({ topic: t, messages: ms })));
+        current = new Map();
+        bytes = 0;
+      }
+      const list = current.get(topic) ?? [];
+      list.push(m);
+      current.set(topic, list);
+      bytes += size;
+    }
+  }
+  if (bytes > 0) parts.push([...current].map(([t, ms]) => ({ topic: t, messages: ms })));
+  return parts;
 }
 
 function valueBytes(messages: ReadonlyArray<{ value: Buffer | null }>): number {
