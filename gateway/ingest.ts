@@ -2,6 +2,7 @@ import kafkajs, { type Kafka, type Producer } from 'kafkajs';
 import { EmotionMuseError, errorMessage } from '../runtime/errors.ts';
 import type { Frame } from '../schemas/generated/types.ts';
 import type { SchemaRegistry } from '../schemas/registry.ts';
+import { producerIsBroken } from '../runtime/kafka.ts';
 
 const { CompressionTypes } = kafkajs;
 
@@ -33,7 +34,7 @@ export interface IngestOptions {
  * when the producer gave up on it.
  */
 export class Ingest {
-  private readonly producer: Producer;
+  private producer: Producer;
   private queue: Pending[] = [];
   private sending = false;
   private readonly maxBatch: number;
@@ -49,6 +50,14 @@ export class Ingest {
   async start(): Promise<void> {
     await this.producer.connect();
     this.connected = true;
+  }
+
+  /** A new producer after one that cannot go on (a broker failed over mid-request). */
+  private async reopen(): Promise<void> {
+    const broken = this.producer;
+    this.producer = this.o.kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: 5 } });
+    await this.producer.connect().catch(() => undefined);
+    void broken.disconnect().catch(() => undefined);
   }
 
   get ready(): boolean {
@@ -97,6 +106,7 @@ export class Ingest {
         } catch (err) {
           const e = new EmotionMuseError('SERVICE_UNAVAILABLE', `Kafka did not take the frame: ${errorMessage(err)}`, { retriable: true, cause: err });
           for (const p of batch) p.reject(e);
+          if (producerIsBroken(err)) await this.reopen();
         }
       }
     } finally {

@@ -5,6 +5,10 @@
 # listening on its port is reused (say so with EM_REUSE_SERVICES=1, otherwise it must be ours).
 #
 #   infra/local.sh up [kafka|redis|prometheus]...   start (default: kafka redis)
+#   infra/local.sh up kafka --brokers 3             three KRaft nodes (each broker and controller)
+#                                                   on KAFKA_PORT..KAFKA_PORT+5, data under
+#                                                   .data/kafka-cluster/, topics default to
+#                                                   replication factor 3, min.insync.replicas 2
 #   infra/local.sh down [...]                        stop what this script started
 #   infra/local.sh status                            what is running
 #   infra/local.sh install                           fetch the Kafka jars, install Debian packages
@@ -57,24 +61,29 @@ install_kafka() {
     dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS"
 }
 
-kafka_up() {
-  local dir="$DATA/kafka" pidf="$DATA/kafka/kafka.pid"
-  if pid_alive "$pidf" && listening "$KAFKA_PORT"; then say "kafka already running (pid $(cat "$pidf")) on 127.0.0.1:$KAFKA_PORT"; return 0; fi
-  if listening "$KAFKA_PORT"; then
-    say "something already listens on 127.0.0.1:$KAFKA_PORT; reusing it as Kafka"; return 0
+# Starts KRaft node $1 of $2 (broker and controller); node 1 of 1 is the single local broker.
+# Nodes of a cluster listen on KAFKA_PORT + 2(i - 1) (clients) and the port after it (controller).
+kafka_node_up() {
+  local i=$1 n=$2 dir port cport voters="" rf=1 min_isr=1
+  if [ "$n" = 1 ]; then
+    dir="$DATA/kafka"; port=$KAFKA_PORT; cport=$CONTROLLER_PORT; voters="1@127.0.0.1:$CONTROLLER_PORT"
+  else
+    dir="$DATA/kafka-cluster/node-$i"; port=$((KAFKA_PORT + 2 * (i - 1))); cport=$((port + 1)); rf=3; min_isr=2
+    for k in $(seq 1 "$n"); do voters="$voters${voters:+,}$k@127.0.0.1:$((KAFKA_PORT + 2 * (k - 1) + 1))"; done
   fi
-  install_kafka
+  local pidf="$dir/kafka.pid"
+  if pid_alive "$pidf" && listening "$port"; then say "kafka node $i already running (pid $(cat "$pidf")) on 127.0.0.1:$port"; return 0; fi
+  if listening "$port"; then say "something already listens on 127.0.0.1:$port; reusing it as Kafka"; return 0; fi
   mkdir -p "$dir/logs"
-  sed -e "s#@KAFKA_PORT@#$KAFKA_PORT#g" -e "s#@CONTROLLER_PORT@#$CONTROLLER_PORT#g" -e "s#@DATA_DIR@#$dir#g" \
+  sed -e "s#@KAFKA_PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$cport#g" -e "s#@DATA_DIR@#$dir#g" -e "s#@NODE_ID@#$i#g" \
+    -e "s#@VOTERS@#$voters#g" -e "s#@RF@#$rf#g" -e "s#@MIN_ISR@#$min_isr#g" \
     "$ROOT/infra/kafka/server.properties.template" > "$dir/server.properties"
   local cp="$KAFKA_LIBS/*"
   if [ ! -f "$dir/logs/meta.properties" ]; then
-    local cluster_id
-    cluster_id=$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)
     java -cp "$cp" -Dlog4j.configuration="file:$ROOT/infra/kafka/log4j.properties" -Dkafka.logs.dir="$dir" \
-      kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" >/dev/null
+      kafka.tools.StorageTool format -t "$CLUSTER_ID" -c "$dir/server.properties" >/dev/null
   fi
-  say "starting kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT (logs: $dir/server.log)"
+  say "starting kafka $KAFKA_VERSION node $i/$n on 127.0.0.1:$port (logs: $dir/server.log)"
   # The JVM options of Kafka's own start script (kafka-run-class.sh): G1 aiming at 20 ms pauses
   # instead of its default 200, which would show in every stage's p99.
   nohup java -Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
@@ -82,8 +91,24 @@ kafka_up() {
     -Dlog4j.configuration="file:$ROOT/infra/kafka/log4j.properties" -Dkafka.logs.dir="$dir" \
     -cp "$cp" kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 &
   echo $! >"$pidf"
-  wait_port "$KAFKA_PORT" kafka 90 || { tail -n 30 "$dir/stdout.log" "$dir/server.log" >&2 || true; return 1; }
-  say "kafka is up"
+}
+
+kafka_node_wait() {
+  local i=$1 n=$2 port=$KAFKA_PORT dir="$DATA/kafka"
+  if [ "$n" != 1 ]; then port=$((KAFKA_PORT + 2 * (i - 1))); dir="$DATA/kafka-cluster/node-$i"; fi
+  wait_port "$port" "kafka node $i" 90 || { tail -n 30 "$dir/stdout.log" "$dir/server.log" >&2 || true; return 1; }
+}
+
+kafka_up() {
+  install_kafka
+  local n=$KAFKA_BROKERS_COUNT cp="$KAFKA_LIBS/*" idf
+  if [ "$n" = 1 ]; then idf="$DATA/kafka/cluster.id"; else idf="$DATA/kafka-cluster/cluster.id"; fi
+  mkdir -p "$(dirname "$idf")"
+  [ -f "$idf" ] || java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1 >"$idf"
+  CLUSTER_ID=$(cat "$idf")
+  for i in $(seq 1 "$n"); do kafka_node_up "$i" "$n"; done
+  for i in $(seq 1 "$n"); do kafka_node_wait "$i" "$n"; done
+  if [ "$n" = 1 ]; then say "kafka is up"; else say "kafka is up: $n nodes on 127.0.0.1:$KAFKA_PORT-$((KAFKA_PORT + 2 * n - 1)) (replication factor 3, min.insync.replicas 2)"; fi
 }
 
 redis_up() {
@@ -131,7 +156,17 @@ status_line() {
 }
 
 cmd=${1:-status}; shift || true
-services=("$@"); [ ${#services[@]} -gt 0 ] || services=(kafka redis)
+KAFKA_BROKERS_COUNT=${EM_KAFKA_NODES:-1}
+services=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --brokers) KAFKA_BROKERS_COUNT=$2; shift 2 ;;
+    --brokers=*) KAFKA_BROKERS_COUNT=${1#--brokers=}; shift ;;
+    *) services+=("$1"); shift ;;
+  esac
+done
+case "$KAFKA_BROKERS_COUNT" in 1|3) ;; *) echo "--brokers takes 1 or 3" >&2; exit 2 ;; esac
+[ ${#services[@]} -gt 0 ] || services=(kafka redis)
 case "$cmd" in
   # `up` also installs what the tests and the pipeline use beside the services (ffmpeg, promtool)
   # when it is missing; nothing happens when everything is there.
@@ -139,12 +174,14 @@ case "$cmd" in
   down)
     for s in "${services[@]}"; do
       case "$s" in
-        kafka) stop_pidfile kafka "$DATA/kafka/kafka.pid" ;;
+        kafka)
+          stop_pidfile kafka "$DATA/kafka/kafka.pid"
+          for f in "$DATA"/kafka-cluster/node-*/kafka.pid; do [ -f "$f" ] && stop_pidfile "kafka $(basename "$(dirname "$f")")" "$f"; done ;;
         redis) stop_pidfile redis "$DATA/redis/redis.pid" ;;
         prometheus) stop_pidfile prometheus "$DATA/prometheus/prometheus.pid" ;;
       esac
     done ;;
-  status) status_line kafka "$KAFKA_PORT"; status_line redis "$REDIS_PORT"; status_line prometheus "$PROMETHEUS_PORT" ;;
+  status) status_line kafka "$KAFKA_PORT"; [ "$KAFKA_BROKERS_COUNT" = 3 ] && { status_line "kafka node 2" $((KAFKA_PORT + 2)); status_line "kafka node 3" $((KAFKA_PORT + 4)); }; status_line redis "$REDIS_PORT"; status_line prometheus "$PROMETHEUS_PORT" ;;
   install) install_debs; install_kafka ;;
   *) echo "usage: infra/local.sh up|down|status|install [kafka|redis|prometheus]..." >&2; exit 2 ;;
 esac

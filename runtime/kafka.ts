@@ -49,3 +49,18 @@ export function createKafka(options: { brokers: readonly string[]; clientId: str
     },
   });
 }
+
+/**
+ * Errors after which an idempotent producer cannot go on: its producer id and sequence numbers no
+ * longer match the broker's (seen after a partition leader is killed mid-request, and after a
+ * request the broker refused). Only a new producer, with a new id, can send again.
+ */
+const FATAL_FOR_PRODUCER = new Set(['OUT_OF_ORDER_SEQUENCE_NUMBER', 'UNKNOWN_PRODUCER_ID', 'INVALID_PRODUCER_EPOCH', 'INVALID_PRODUCER_ID_MAPPING']);
+
+export function producerIsBroken(err: unknown): boolean {
+  for (let e = err as { type?: string; cause?: unknown; originalError?: unknown } | undefined, depth = 0; e && depth < 5; depth++) {
+    if (typeof e.type === 'string' && FATAL_FOR_PRODUCER.has(e.type)) return true;
+    e = (e.originalError ?? e.cause) as typeof e;
+  }
+  return false;
+}

@@ -4,6 +4,7 @@ import { SchemaRegistry } from '../schemas/registry.ts';
 import type { MessageKind } from '../schemas/kinds.ts';
 import { changelogTopic, topicSpec, type Guarantee, type ProcessorSpec, type TopicId, type TopicSpec, type Topology } from '../topology/topology.ts';
 import { waitForLeaders } from '../topology/apply.ts';
+import { producerIsBroken } from './kafka.ts';
 import { coalesce } from './coalesce.ts';
 import { errorMessage, EmotionMuseError, type ErrorCode } from './errors.ts';
 import { checkRecord } from '../schemas/validate.ts';
@@ -235,13 +236,28 @@ export class StreamRuntime<S> {
     await this.ensureChangelog();
     if (this.stopping) return;
     if (this.guarantee === 'at-least-once') {
-      const producer = this.o.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
-      await producer.connect();
-      this.producer = producer;
+      const open = async () => {
+        const producer = this.o.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+        await producer.connect();
+        return producer;
+      };
+      this.producer = await open();
       this.send = coalesce(async (topicMessages: TopicMessages[]) => {
-        // In requests under the broker's limit: one too large is refused, and the idempotent
-        // producer cannot go on after it (its sequence numbers no longer match).
-        for (const part of splitBySize(mergeByTopic(topicMessages), REQUEST_BYTES)) await producer.sendBatch({ topicMessages: part, acks: -1 });
+        try {
+          // In requests under the broker's limit: one too large is refused, and the idempotent
+          // producer cannot go on after it (its sequence numbers no longer match).
+          for (const part of splitBySize(mergeByTopic(topicMessages), REQUEST_BYTES)) await this.producer!.sendBatch({ topicMessages: part, acks: -1 });
+        } catch (err) {
+          if (producerIsBroken(err) && !this.stopping) {
+            // The batches fail and start over from their committed offsets; they go out again
+            // through a new producer (a record the broker had may be sent twice: at least once).
+            this.o.logger.warn('the producer cannot go on (a broker failed over mid-request); opening a new one', { error: errorMessage(err) });
+            const broken = this.producer!;
+            this.producer = await open();
+            void broken.disconnect().catch(() => undefined);
+          }
+          throw err;
+        }
         return topicMessages.map(() => undefined);
       }, 10_000);
     }

@@ -10,7 +10,11 @@ export type TopicAction =
   | { kind: 'drift'; topic: string; problems: string[] };
 
 function desiredConfig(spec: TopicSpec): Record<string, string> {
-  return { 'retention.ms': String(spec.retentionMs), 'cleanup.policy': spec.cleanupPolicy, 'message.timestamp.type': spec.timestampType };
+  const config: Record<string, string> = { 'retention.ms': String(spec.retentionMs), 'cleanup.policy': spec.cleanupPolicy, 'message.timestamp.type': spec.timestampType };
+  // Replicated topics take a write (acks=all) once all but one replica have it: one broker may
+  // be lost without losing an acknowledged record or stopping writes.
+  if (spec.replicationFactor > 1) config['min.insync.replicas'] = String(spec.replicationFactor - 1);
+  return config;
 }
 
 /** Waits until every partition of `topics` has a leader (30 s at most), retrying metadata errors. */
