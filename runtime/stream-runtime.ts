@@ -412,12 +412,8 @@ export class StreamRuntime<S> {
         if (this.stopping || !this.assigned.has(partition)) return;
         // Start over (with a seek to the committed offsets: records fetched meanwhile were not
         // processed), after a backoff that grows with each failure of this partition.
-        const f = this.failures.get(partition) ?? { count: 0, since: Date.now() };
-        f.count++;
-        this.failures.set(partition, f);
-        this.metrics.partitionsStalled.set({ stage: this.stage }, this.stalled().length);
-        const backoffMs = Math.min(30_000, 200 * 2 ** Math.min(f.count - 1, 8));
-        this.o.logger.warn('task init failed; trying again', { partition, attempt: f.count, backoffMs, error: errorMessage(err) });
+        const { count, backoffMs } = this.failed(partition);
+        this.o.logger.warn('task init failed; trying again', { partition, attempt: count, backoffMs, error: errorMessage(err) });
         void this.task(partition, backoffMs).catch(() => undefined);
       });
       this.tasks.set(partition, pending);
@@ -652,6 +648,15 @@ export class StreamRuntime<S> {
    * After a failed commit (or a fenced producer) the task starts over from what was committed: a
    * new task restores the state and sends the consumer back to the committed offsets.
    */
+  /** Counts a failure of the partition (a batch or a task start); the backoff before its next try: 200 ms doubling to 30 s. */
+  private failed(partition: number): { count: number; backoffMs: number } {
+    const f = this.failures.get(partition) ?? { count: 0, since: Date.now() };
+    f.count++;
+    this.failures.set(partition, f);
+    this.metrics.partitionsStalled.set({ stage: this.stage }, this.stalled().length);
+    return { count: f.count, backoffMs: Math.min(30_000, 200 * 2 ** Math.min(f.count - 1, 8)) };
+  }
+
   private async resetTask(task: Task<S>, err: unknown): Promise<void> {
     if (task.closed) return;
     task.closed = true;
@@ -665,17 +670,13 @@ export class StreamRuntime<S> {
     if (!pending || (await pending.catch(() => undefined)) !== task) return;
     this.tasks.delete(partition);
     if (this.stopping || !this.assigned.has(partition)) return;
-    const f = this.failures.get(partition) ?? { count: 0, since: Date.now() };
-    f.count++;
-    this.failures.set(partition, f);
-    this.metrics.partitionsStalled.set({ stage: this.stage }, this.stalled().length);
-    if (this.o.maxBatchRetries > 0 && f.count > this.o.maxBatchRetries) {
-      this.o.logger.error('a batch failed too many times; stopping the processor', { partition, attempts: f.count, error: errorMessage(err) });
-      this.crashed?.(new EmotionMuseError('PROCESSING_FAILED', `partition ${partition}: a batch failed ${f.count} times: ${errorMessage(err)}`));
+    const { count, backoffMs } = this.failed(partition);
+    if (this.o.maxBatchRetries > 0 && count > this.o.maxBatchRetries) {
+      this.o.logger.error('a batch failed too many times; stopping the processor', { partition, attempts: count, error: errorMessage(err) });
+      this.crashed?.(new EmotionMuseError('PROCESSING_FAILED', `partition ${partition}: a batch failed ${count} times: ${errorMessage(err)}`));
       return;
     }
-    const backoffMs = Math.min(30_000, 200 * 2 ** Math.min(f.count - 1, 8));
-    this.o.logger.warn('batch could not be committed; the task starts over from its committed offsets', { partition, attempt: f.count, backoffMs, error: errorMessage(err) });
+    this.o.logger.warn('batch could not be committed; the task starts over from its committed offsets', { partition, attempt: count, backoffMs, error: errorMessage(err) });
     // In the map at once, so that records fetched meanwhile wait for the reset task (and its seek).
     await this.task(partition, backoffMs).catch(() => undefined);
   }
