@@ -9,7 +9,7 @@ import { errorMessage } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import { createGatewayMetrics, type GatewayMetrics } from '../runtime/metrics.ts';
 import type { TrackCatalogue } from '../processors/recommender/catalogue.ts';
-import { UserStore } from '../processors/recommender/store.ts';
+import { REDIS_OPTIONS, UserStore } from '../processors/recommender/store.ts';
 import type { Listen, Recommendation } from '../schemas/generated/types.ts';
 import type { SchemaRegistry } from '../schemas/registry.ts';
 import { topicName, type Topology } from '../topology/topology.ts';
@@ -97,7 +97,7 @@ export class Gateway {
     });
     this.store = new UserStore(o.redisUrl, { prefix: o.redisPrefix, historySize: 50, ttlSeconds: 86_400 });
     // Its own connection for the sessions (UserStore keeps its connection to itself).
-    this.redis = new Redis(o.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false, retryStrategy: (times) => Math.min(5000, 100 * 2 ** Math.min(times, 6)) });
+    this.redis = new Redis(o.redisUrl, REDIS_OPTIONS);
     this.sessions = new SessionStore(this.redis, { prefix: o.redisPrefix, logger: o.logger });
     this.listenProducer = o.kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
     this.wss = new WebSocketServer({ noServer: true, maxPayload: Math.max(1024 * 1024, o.limits.maxMessageBytes * 4), perMessageDeflate: false });

@@ -63,6 +63,17 @@ type Scripted = Redis & {
   applyEmotion(hash: string, history: string, field: string, offset: string, emotion: string, ttl: number, change: string): Promise<number>;
 };
 
+/**
+ * How the pipeline's Redis connections behave: connect on demand, fail a command fast while Redis
+ * is away (the batch is retried from Kafka instead of waiting in a queue), reconnect with backoff.
+ */
+export const REDIS_OPTIONS = {
+  lazyConnect: true,
+  maxRetriesPerRequest: 1,
+  enableOfflineQueue: false,
+  retryStrategy: (times: number) => Math.min(5000, 100 * 2 ** Math.min(times, 6)),
+} as const;
+
 /** A stored emotion, or null when there is none or it is not a usable one (never throws). */
 function parseEmotion(raw: string | undefined): EmotionState | null {
   if (!raw) return null;
@@ -86,13 +97,7 @@ export class UserStore {
     private readonly options: { prefix: string; historySize: number; ttlSeconds: number; onOperation?: (op: string, ms: number) => void },
   ) {
     this.prefix = options.prefix;
-    const redis = new Redis(url, {
-      lazyConnect: true,
-      // Fail a command fast while Redis is away: the batch is retried from Kafka instead.
-      maxRetriesPerRequest: 1,
-      enableOfflineQueue: false,
-      retryStrategy: (times) => Math.min(5000, 100 * 2 ** Math.min(times, 6)),
-    });
+    const redis = new Redis(url, REDIS_OPTIONS);
     redis.defineCommand('applyListen', { numberOfKeys: 2, lua: APPLY_LISTEN });
     redis.defineCommand('applyEmotion', { numberOfKeys: 2, lua: APPLY_EMOTION });
     this.redis = redis as Scripted;
