@@ -4,6 +4,7 @@ import { configHelp, loadConfig, opt, parseArgv } from '../runtime/config.ts';
 import { commonOptions } from '../runtime/common-config.ts';
 import { EmotionMuseError } from '../runtime/errors.ts';
 import { createKafka } from '../runtime/kafka.ts';
+import { kafkaSecurity } from '../runtime/security.ts';
 import type { DeadLetter } from '../schemas/generated/types.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
 import { buildTopology, topicName } from '../topology/topology.ts';
@@ -116,7 +117,7 @@ ${configHelp(options)}`,
     const topology = buildTopology({ prefix: c.topicPrefix, partitions: c.partitions });
     const topics = (c.which === 'all' ? (['dead-letter', 'dead-letter-frames'] as const) : [c.which]).map((id) => topicName(topology, id));
     const registry = SchemaRegistry.load();
-    const kafka = createKafka({ brokers: c.brokers, clientId: 'emotionmuse-dead-letters' });
+    const kafka = createKafka({ brokers: c.brokers, clientId: 'emotionmuse-dead-letters', security: kafkaSecurity(c, 'admin') });
     const wanted = (l: DeadLetter) => (!c.code || l.errorCode === c.code) && l.failedTimeMs >= since;
 
     if (sub === 'list') {

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { configHelp, loadConfig, opt } from '../runtime/config.ts';
 import { commonOptions } from '../runtime/common-config.ts';
 import { createKafka } from '../runtime/kafka.ts';
+import { kafkaSecurity } from '../runtime/security.ts';
 import { EdgeAnalyzer, PRIVACY_LEVELS, PRIVACY_TEXT, type CameraImage } from '../edge/analyzer.ts';
 import { EdgePublisher } from '../edge/publisher.ts';
 import { EdgeStats } from '../edge/stats.ts';
@@ -80,7 +81,7 @@ ${configHelp(publishOptions)}`,
       console.error(`choose exactly one source: --images, --video, --camera or --recording\n\n${this.help}`);
       return 2;
     }
-    const kafka = createKafka({ brokers: c.brokers, clientId: 'emotionmuse-publish' });
+    const kafka = createKafka({ brokers: c.brokers, clientId: 'emotionmuse-publish', security: kafkaSecurity(c, 'edge') });
     const registry = SchemaRegistry.load();
     const topic = topicName(topologyOf(c), 'frames');
     const session = c.session || `${c.user}-${randomUUID().slice(0, 8)}`;
@@ -172,7 +173,7 @@ ${configHelp(replayOptions)}`,
     const { frames } = await readRecording(c.recording, registry);
     const session = c.session || `replay-${randomUUID().slice(0, 8)}`;
     const r = await replay(frames, {
-      kafka: createKafka({ brokers: c.brokers, clientId: 'emotionmuse-replay' }),
+      kafka: createKafka({ brokers: c.brokers, clientId: 'emotionmuse-replay', security: kafkaSecurity(c, 'edge') }),
       registry,
       topic: topicName(topologyOf(c), 'frames'),
       sessionId: session,
@@ -214,7 +215,7 @@ ${configHelp(recordOptions)}`,
     const abort = new AbortController();
     process.once('SIGINT', () => abort.abort());
     const n = await record(c.out, {
-      kafka: createKafka({ brokers: c.brokers, clientId: 'emotionmuse-record' }),
+      kafka: createKafka({ brokers: c.brokers, clientId: 'emotionmuse-record', security: kafkaSecurity(c, 'admin') }),
       registry: SchemaRegistry.load(),
       topic: topicName(topologyOf(c), 'frames'),
       userId: c.user || undefined,
@@ -259,7 +260,7 @@ ${configHelp(subscribeOptions)}`,
       const i = catalogue?.indexOf.get(id);
       return i === undefined || !catalogue ? undefined : { title: catalogue.titles[i]!, artist: catalogue.artists[i]! };
     };
-    const kafka = createKafka({ brokers: c.brokers, clientId: 'emotionmuse-subscribe' });
+    const kafka = createKafka({ brokers: c.brokers, clientId: 'emotionmuse-subscribe', security: kafkaSecurity(c, 'admin') });
     const consumer = kafka.consumer({ groupId: `emotionmuse-subscribe-${randomUUID()}`, readUncommitted: false, maxWaitTimeInMs: 100 });
     await consumer.connect();
     await consumer.subscribe({ topics: [topicName(topology, 'emotion-changes'), topicName(topology, 'recommendations')], fromBeginning: c.fromBeginning });

@@ -7,6 +7,7 @@ import { loadCatalogue } from '../processors/recommender/catalogue.ts';
 import { configHelp, loadConfig } from '../runtime/config.ts';
 import { EmotionMuseError } from '../runtime/errors.ts';
 import { createKafka } from '../runtime/kafka.ts';
+import { kafkaSecurity, metricsAuth, redisSecurity } from '../runtime/security.ts';
 import { createLogger } from '../runtime/log.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
 import { buildTopology } from '../topology/topology.ts';
@@ -40,10 +41,12 @@ ${configHelp(gatewayOptions)}`,
     const tokens = tokenConfigOf(c);
     if (!hasTokenKey(tokens)) throw new EmotionMuseError('CONFIG_INVALID', 'the gateway needs a token key: set EM_JWT_SECRET (or --jwt-secret-file, --jwt-public-key-file, --jwt-jwks-file)');
     const gateway = new Gateway({
-      kafka: createKafka({ brokers: c.brokers, clientId: 'emotionmuse-gateway' }),
+      kafka: createKafka({ brokers: c.brokers, clientId: 'emotionmuse-gateway', security: kafkaSecurity(c, 'gateway') }),
       registry: SchemaRegistry.load(),
       topology: buildTopology({ prefix: c.topicPrefix, partitions: c.partitions, replicationFactor: c.replicationFactor }),
       redisUrl: c.redisUrl,
+      redisOptions: redisSecurity(c),
+      metricsAuth: metricsAuth(c),
       redisPrefix: c.redisPrefix,
       verifier: await TokenVerifier.create(tokens),
       catalogue: loadCatalogue(c.modelDir),

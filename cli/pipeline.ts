@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { configHelp, loadConfig, opt } from '../runtime/config.ts';
 import { commonOptions } from '../runtime/common-config.ts';
 import { createKafka } from '../runtime/kafka.ts';
+import { kafkaSecurity } from '../runtime/security.ts';
 import { createLogger } from '../runtime/log.ts';
 import { Supervisor } from '../runtime/supervisor.ts';
 import { EdgeAnalyzer, PRIVACY_LEVELS } from '../edge/analyzer.ts';
@@ -19,6 +20,7 @@ import { SchemaRegistry } from '../schemas/registry.ts';
 import type { Frame } from '../schemas/generated/types.ts';
 import { synthesizeSession } from '../sessions/synth.ts';
 import { parseTimeline } from '../sessions/timeline.ts';
+import { applyAcls } from '../topology/acls.ts';
 import { applyTopology, formatActions } from '../topology/apply.ts';
 import { buildTopology, topicName } from '../topology/topology.ts';
 import { percentile } from '../bench/machine.ts';
@@ -97,10 +99,11 @@ ${configHelp(pipelineOptions)}`,
       if (up.status !== 0) return up.status ?? 1;
     }
     const topology = buildTopology({ prefix: c.topicPrefix, partitions: c.partitions, replicationFactor: c.replicationFactor });
-    const kafka = createKafka({ brokers: c.brokers, clientId: 'emotionmuse-pipeline' });
+    const kafka = createKafka({ brokers: c.brokers, clientId: 'emotionmuse-pipeline', security: kafkaSecurity(c, 'admin') });
     const admin = kafka.admin();
     await admin.connect();
     const actions = await applyTopology(admin, topology);
+    await applyAcls(admin, topology, { required: c.security === 'on' });
     await admin.disconnect();
     console.log(`topics: ${actions.filter((a) => a.kind === 'created').length} created, ${actions.filter((a) => a.kind === 'unchanged').length} unchanged${actions.some((a) => a.kind === 'drift') ? `\n${formatActions(actions.filter((a) => a.kind === 'drift'))}` : ''}`);
 

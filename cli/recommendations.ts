@@ -1,5 +1,6 @@
 import { configHelp, loadConfig, opt, parseArgv } from '../runtime/config.ts';
 import { commonOptions } from '../runtime/common-config.ts';
+import { redisSecurity, securityOptions } from '../runtime/security.ts';
 import { recommenderOptions } from '../processors/index.ts';
 import { loadCatalogue } from '../processors/recommender/catalogue.ts';
 import { UserStore } from '../processors/recommender/store.ts';
@@ -8,6 +9,7 @@ import type { Command } from './command.ts';
 
 const getOptions = {
   redisUrl: commonOptions.redisUrl,
+  ...securityOptions,
   redisPrefix: recommenderOptions.redisPrefix,
   modelDir: recommenderOptions.modelDir,
   user: opt.string('EM_USER', 'user', '', 'The user whose last list to print'),
@@ -52,7 +54,7 @@ ${configHelp(getOptions)}`,
       console.error('--user is required');
       return 2;
     }
-    const store = new UserStore(config.redisUrl, { prefix: config.redisPrefix, historySize: 50, ttlSeconds: 1 });
+    const store = new UserStore(config.redisUrl, { prefix: config.redisPrefix, historySize: 50, ttlSeconds: 1 }, redisSecurity(config));
     await store.connect();
     try {
       // (a list stored in a shape that is not JSON is an INVALID_RECORD error, printed by main)

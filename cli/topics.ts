@@ -2,6 +2,8 @@ import { loadConfig, configHelp } from '../runtime/config.ts';
 import { commonOptions } from '../runtime/common-config.ts';
 import { opt } from '../runtime/config.ts';
 import { createKafka } from '../runtime/kafka.ts';
+import { kafkaSecurity } from '../runtime/security.ts';
+import { aclRules, applyAcls, formatAclRules } from '../topology/acls.ts';
 import { applyTopology, describeTopology, formatActions } from '../topology/apply.ts';
 import { buildTopology, validateTopology } from '../topology/topology.ts';
 import type { Command } from './command.ts';
@@ -14,7 +16,8 @@ export const topicsCommand: Command = {
        emotionmuse topics describe [options]
 
 apply     creates every missing topic of the topology and reports drift (wrong partition count,
-          replication or config) without destroying data. Running it twice changes nothing the
+          replication or config) without destroying data, then creates the least-privilege ACLs
+          of every principal (topology/acls.ts) where the broker has an authorizer. Running it twice changes nothing the
           second time. Exits 3 when drift remains.
 describe  prints the topic layout and the processor graph (no broker needed).
 
@@ -34,18 +37,20 @@ ${configHelp(applyOptions)}`,
       return 1;
     }
     if (sub === 'describe') {
-      console.log(describeTopology(topology));
+      console.log(`${describeTopology(topology)}\n\nACLs (applied by topics apply where the broker has an authorizer):\n${formatAclRules(aclRules(topology))}`);
       return 0;
     }
     if (sub !== 'apply') {
       console.error(`unknown subcommand "topics ${sub}"\n\n${this.help}`);
       return 2;
     }
-    const admin = createKafka({ brokers: config.brokers, clientId: 'emotionmuse-topics' }).admin();
+    const admin = createKafka({ brokers: config.brokers, clientId: 'emotionmuse-topics', security: kafkaSecurity(config, 'admin') }).admin();
     try {
       await admin.connect();
       const actions = await applyTopology(admin, topology, { fixConfig: config.fixConfig });
       console.log(formatActions(actions));
+      const acls = await applyAcls(admin, topology, { required: config.security === 'on' });
+      console.log(acls.kind === 'applied' ? `ACLs: ${acls.created} created, ${acls.unchanged} unchanged (${aclRules(topology).length} rules; topics describe lists them)` : 'ACLs: the broker has no authorizer (plain mode); none applied');
       const changed = actions.filter((a) => a.kind === 'created' || a.kind === 'config-updated').length;
       const drift = actions.filter((a) => a.kind === 'drift').length;
       console.log(`\n${changed === 0 ? 'no change' : `${changed} change(s)`}${drift > 0 ? `, ${drift} topic(s) drifted` : ''}`);

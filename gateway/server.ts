@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import type { Kafka } from 'kafkajs';
 import { WebSocketServer } from 'ws';
 import { AuthError, type Identity, type TokenVerifier } from '../auth/tokens.ts';
 import { errorMessage } from '../runtime/errors.ts';
+import { basicAuthorized, refuseMetrics, type BasicAuth } from '../runtime/http.ts';
 import type { Logger } from '../runtime/log.ts';
 import { createGatewayMetrics, type GatewayMetrics } from '../runtime/metrics.ts';
 import type { TrackCatalogue } from '../processors/recommender/catalogue.ts';
@@ -25,6 +26,10 @@ export interface GatewayOptions {
   readonly registry: SchemaRegistry;
   readonly topology: Topology;
   readonly redisUrl: string;
+  /** Authentication and TLS of the Redis connections (runtime/security.ts `redisSecurity`). */
+  readonly redisOptions?: RedisOptions;
+  /** Basic auth that /metrics asks for; undefined: open. */
+  readonly metricsAuth?: BasicAuth;
   /** The recommender's Redis key prefix (the gateway reads its users' lists and emotions). */
   readonly redisPrefix: string;
   readonly verifier: TokenVerifier;
@@ -95,9 +100,9 @@ export class Gateway {
       maxWaitMs: o.fanoutMaxWaitMs,
       onEvent: (type) => this.metrics.eventsOut.inc({ type }),
     });
-    this.store = new UserStore(o.redisUrl, { prefix: o.redisPrefix, historySize: 50, ttlSeconds: 86_400 });
+    this.store = new UserStore(o.redisUrl, { prefix: o.redisPrefix, historySize: 50, ttlSeconds: 86_400 }, o.redisOptions);
     // Its own connection for the sessions (UserStore keeps its connection to itself).
-    this.redis = new Redis(o.redisUrl, REDIS_OPTIONS);
+    this.redis = new Redis(o.redisUrl, { ...REDIS_OPTIONS, ...o.redisOptions });
     this.sessions = new SessionStore(this.redis, { prefix: o.redisPrefix, logger: o.logger });
     this.listenProducer = o.kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
     this.wss = new WebSocketServer({ noServer: true, maxPayload: Math.max(1024 * 1024, o.limits.maxMessageBytes * 4), perMessageDeflate: false });
@@ -219,6 +224,7 @@ export class Gateway {
         return json(r.ready ? 200 : 503, { status: r.ready ? 'ready' : 'not ready', reason: r.reason });
       }
       if (url.pathname === '/metrics') {
+        if (!basicAuthorized(this.o.metricsAuth, req)) return refuseMetrics(res);
         res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
         return void res.end(await this.metrics.registry.metrics());
       }

@@ -12,9 +12,19 @@
 #   infra/local.sh down [...]                        stop what this script started
 #   infra/local.sh status                            what is running
 #   infra/local.sh install                           fetch the Kafka jars, install Debian packages
+#   infra/local.sh secrets                           make the secured mode's CA, certificates and
+#                                                   passwords (`up` does it when they are missing)
+#
+# Secured mode (EM_SECURITY=on): the broker listens with SASL_SSL (SCRAM-SHA-512 over TLS) and
+# the KRaft authorizer (deny unless an ACL allows), one SCRAM principal per component; Redis
+# listens with TLS only and ACL users (the default user is off). Data under .data/kafka-secure/
+# and .data/redis-secure/; CA, certificates and one password file per principal under
+# .data/secrets/ (mode 600, never printed).
 #
 # Environment: EM_KAFKA_VERSION (3.9.1), EM_KAFKA_PORT (9092), EM_KAFKA_CONTROLLER_PORT (9093),
-# EM_REDIS_PORT (6379), EM_PROMETHEUS_PORT (9090), EM_DATA_DIR (.data), EM_CACHE_DIR (.cache).
+# EM_REDIS_PORT (6379), EM_PROMETHEUS_PORT (9090), EM_DATA_DIR (.data), EM_CACHE_DIR (.cache),
+# EM_SECURITY (off | on), EM_SECRETS_DIR (.data/secrets), EM_REDIS_KEY_PATTERNS ("em:* test.*":
+# the keys the application's Redis user may touch; the test suite's prefixes begin with test.).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,6 +36,13 @@ PROMETHEUS_PORT="${EM_PROMETHEUS_PORT:-9090}"
 DATA="${EM_DATA_DIR:-$ROOT/.data}"
 CACHE="${EM_CACHE_DIR:-$ROOT/.cache}"
 KAFKA_LIBS="$CACHE/kafka-$KAFKA_VERSION/libs"
+SECURITY="${EM_SECURITY:-off}"
+SECRETS="${EM_SECRETS_DIR:-$DATA/secrets}"
+# The Kafka principals: one per component, and admin for the tooling (topics, ACLs, forget).
+PRINCIPALS="admin classifier smoother recommender passthrough gateway edge"
+case "$SECURITY" in on|off) ;; *) echo "EM_SECURITY takes on or off" >&2; exit 2 ;; esac
+KAFKA_DIR="$DATA/kafka"; REDIS_DIR="$DATA/redis"
+if [ "$SECURITY" = on ]; then KAFKA_DIR="$DATA/kafka-secure"; REDIS_DIR="$DATA/redis-secure"; fi
 
 say() { printf '[infra] %s\n' "$*" >&2; }
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -61,12 +78,37 @@ install_kafka() {
     dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS"
 }
 
+# The secured mode's CA, server certificate (for 127.0.0.1 and localhost, used by the broker and
+# Redis) and a random password per Kafka principal and Redis user. Made once; kept under
+# $SECRETS with mode 600; values are never printed.
+make_secrets() {
+  [ -f "$SECRETS/ca.crt" ] && [ -f "$SECRETS/server.pem" ] && return 0
+  say "making the secured mode's CA, certificates and passwords in $SECRETS"
+  mkdir -p "$SECRETS"; chmod 700 "$SECRETS"
+  ( umask 077; cd "$SECRETS"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=EmotionMuse local CA" \
+      -keyout ca.key -out ca.crt 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout server.key -out server.csr 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' > server.ext
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 825 -extfile server.ext \
+      -out server.crt 2>/dev/null
+    openssl pkcs8 -topk8 -nocrypt -in server.key -out server.pk8
+    cat server.pk8 server.crt > server.pem
+    # a second CA that signs nothing of ours: tests check that a client trusting it is refused
+    openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=Untrusted CA" -keyout other-ca.key -out other-ca.crt 2>/dev/null
+    rm -f server.csr server.ext server.pk8 ca.srl
+    for p in broker $PRINCIPALS; do openssl rand -hex 24 > "kafka-$p.password"; done
+    for u in emotionmuse admin; do openssl rand -hex 24 > "redis-$u.password"; done
+    openssl rand -hex 24 > metrics.password
+    openssl rand -hex 32 > jwt.secret )
+}
+
 # Starts KRaft node $1 of $2 (broker and controller); node 1 of 1 is the single local broker.
 # Nodes of a cluster listen on KAFKA_PORT + 2(i - 1) (clients) and the port after it (controller).
 kafka_node_up() {
   local i=$1 n=$2 dir port cport voters="" rf=1 min_isr=1
   if [ "$n" = 1 ]; then
-    dir="$DATA/kafka"; port=$KAFKA_PORT; cport=$CONTROLLER_PORT; voters="1@127.0.0.1:$CONTROLLER_PORT"
+    dir="$KAFKA_DIR"; port=$KAFKA_PORT; cport=$CONTROLLER_PORT; voters="1@127.0.0.1:$CONTROLLER_PORT"
   else
     dir="$DATA/kafka-cluster/node-$i"; port=$((KAFKA_PORT + 2 * (i - 1))); cport=$((port + 1)); rf=3; min_isr=2
     for k in $(seq 1 "$n"); do voters="$voters${voters:+,}$k@127.0.0.1:$((KAFKA_PORT + 2 * (k - 1) + 1))"; done
@@ -78,10 +120,19 @@ kafka_node_up() {
   sed -e "s#@KAFKA_PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$cport#g" -e "s#@DATA_DIR@#$dir#g" -e "s#@NODE_ID@#$i#g" \
     -e "s#@VOTERS@#$voters#g" -e "s#@RF@#$rf#g" -e "s#@MIN_ISR@#$min_isr#g" \
     "$ROOT/infra/kafka/server.properties.template" > "$dir/server.properties"
+  local scram=()
+  if [ "$SECURITY" = on ]; then
+    chmod 600 "$dir/server.properties"
+    sed -e "s#@KAFKA_PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$cport#g" -e "s#@SECRETS@#$SECRETS#g" \
+      -e "s#@BROKER_PASSWORD@#$(cat "$SECRETS/kafka-broker.password")#g" \
+      "$ROOT/infra/kafka/secure.properties.template" >> "$dir/server.properties"
+    # SCRAM credentials go into the bootstrap metadata when the storage is formatted
+    for p in broker $PRINCIPALS; do scram+=(--add-scram "SCRAM-SHA-512=[name=$p,password=$(cat "$SECRETS/kafka-$p.password")]"); done
+  fi
   local cp="$KAFKA_LIBS/*"
   if [ ! -f "$dir/logs/meta.properties" ]; then
     java -cp "$cp" -Dlog4j.configuration="file:$ROOT/infra/kafka/log4j.properties" -Dkafka.logs.dir="$dir" \
-      kafka.tools.StorageTool format -t "$CLUSTER_ID" -c "$dir/server.properties" >/dev/null
+      kafka.tools.StorageTool format -t "$CLUSTER_ID" -c "$dir/server.properties" "${scram[@]}" >/dev/null
   fi
   say "starting kafka $KAFKA_VERSION node $i/$n on 127.0.0.1:$port (logs: $dir/server.log)"
   # The JVM options of Kafka's own start script (kafka-run-class.sh): G1 aiming at 20 ms pauses
@@ -94,7 +145,7 @@ kafka_node_up() {
 }
 
 kafka_node_wait() {
-  local i=$1 n=$2 port=$KAFKA_PORT dir="$DATA/kafka"
+  local i=$1 n=$2 port=$KAFKA_PORT dir="$KAFKA_DIR"
   if [ "$n" != 1 ]; then port=$((KAFKA_PORT + 2 * (i - 1))); dir="$DATA/kafka-cluster/node-$i"; fi
   wait_port "$port" "kafka node $i" 90 || { tail -n 30 "$dir/stdout.log" "$dir/server.log" >&2 || true; return 1; }
 }
@@ -102,22 +153,46 @@ kafka_node_wait() {
 kafka_up() {
   install_kafka
   local n=$KAFKA_BROKERS_COUNT cp="$KAFKA_LIBS/*" idf
-  if [ "$n" = 1 ]; then idf="$DATA/kafka/cluster.id"; else idf="$DATA/kafka-cluster/cluster.id"; fi
+  if [ "$SECURITY" = on ]; then
+    [ "$n" = 1 ] || { say "the secured mode runs one broker (--brokers 3 is plain only)"; return 2; }
+    make_secrets
+  fi
+  if [ "$n" = 1 ]; then idf="$KAFKA_DIR/cluster.id"; else idf="$DATA/kafka-cluster/cluster.id"; fi
   mkdir -p "$(dirname "$idf")"
   [ -f "$idf" ] || java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1 >"$idf"
   CLUSTER_ID=$(cat "$idf")
   for i in $(seq 1 "$n"); do kafka_node_up "$i" "$n"; done
   for i in $(seq 1 "$n"); do kafka_node_wait "$i" "$n"; done
-  if [ "$n" = 1 ]; then say "kafka is up"; else say "kafka is up: $n nodes on 127.0.0.1:$KAFKA_PORT-$((KAFKA_PORT + 2 * n - 1)) (replication factor 3, min.insync.replicas 2)"; fi
+  if [ "$n" = 1 ]; then say "kafka is up$([ "$SECURITY" = on ] && echo " (SASL_SSL, SCRAM-SHA-512, ACLs; secrets in $SECRETS)")"; else say "kafka is up: $n nodes on 127.0.0.1:$KAFKA_PORT-$((KAFKA_PORT + 2 * n - 1)) (replication factor 3, min.insync.replicas 2)"; fi
+}
+
+# The ACL file of the secured Redis: the default user off; `emotionmuse` (the recommender and the
+# gateway) on the project's keys with only the commands they send; `admin` (tooling: users
+# forget, tests) with everything. Passwords are stored as SHA-256 digests.
+redis_acl() {
+  local app admin patterns=""
+  app=$(tr -d '\n' <"$SECRETS/redis-emotionmuse.password" | sha256sum | cut -d' ' -f1)
+  admin=$(tr -d '\n' <"$SECRETS/redis-admin.password" | sha256sum | cut -d' ' -f1)
+  for k in ${EM_REDIS_KEY_PATTERNS:-em:* test.*}; do patterns="$patterns ~$k"; done
+  printf 'user default off\n'
+  printf 'user emotionmuse on #%s%s resetchannels -@all +get +set +del +exists +expire +hget +hset +hgetall +lpush +ltrim +lrange +multi +exec +discard +eval +evalsha +script|load +ping +info +select +client|setname +hello +auth +echo\n' "$app" "$patterns"
+  printf 'user admin on #%s ~* &* +@all\n' "$admin"
 }
 
 redis_up() {
-  local dir="$DATA/redis" pidf="$DATA/redis/redis.pid"
+  local dir="$REDIS_DIR" pidf="$REDIS_DIR/redis.pid"
   if listening "$REDIS_PORT"; then say "redis already listening on 127.0.0.1:$REDIS_PORT; reusing it"; return 0; fi
   command -v redis-server >/dev/null || install_debs
   mkdir -p "$dir"
-  say "starting redis on 127.0.0.1:$REDIS_PORT (data: $dir)"
-  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$dir" --daemonize yes --pidfile "$pidf" \
+  local net=(--port "$REDIS_PORT")
+  if [ "$SECURITY" = on ]; then
+    make_secrets
+    ( umask 077; redis_acl > "$dir/users.acl" )
+    net=(--port 0 --tls-port "$REDIS_PORT" --tls-cert-file "$SECRETS/server.crt" --tls-key-file "$SECRETS/server.key"
+      --tls-ca-cert-file "$SECRETS/ca.crt" --tls-auth-clients no --aclfile "$dir/users.acl")
+  fi
+  say "starting redis on 127.0.0.1:$REDIS_PORT (data: $dir$([ "$SECURITY" = on ] && echo "; TLS, ACL users"))"
+  redis-server --bind 127.0.0.1 "${net[@]}" --dir "$dir" --daemonize yes --pidfile "$pidf" \
     --logfile "$dir/redis.log" --appendonly yes --save "" >/dev/null
   wait_port "$REDIS_PORT" redis 20
   say "redis is up"
@@ -175,13 +250,14 @@ case "$cmd" in
     for s in "${services[@]}"; do
       case "$s" in
         kafka)
-          stop_pidfile kafka "$DATA/kafka/kafka.pid"
+          for f in "$DATA/kafka/kafka.pid" "$DATA/kafka-secure/kafka.pid"; do [ -f "$f" ] && stop_pidfile kafka "$f"; done
           for f in "$DATA"/kafka-cluster/node-*/kafka.pid; do [ -f "$f" ] && stop_pidfile "kafka $(basename "$(dirname "$f")")" "$f"; done ;;
-        redis) stop_pidfile redis "$DATA/redis/redis.pid" ;;
+        redis) for f in "$DATA/redis/redis.pid" "$DATA/redis-secure/redis.pid"; do [ -f "$f" ] && stop_pidfile redis "$f"; done ;;
         prometheus) stop_pidfile prometheus "$DATA/prometheus/prometheus.pid" ;;
       esac
     done ;;
   status) status_line kafka "$KAFKA_PORT"; [ "$KAFKA_BROKERS_COUNT" = 3 ] && { status_line "kafka node 2" $((KAFKA_PORT + 2)); status_line "kafka node 3" $((KAFKA_PORT + 4)); }; status_line redis "$REDIS_PORT"; status_line prometheus "$PROMETHEUS_PORT" ;;
   install) install_debs; install_kafka ;;
+  secrets) make_secrets; say "secrets in $SECRETS" ;;
   *) echo "usage: infra/local.sh up|down|status|install [kafka|redis|prometheus]..." >&2; exit 2 ;;
 esac

@@ -1,4 +1,5 @@
 import type { OptionTable } from '../runtime/config.ts';
+import { redisSecurity, type SecurityConfig } from '../runtime/security.ts';
 import { opt } from '../runtime/config.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { Metrics } from '../runtime/metrics.ts';
@@ -22,7 +23,7 @@ export interface ProcessorContext<C> {
   /** The processor's own options (the entry's `options` table), validated. */
   readonly config: C;
   /** The options every processor takes (brokers, Redis, ...). */
-  readonly common: { readonly redisUrl: string };
+  readonly common: { readonly redisUrl: string } & SecurityConfig;
 }
 
 export interface ProcessorEntry<T extends OptionTable = OptionTable> {
@@ -120,7 +121,7 @@ export const PROCESSORS: Record<string, ProcessorEntry<any>> = {
         historySize: config.historySize,
         ttlSeconds: config.userTtlSeconds,
         onOperation: (_op, ms) => metrics.stepSeconds.observe({ stage: 'recommender', step: 'redis' }, ms / 1000),
-      });
+      }, redisSecurity(common));
       await store.connect();
       return createRecommenderCore({ scorer, store, metrics, verifier, config: { ...DEFAULT_RECOMMENDER_CONFIG, lambda: config.lambda, topK: config.topK, refreshIntervalMs: config.refreshIntervalMs } });
     },

@@ -1,5 +1,6 @@
 import { GUARANTEES } from '../topology/topology.ts';
 import { opt } from './config.ts';
+import { securityOptions } from './security.ts';
 
 /** Options every EmotionMuse process takes. Each default is written here and nowhere else. */
 export const commonOptions = {
@@ -9,11 +10,13 @@ export const commonOptions = {
   replicationFactor: opt.int('EM_REPLICATION_FACTOR', 'replication-factor', 1, 'Replication factor of new topics', { min: 1 }),
   redisUrl: opt.string('EM_REDIS_URL', 'redis-url', 'redis://127.0.0.1:6379', 'Redis server'),
   logLevel: opt.oneOf('EM_LOG_LEVEL', 'log-level', 'info', ['debug', 'info', 'warn', 'error'], 'Log level'),
+  ...securityOptions,
 } as const;
 
 /** Options of a processor process (`emotionmuse run <processor>`). */
 export const processorOptions = {
   ...commonOptions,
+  httpHost: opt.string('EM_HTTP_HOST', 'http-host', '127.0.0.1', 'Address /metrics, /healthz, /readyz and the read-back routes bind to (0.0.0.0: every interface, as in a container)'),
   httpPort: opt.int('EM_HTTP_PORT', 'http-port', -1, 'Port of /metrics, /healthz, /readyz; -1 takes the processor\'s own port (passthrough 9100, classifier 9101, smoother 9102, recommender 9103), 0 any free port', { min: -1, max: 65535 }),
   groupId: opt.string('EM_GROUP_ID', 'group-id', '', 'Consumer group; empty means <topic-prefix><processor>'),
   guarantee: opt.oneOf('EM_GUARANTEE', 'guarantee', 'topology', ['topology', ...GUARANTEES], 'How batches are committed; topology takes the processor\'s own (the pipeline\'s three stages at-least-once, the pass-through exactly-once)'),

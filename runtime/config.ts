@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { EmotionMuseError } from './errors.ts';
+import { Secret } from './secret.ts';
 
 /** One configuration option: where it comes from, its default (written once, here), and how it is read. */
 export interface Option<T> {
@@ -7,6 +9,11 @@ export interface Option<T> {
   readonly default: T;
   readonly doc: string;
   readonly parse: (raw: string) => T;
+  /**
+   * A secret: the value comes from `env`, or from the file that `<env>_FILE` or the flag names;
+   * it is a {@link Secret} (printed redacted) and help shows no default.
+   */
+  readonly secret?: true;
 }
 
 export type OptionTable = Record<string, Option<unknown>>;
@@ -49,6 +56,10 @@ export const opt = {
         throw new Error(`expected true or false, got "${raw}"`);
       },
     };
+  },
+  /** A password or key: from `env`, or read from the file named by `<env>_FILE` or `--<flag>`; undefined when none. */
+  secret(env: string, flag: string, doc: string): Option<Secret | undefined> {
+    return { env, flag, default: undefined, doc: `${doc}; or a file: ${env}_FILE / --${flag}`, secret: true, parse: (raw) => new Secret(raw) };
   },
   list(env: string, flag: string, def: readonly string[], doc: string): Option<readonly string[]> {
     return {
@@ -113,8 +124,21 @@ export function loadConfig<S extends OptionTable>(
   const known = new Set<string>();
   for (const [key, option] of Object.entries(table)) {
     known.add(option.flag);
-    const fromFlag = flags.get(option.flag);
-    const fromEnv = env[option.env];
+    let fromFlag = flags.get(option.flag);
+    let fromEnv = env[option.env];
+    if (option.secret) {
+      // a secret's flag and <ENV>_FILE name a file; only the environment variable holds the value itself
+      const file = fromFlag ?? (fromEnv === undefined ? env[`${option.env}_FILE`] : undefined);
+      if (file !== undefined) {
+        try {
+          fromFlag = undefined;
+          fromEnv = readFileSync(file, 'utf8').trim();
+        } catch (err) {
+          problems.push(`${option.env}_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+          continue;
+        }
+      }
+    }
     const raw = fromFlag ?? fromEnv;
     if (raw === undefined) {
       out[key] = option.default;
@@ -141,8 +165,8 @@ export function loadConfig<S extends OptionTable>(
 /** The options table as help text: flag, environment variable, default, description. */
 export function configHelp(table: OptionTable): string {
   const rows = Object.values(table).map((o) => {
-    const def = Array.isArray(o.default) ? (o.default as string[]).join(',') : String(o.default);
-    return [`--${o.flag} <value>`, o.env, def === '' ? '(none)' : def, o.doc] as const;
+    const def = o.secret ? '' : Array.isArray(o.default) ? (o.default as string[]).join(',') : String(o.default);
+    return [`--${o.flag} <${o.secret ? 'file' : 'value'}>`, o.env, def === '' ? '(none)' : def, o.doc] as const;
   });
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => r[1].length));

@@ -1,6 +1,30 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { timingSafeEqual } from 'node:crypto';
 import type { Registry } from 'prom-client';
+import type { Secret } from './secret.ts';
+
+/** The credentials /metrics asks for (Prometheus' scrape config sends them with basic_auth). */
+export interface BasicAuth {
+  readonly username: string;
+  readonly password: Secret;
+}
+
+/** Whether a request carries the basic-auth credentials (compared in constant time); true when none are configured. */
+export function basicAuthorized(auth: BasicAuth | undefined, req: http.IncomingMessage): boolean {
+  if (!auth) return true;
+  const header = req.headers.authorization ?? '';
+  if (!header.startsWith('Basic ')) return false;
+  const given = Buffer.from(header.slice(6).trim(), 'base64');
+  const wanted = Buffer.from(`${auth.username}:${auth.password.reveal()}`);
+  return given.length === wanted.length && timingSafeEqual(given, wanted);
+}
+
+/** The answer to a /metrics request without the right credentials. */
+export function refuseMetrics(res: http.ServerResponse): void {
+  res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Basic realm="metrics"' });
+  res.end('{"code":"METRICS_AUTH","error":"/metrics needs basic auth"}');
+}
 
 export type RouteHandler = (req: http.IncomingMessage, url: URL) => Promise<{ status: number; body: unknown } | undefined>;
 
@@ -17,6 +41,8 @@ export interface HttpServer {
 export async function startHttpServer(options: {
   port: number;
   host?: string;
+  /** Basic auth on /metrics; undefined leaves it open. */
+  metricsAuth?: BasicAuth;
   registry: Registry;
   ready: () => { ready: boolean; reason?: string };
   routes?: RouteHandler[];
@@ -39,6 +65,7 @@ export async function startHttpServer(options: {
       }
     }
     if (url.pathname === '/metrics') {
+      if (!basicAuthorized(options.metricsAuth, req)) return refuseMetrics(res);
       res.writeHead(200, { 'content-type': options.registry.contentType });
       res.end(await options.registry.metrics());
     } else if (url.pathname === '/healthz') {
@@ -56,7 +83,7 @@ export async function startHttpServer(options: {
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port, options.host ?? '0.0.0.0', () => resolve());
+    server.listen(options.port, options.host ?? '127.0.0.1', () => resolve());
   });
   return {
     port: (server.address() as AddressInfo).port,

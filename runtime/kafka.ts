@@ -1,8 +1,10 @@
 import net from 'node:net';
+import tls from 'node:tls';
 import kafkajs, { type ISocketFactory, type Kafka, type LogEntry } from 'kafkajs';
 
 const { Kafka: KafkaClient, logLevel: KafkaLogLevel } = kafkajs;
 import type { Logger } from './log.ts';
+import type { KafkaSecurity } from './security.ts';
 
 const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [KafkaLogLevel.ERROR]: 'error',
@@ -19,20 +21,25 @@ const QUIET = ['switched default partitioner', 'Limiting retries for the idempot
  * kafkajs leaves Nagle's algorithm on: a request written while an earlier one is not yet
  * acknowledged by TCP (a commit behind a long-polling fetch, the tail of a request larger than
  * one segment) waits for the broker's delayed ACK, up to 40 ms on Linux. Requests are whole
- * messages, written once each: send them at once. (Plain TCP only: this project's brokers speak
- * PLAINTEXT.)
+ * messages, written once each: send them at once, over plain TCP and over TLS alike.
  */
-const socketFactory: ISocketFactory = ({ host, port, onConnect }) => {
-  const socket = net.connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 }, onConnect);
+const socketFactory: ISocketFactory = ({ host, port, ssl, onConnect }) => {
+  if (!ssl) return net.connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 }, onConnect);
+  // SNI takes a host name only; an IP address is checked against the certificate's IP SANs.
+  const socket = tls.connect({ host, port, ...(net.isIP(host) ? {} : { servername: host }), ...ssl }, onConnect);
+  socket.setNoDelay(true);
+  socket.setKeepAlive(true, 60_000);
   return socket;
 };
 
 /** A kafkajs client whose log lines go through our logger (kafkajs info is chatty: only warnings and up pass). */
-export function createKafka(options: { brokers: readonly string[]; clientId: string; logger?: Logger }): Kafka {
+export function createKafka(options: { brokers: readonly string[]; clientId: string; logger?: Logger; security?: KafkaSecurity }): Kafka {
   const logger = options.logger?.child({ component: 'kafkajs' });
   return new KafkaClient({
     clientId: options.clientId,
     brokers: [...options.brokers],
+    ...(options.security?.ssl ? { ssl: options.security.ssl } : {}),
+    ...(options.security?.sasl ? { sasl: options.security.sasl } : {}),
     connectionTimeout: 5000,
     socketFactory,
     retry: { initialRetryTime: 200, retries: 8 },

@@ -6,6 +6,7 @@ import { processorOptions } from './common-config.ts';
 import { errorMessage } from './errors.ts';
 import { startHttpServer } from './http.ts';
 import { createKafka } from './kafka.ts';
+import { kafkaSecurity, metricsAuth, type Principal } from './security.ts';
 import { createLogger } from './log.ts';
 import { createMetrics } from './metrics.ts';
 import { StreamRuntime } from './stream-runtime.ts';
@@ -32,7 +33,8 @@ export async function runProcessor(name: string, argv: readonly string[]): Promi
   registry.setDefaultLabels({ processor: name });
   const metrics = createMetrics(registry);
   const core = await entry.create({ metrics, logger, config: all, common: config });
-  const kafka = createKafka({ brokers: config.brokers, clientId: `emotionmuse-${name}`, logger });
+  const security = kafkaSecurity(config, spec.name as Principal);
+  const kafka = createKafka({ brokers: config.brokers, clientId: `emotionmuse-${name}`, logger, security });
   const runtime = new StreamRuntime({
     kafka, topology, spec, core, logger, metrics,
     registry: SchemaRegistry.load(),
@@ -52,11 +54,13 @@ export async function runProcessor(name: string, argv: readonly string[]): Promi
   });
   const http = await startHttpServer({
     port: config.httpPort === -1 ? entry.port : config.httpPort,
+    host: config.httpHost,
+    metricsAuth: metricsAuth(config),
     registry,
     ready: () => runtime.readiness(),
     routes: core.routes ? [...core.routes] : [],
   });
-  logger.info('processor starting', { http: http.port, brokers: config.brokers, groupId: config.groupId || `${config.topicPrefix}${name}` });
+  logger.info('processor starting', { http: `${config.httpHost}:${http.port}`, brokers: config.brokers, kafka: security.describe, groupId: config.groupId || `${config.topicPrefix}${name}` });
 
   return new Promise<number>((resolve) => {
     let exiting = false;

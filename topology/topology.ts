@@ -48,10 +48,22 @@ export interface ProcessorSpec {
   readonly description: string;
 }
 
+/**
+ * A client that is not a stream processor (it commits nothing), as data: what it writes and reads.
+ * Its consumer groups begin with `<prefix><name>-`.
+ */
+export interface ClientSpec {
+  readonly name: string;
+  readonly writes: readonly TopicId[];
+  readonly reads: readonly TopicId[];
+  readonly description: string;
+}
+
 export interface Topology {
   readonly prefix: string;
   readonly topics: readonly TopicSpec[];
   readonly processors: readonly ProcessorSpec[];
+  readonly clients: readonly ClientSpec[];
 }
 
 export interface TopologyOptions {
@@ -99,6 +111,10 @@ export function buildTopology(options: TopologyOptions = {}): Topology {
       { name: 'smoother', inputs: ['emotion-scores'], outputs: ['emotion-changes', 'dead-letter'], stateful: true, stateVersion: 'v2-t10-h5-g5000-skip', guarantee: 'at-least-once', description: 'Stage 2 (temporal): mean of T=10 frames per non-overlapping window, label change after H=5 consecutive windows agree; per-user state in a changelog.' },
       { name: 'recommender', inputs: ['emotion-changes', 'listens'], outputs: ['recommendations', 'dead-letter'], stateful: false, guarantee: 'at-least-once', description: 'Stages 3 and 4: per-user state in Redis, Bi-LSTM scoring (ONNX) of the whole catalogue, emotion-compatibility reranking, top-K list per user.' },
       { name: 'passthrough', inputs: ['frames'], outputs: ['passthrough', 'dead-letter-frames'], stateful: true, stateVersion: 'v1', guarantee: 'exactly-once', description: 'Validates frames and forwards them, counting frames per user in changelogged state (exercises the runtime).' },
+    ],
+    clients: [
+      { name: 'gateway', writes: ['frames', 'listens'], reads: ['emotion-scores', 'emotion-changes', 'recommendations'], description: 'WebSocket and HTTP front door: frames and listens in, each user\'s own events out.' },
+      { name: 'edge', writes: ['frames'], reads: [], description: 'Edge clients publishing straight to Kafka (emotionmuse publish, replay).' },
     ],
   };
 }

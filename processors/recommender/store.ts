@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
 import { EmotionMuseError, errorMessage } from '../../runtime/errors.ts';
 import type { Recommendation } from '../../schemas/generated/types.ts';
 
@@ -95,9 +95,11 @@ export class UserStore {
   constructor(
     url: string,
     private readonly options: { prefix: string; historySize: number; ttlSeconds: number; onOperation?: (op: string, ms: number) => void },
+    /** Authentication and TLS (runtime/security.ts `redisSecurity`). */
+    connection: RedisOptions = {},
   ) {
     this.prefix = options.prefix;
-    const redis = new Redis(url, REDIS_OPTIONS);
+    const redis = new Redis(url, { ...REDIS_OPTIONS, ...connection });
     redis.defineCommand('applyListen', { numberOfKeys: 2, lua: APPLY_LISTEN });
     redis.defineCommand('applyEmotion', { numberOfKeys: 2, lua: APPLY_EMOTION });
     this.redis = redis as Scripted;

@@ -2,7 +2,9 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { TestProject } from 'vitest/node';
 import { Redis } from 'ioredis';
+import { loadConfig } from '../../runtime/config.ts';
 import { createKafka } from '../../runtime/kafka.ts';
+import { kafkaSecurity, redisSecurity, securityOptions } from '../../runtime/security.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -67,8 +69,10 @@ async function resolveServices(): Promise<Services> {
   };
 }
 
+const security = loadConfig(securityOptions, { env: process.env, allowUnknownFlags: true });
+
 async function check(services: Services): Promise<void> {
-  const admin = createKafka({ brokers: services.brokers.split(','), clientId: 'emotionmuse-test-setup' }).admin();
+  const admin = createKafka({ brokers: services.brokers.split(','), clientId: 'emotionmuse-test-setup', security: kafkaSecurity(security, 'admin') }).admin();
   try {
     await admin.connect();
     await admin.listTopics();
@@ -77,7 +81,7 @@ async function check(services: Services): Promise<void> {
   } finally {
     await admin.disconnect().catch(() => undefined);
   }
-  const redis = new Redis(services.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
+  const redis = new Redis(services.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null, ...redisSecurity({ ...security, redisUrl: services.redisUrl }, 'admin') });
   try {
     await redis.connect();
     await redis.ping();
@@ -91,7 +95,7 @@ async function check(services: Services): Promise<void> {
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const services = await resolveServices();
   await check(services);
-  console.log(`[integration] Kafka ${services.brokers}, Redis ${services.redisUrl} (from ${services.from})`);
+  console.log(`[integration] Kafka ${services.brokers}, Redis ${services.redisUrl} (from ${services.from})${security.security === 'on' ? ', SECURED: SASL_SSL + ACLs, Redis TLS + ACL users' : ''}`);
   project.provide('kafkaBrokers', services.brokers);
   project.provide('redisUrl', services.redisUrl);
   project.provide('servicesFrom', services.from);

@@ -3,7 +3,11 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { Admin, Kafka, Message } from 'kafkajs';
 import { afterAll, beforeAll, expect, inject } from 'vitest';
+import { Redis, type RedisOptions } from 'ioredis';
+import { loadConfig } from '../../runtime/config.ts';
 import { createKafka } from '../../runtime/kafka.ts';
+import { kafkaSecurity, metricsAuth, redisSecurity, securityOptions, type Principal } from '../../runtime/security.ts';
+import { applyAcls } from '../../topology/acls.ts';
 import { freePort } from '../../runtime/net.ts';
 
 export { freePort };
@@ -16,8 +20,30 @@ export function brokers(): string[] {
   return inject('kafkaBrokers').split(',');
 }
 
-export function testKafka(): Kafka {
-  return createKafka({ brokers: brokers(), clientId: 'emotionmuse-test' });
+/** Whether this run talks to the secured services (EM_SECURITY=on). */
+export function securedRun(): boolean {
+  return process.env.EM_SECURITY === 'on';
+}
+
+/** The tests' own clients act as the admin principal (a super user); the processes they start use their own. */
+export function testSecurity() {
+  return loadConfig(securityOptions, { env: process.env, allowUnknownFlags: true });
+}
+
+export function testKafka(principal: Principal = 'admin'): Kafka {
+  return createKafka({ brokers: brokers(), clientId: 'emotionmuse-test', security: kafkaSecurity(testSecurity(), principal) });
+}
+
+/** A Redis connection as the admin ACL user in the secured mode (tests read and clean any key). */
+export function testRedis(options: RedisOptions = {}): Redis {
+  const url = inject('redisUrl');
+  return new Redis(url, { ...redisSecurity({ ...testSecurity(), redisUrl: url }, 'admin'), ...options });
+}
+
+/** The headers that /metrics asks for in the secured mode. */
+export function metricsHeaders(): Record<string, string> {
+  const auth = metricsAuth(testSecurity());
+  return auth ? { authorization: `Basic ${Buffer.from(`${auth.username}:${auth.password.reveal()}`).toString('base64')}` } : {};
 }
 
 /** A Kafka client and a connected admin for the tests of one file (connected before, closed after). */
@@ -50,6 +76,7 @@ export function randomPrefix(suite: string): string {
 export async function createTopology(admin: Admin, prefix: string, partitions = 3): Promise<Topology> {
   const topology = buildTopology({ prefix, partitions });
   await applyTopology(admin, topology);
+  await applyAcls(admin, topology, { required: securedRun() });
   return topology;
 }
 
@@ -83,7 +110,7 @@ export async function killMidStream(name: string, env: Record<string, string>, w
 }
 
 export async function metricsText(port: number): Promise<string> {
-  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`, { headers: metricsHeaders() });
   return res.text();
 }
 
