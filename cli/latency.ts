@@ -1,5 +1,7 @@
 import { configHelp, loadConfig, opt } from '../runtime/config.ts';
+import { basicAuthHeaders } from '../runtime/http.ts';
 import { METRICS } from '../runtime/metrics.ts';
+import { metricsAuth, securityOptions } from '../runtime/security.ts';
 import { PROCESSORS } from '../processors/index.ts';
 import { quantile, readHistogram } from '../observability/histogram.ts';
 import type { Command } from './command.ts';
@@ -10,6 +12,7 @@ const latencyOptions = {
   smootherPort: opt.int('EM_SMOOTHER_PORT', 'smoother-port', PROCESSORS.smoother!.port, 'The smoother\'s HTTP port'),
   recommenderPort: opt.int('EM_RECOMMENDER_PORT', 'recommender-port', PROCESSORS.recommender!.port, 'The recommender\'s HTTP port'),
   json: opt.bool('EM_JSON', 'json', false, 'Print JSON'),
+  ...securityOptions,
 };
 
 /** The rows of the paper's Section VI-E breakdown, each from one histogram of one processor. */
@@ -44,8 +47,9 @@ ${configHelp(latencyOptions)}`,
   async run(argv) {
     const c = loadConfig(latencyOptions, { argv });
     const texts = new Map<number, string>();
+    const headers = basicAuthHeaders(metricsAuth(c));
     for (const port of [c.classifierPort, c.smootherPort, c.recommenderPort]) {
-      texts.set(port, await fetch(`http://${c.host}:${port}/metrics`).then((r) => r.text(), () => ''));
+      texts.set(port, await fetch(`http://${c.host}:${port}/metrics`, { headers }).then((r) => r.text(), () => ''));
     }
     const rows = ROWS.map((r) => {
       const port = c[r.port];

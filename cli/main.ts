@@ -12,6 +12,7 @@ import { pipelineCommand } from './pipeline.ts';
 import { runCommand } from './run.ts';
 import { tokenCommand } from './token.ts';
 import { topicsCommand } from './topics.ts';
+import { usersCommand } from './users.ts';
 
 const COMMANDS: Record<string, Command> = {
   pipeline: pipelineCommand,
@@ -29,6 +30,7 @@ const COMMANDS: Record<string, Command> = {
   latency: latencyCommand,
   'dead-letters': deadLettersCommand,
   token: tokenCommand,
+  users: usersCommand,
 };
 
 function usage(): string {

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../runtime/log.ts';
+import { globEscape } from '../processors/recommender/store.ts';
 
 // KEYS: the session key. ARGV: seq, ttl. Keeps the larger sequence number.
 const ADVANCE = `
@@ -35,6 +36,11 @@ export class SessionStore {
 
   private key(user: string, session: string): string {
     return `${this.o.prefix}gw:s:${user}:${session}`;
+  }
+
+  /** The SCAN pattern of every session key of `user` (what `users forget` deletes). */
+  static userPattern(prefix: string, user: string): string {
+    return `${globEscape(prefix)}gw:s:${globEscape(user)}:*`;
   }
 
   async lastSeq(user: string, session: string): Promise<number> {

@@ -166,7 +166,7 @@ kafka_up() {
   if [ "$n" = 1 ]; then say "kafka is up$([ "$SECURITY" = on ] && echo " (SASL_SSL, SCRAM-SHA-512, ACLs; secrets in $SECRETS)")"; else say "kafka is up: $n nodes on 127.0.0.1:$KAFKA_PORT-$((KAFKA_PORT + 2 * n - 1)) (replication factor 3, min.insync.replicas 2)"; fi
 }
 
-# The ACL file of the secured Redis: the default user off; `emotionmuse` (the recommender and the
+# The ACL file of the secured Redis: the default user behind the admin password; `emotionmuse` (the recommender and the
 # gateway) on the project's keys with only the commands they send; `admin` (tooling: users
 # forget, tests) with everything. Passwords are stored as SHA-256 digests.
 redis_acl() {
@@ -174,7 +174,10 @@ redis_acl() {
   app=$(tr -d '\n' <"$SECRETS/redis-emotionmuse.password" | sha256sum | cut -d' ' -f1)
   admin=$(tr -d '\n' <"$SECRETS/redis-admin.password" | sha256sum | cut -d' ' -f1)
   for k in ${EM_REDIS_KEY_PATTERNS:-em:* test.*}; do patterns="$patterns ~$k"; done
-  printf 'user default off\n'
+  # The default user needs the admin password (as requirepass would) rather than being off:
+  # Redis 7.0 replays MULTI/EXEC from the append-only file as the default user, and refuses them
+  # (NOPERM, the data lost at a restart) when that user may not run them.
+  printf 'user default on #%s ~* &* +@all\n' "$admin"
   printf 'user emotionmuse on #%s%s resetchannels -@all +get +set +del +exists +expire +hget +hset +hgetall +lpush +ltrim +lrange +multi +exec +discard +eval +evalsha +script|load +ping +info +select +client|setname +hello +auth +echo\n' "$app" "$patterns"
   printf 'user admin on #%s ~* &* +@all\n' "$admin"
 }
@@ -204,7 +207,16 @@ prometheus_up() {
   command -v prometheus >/dev/null || install_debs
   mkdir -p "$dir"
   say "starting prometheus on 127.0.0.1:$PROMETHEUS_PORT"
-  nohup prometheus --config.file="${EM_PROMETHEUS_CONFIG:-$ROOT/infra/prometheus/prometheus.local.yml}" \
+  local config="${EM_PROMETHEUS_CONFIG:-$ROOT/infra/prometheus/prometheus.local.yml}"
+  if [ "$SECURITY" = on ] && [ -z "${EM_PROMETHEUS_CONFIG:-}" ]; then
+    # the secured processors' /metrics ask for basic auth: the same scrape config with credentials
+    make_secrets
+    config="$dir/prometheus.secure.yml"
+    sed -e "s#^  - rules/#  - $ROOT/infra/prometheus/rules/#" \
+      -e "s#^  - job_name: emotionmuse\$#&\n    basic_auth: { username: metrics, password_file: $SECRETS/metrics.password }#" \
+      "$ROOT/infra/prometheus/prometheus.local.yml" > "$config"
+  fi
+  nohup prometheus --config.file="$config" \
     --storage.tsdb.path="$dir/data" --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" >"$dir/prometheus.log" 2>&1 &
   echo $! >"$pidf"
   wait_port "$PROMETHEUS_PORT" prometheus 30

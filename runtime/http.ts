@@ -20,6 +20,11 @@ export function basicAuthorized(auth: BasicAuth | undefined, req: http.IncomingM
   return given.length === wanted.length && timingSafeEqual(given, wanted);
 }
 
+/** The Authorization header that `auth` asks for (none when it is undefined). */
+export function basicAuthHeaders(auth: BasicAuth | undefined): Record<string, string> {
+  return auth ? { authorization: `Basic ${Buffer.from(`${auth.username}:${auth.password.reveal()}`).toString('base64')}` } : {};
+}
+
 /** The answer to a /metrics request without the right credentials. */
 export function refuseMetrics(res: http.ServerResponse): void {
   res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Basic realm="metrics"' });

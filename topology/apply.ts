@@ -10,7 +10,9 @@ export type TopicAction =
   | { kind: 'drift'; topic: string; problems: string[] };
 
 function desiredConfig(spec: TopicSpec): Record<string, string> {
-  const config: Record<string, string> = { 'retention.ms': String(spec.retentionMs), 'cleanup.policy': spec.cleanupPolicy, 'message.timestamp.type': spec.timestampType };
+  const config: Record<string, string> = { 'retention.ms': String(spec.retentionMs), 'cleanup.policy': spec.cleanupPolicy, 'message.timestamp.type': spec.timestampType, 'segment.ms': String(spec.segmentMs) };
+  // compaction may wait at most a segment's time: old values of a key (a forgotten user's) do not linger
+  if (spec.cleanupPolicy.includes('compact')) config['max.compaction.lag.ms'] = String(spec.segmentMs);
   // Replicated topics take a write (acks=all) once all but one replica have it: one broker may
   // be lost without losing an acknowledged record or stopping writes.
   if (spec.replicationFactor > 1) config['min.insync.replicas'] = String(spec.replicationFactor - 1);

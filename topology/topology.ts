@@ -10,6 +10,12 @@ export interface TopicSpec {
   readonly replicationFactor: number;
   /** retention.ms; -1 keeps forever. */
   readonly retentionMs: number;
+  /**
+   * segment.ms: the broker deletes (or compacts) whole closed segments only, so a record can
+   * outlive its retention by up to this long. Kept at most a day (the broker's default is 7 d),
+   * and no longer than the retention, so that personal data goes on time.
+   */
+  readonly segmentMs: number;
   readonly cleanupPolicy: 'delete' | 'compact' | 'compact,delete';
   /**
    * message.timestamp.type. `LogAppendTime` on the topics the stages write: a record's timestamp
@@ -91,8 +97,8 @@ export function buildTopology(options: TopologyOptions = {}): Topology {
   const prefix = options.prefix ?? 'emotionmuse.';
   const partitions = options.partitions ?? 6;
   const replicationFactor = options.replicationFactor ?? 1;
-  const topic = (id: TopicId, version: number, rest: Omit<TopicSpec, 'id' | 'name' | 'replicationFactor' | 'key'> ): TopicSpec => ({
-    id, name: `${prefix}${id}.v${version}`, replicationFactor, key: 'userId', ...rest,
+  const topic = (id: TopicId, version: number, rest: Omit<TopicSpec, 'id' | 'name' | 'replicationFactor' | 'key' | 'segmentMs'> ): TopicSpec => ({
+    id, name: `${prefix}${id}.v${version}`, replicationFactor, key: 'userId', segmentMs: Math.min(rest.retentionMs, DAY), ...rest,
   });
   return {
     prefix,
@@ -138,6 +144,8 @@ export function changelogTopic(topology: Topology, processor: ProcessorSpec, sta
     partitions: input.partitions,
     replicationFactor: input.replicationFactor,
     retentionMs: -1,
+    // a closed segment is compacted within a day: a forgotten user's old values go within two
+    segmentMs: DAY,
     cleanupPolicy: 'compact',
     timestampType: 'CreateTime',
     key: 'userId',

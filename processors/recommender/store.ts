@@ -74,6 +74,11 @@ export const REDIS_OPTIONS = {
   retryStrategy: (times: number) => Math.min(5000, 100 * 2 ** Math.min(times, 6)),
 } as const;
 
+/** `s` with Redis' glob characters escaped, for a SCAN MATCH pattern. */
+export function globEscape(s: string): string {
+  return s.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+}
+
 /** A stored emotion, or null when there is none or it is not a usable one (never throws). */
 function parseEmotion(raw: string | undefined): EmotionState | null {
   if (!raw) return null;
@@ -184,6 +189,39 @@ export class UserStore {
     return this.timed('get-output', async () => {
       const raw = await this.redis.get(`${this.options.prefix}o:${source}:${offset}`);
       return raw === null ? undefined : raw === 'none' ? 'none' : (JSON.parse(raw) as Recommendation);
+    });
+  }
+
+  /**
+   * Deletes everything this store holds about `user`: state, history, last list, and the
+   * remembered outputs of its records (found by scanning, as their keys name offsets, not users),
+   * plus the keys matching `extraPatterns` (the gateway's sessions). Returns how many keys went.
+   */
+  forget(user: string, extraPatterns: readonly string[] = []): Promise<number> {
+    return this.timed('forget', async () => {
+      const k = this.keys(user);
+      let deleted = await this.redis.unlink(k.hash, k.history, k.list);
+      const scan = async (match: string, keep: (key: string, value: string | null) => boolean, withValues: boolean) => {
+        let cursor = '0';
+        do {
+          const [next, keys] = await this.redis.scan(cursor, 'MATCH', match, 'COUNT', 1000);
+          cursor = next;
+          if (keys.length === 0) continue;
+          const values = withValues ? await this.redis.mget(...keys) : keys.map(() => null);
+          const gone = keys.filter((key, i) => keep(key, values[i] ?? null));
+          if (gone.length > 0) deleted += await this.redis.unlink(...gone);
+        } while (cursor !== '0');
+      };
+      const ofUser = (value: string | null) => {
+        try {
+          return value !== null && value !== 'none' && (JSON.parse(value) as { userId?: unknown }).userId === user;
+        } catch {
+          return false;
+        }
+      };
+      await scan(`${globEscape(this.options.prefix)}o:*`, (_key, value) => ofUser(value), true);
+      for (const pattern of extraPatterns) await scan(pattern, () => true, false);
+      return deleted;
     });
   }
 

@@ -15,7 +15,7 @@ import { topicName, type Topology } from '../../topology/topology.ts';
 import { makeExpressionVideo, type ExpressionVideo } from '../support/expression-video.ts';
 import { FER_PUBLIC_TEST } from '../support/faces.ts';
 import { registry } from '../support/frames.ts';
-import { collect, createTopology, randomPrefix, startProcessor, useKafka, type ProcessorProcess } from '../support/kafka.ts';
+import { collect, createTopology, randomPrefix, startProcessor, useKafka, type ProcessorProcess, appRedisOptions } from '../support/kafka.ts';
 
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
 const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
@@ -43,6 +43,7 @@ describe('the web client in real Chromium, through the gateway and the real pipe
       registry,
       topology,
       redisUrl: inject('redisUrl'),
+      redisOptions: appRedisOptions(),
       redisPrefix: `${prefix}r:`,
       verifier: await TokenVerifier.create({ secret: SECRET }),
       catalogue: loadCatalogue(recommenderOptions.modelDir.default),

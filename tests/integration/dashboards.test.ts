@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { metricsAuth, secretsDir } from '../../runtime/security.ts';
 import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,7 +16,7 @@ import { parseTimeline } from '../../sessions/timeline.ts';
 import { topicName } from '../../topology/topology.ts';
 import { FER_PUBLIC_TEST, noFacePhoto } from '../support/faces.ts';
 import { frame, registry } from '../support/frames.ts';
-import { createTopology, freePort, produce, randomPrefix, startProcessor, type ProcessorProcess, useKafka, waitFor } from '../support/kafka.ts';
+import { createTopology, freePort, produce, randomPrefix, startProcessor, type ProcessorProcess, useKafka, waitFor, appRedisOptions, metricsHeaders, testSecurity } from '../support/kafka.ts';
 import { randomBytes } from 'node:crypto';
 import { mintDevelopmentToken, TokenVerifier } from '../../auth/tokens.ts';
 import { StreamClient } from '../../gateway/client.ts';
@@ -44,16 +45,20 @@ describe('Grafana dashboards and Prometheus rules against a live Prometheus scra
     // The gateway too, in this process, with a low frame rate so that a burst is slowed.
     const secret = randomBytes(32).toString('hex');
     const gateway = new Gateway({
-      kafka: fx.kafka, registry, topology, redisUrl: inject('redisUrl'), redisPrefix: `${prefix}r:`, verifier: await TokenVerifier.create({ secret }),
+      kafka: fx.kafka, registry, topology, redisUrl: inject('redisUrl'), redisOptions: appRedisOptions(), redisPrefix: `${prefix}r:`, verifier: await TokenVerifier.create({ secret }),
       catalogue: loadCatalogue(process.env.EM_RECOMMENDER_MODEL ?? recommenderOptions.modelDir.default), port: 0, host: '127.0.0.1',
       limits: { framesPerSecond: 5, maxMessageBytes: 64 * 1024, maxInFlight: 64, helloTimeoutMs: 5000 }, maxConnections: 10, maxInFlight: 1024,
       logger: createLogger('warn', { component: 'gateway' }),
     });
     await gateway.start();
     await gateway.whenReady();
-    const scrape = { ...Object.fromEntries(Object.entries(processors).map(([name, p]) => [name, p.port])), gateway: gateway.port };
-    const targets = Object.entries(scrape).map(([name, port]) => `      - targets: ["127.0.0.1:${port}"]\n        labels: { processor: ${name} }`).join('\n');
-    writeFileSync(path.join(dir, 'prometheus.yml'), `global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - rules/recording.yml\n  - rules/alerts.yml\nscrape_configs:\n  - job_name: emotionmuse\n    static_configs:\n${targets}\n`);
+    const scrape: Record<string, number> = { ...Object.fromEntries(Object.entries(processors).map(([name, p]) => [name, p.port])), gateway: gateway.port };
+    // one job label for all (the dashboards select job="emotionmuse"), two scrape configs
+    const targets = (names: string[]) => names.map((name) => `      - targets: ["127.0.0.1:${scrape[name]}"]\n        labels: { processor: ${name}, job: emotionmuse }`).join('\n');
+    // In the secured mode the processors' /metrics ask for basic auth (the in-process gateway's does not).
+    const auth = metricsAuth(testSecurity());
+    const basicAuth = auth ? `    basic_auth:\n      username: ${auth.username}\n      password_file: ${path.join(secretsDir(testSecurity()), 'metrics.password')}\n` : '';
+    writeFileSync(path.join(dir, 'prometheus.yml'), `global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - rules/recording.yml\n  - rules/alerts.yml\nscrape_configs:\n  - job_name: emotionmuse\n${basicAuth}    static_configs:\n${targets(Object.keys(processors))}\n  - job_name: emotionmuse-gateway\n    static_configs:\n${targets(['gateway'])}\n`);
     const port = await freePort();
     const prometheus = spawn('prometheus', [`--config.file=${path.join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${path.join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: 'ignore' });
     const started = new Promise<void>((_, reject) => prometheus.on('error', (err) => reject(new Error(`this test runs Prometheus (Debian package prometheus) and could not start it: ${err.message}`))));
@@ -84,7 +89,7 @@ describe('Grafana dashboards and Prometheus rules against a live Prometheus scra
       expect(socket.messages.some((m) => m.type === 'throttle')).toBe(true);
       await socket.close();
       await waitFor('lists after emotion changes', async () => {
-        const text = await fetch(`http://127.0.0.1:${processors.recommender!.port}/metrics`).then((r) => r.text());
+        const text = await fetch(`http://127.0.0.1:${processors.recommender!.port}/metrics`, { headers: metricsHeaders() }).then((r) => r.text());
         return /emotionmuse_recommendations_total\{trigger="EMOTION_CHANGE"[^}]*\} [1-9]/.test(text);
       }, 60_000);
       await new Promise((r) => setTimeout(r, 8000)); // several scrapes, so that rate() has points

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Admin, Kafka } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { mintDevelopmentToken, TokenVerifier } from '../../auth/tokens.ts';
@@ -13,7 +13,7 @@ import { createLogger } from '../../runtime/log.ts';
 import type { EmotionChange, Recommendation } from '../../schemas/generated/types.ts';
 import { topicName, type Topology } from '../../topology/topology.ts';
 import { registry } from '../support/frames.ts';
-import { collect, createTopology, produce, randomPrefix, testKafka, waitFor } from '../support/kafka.ts';
+import { collect, createTopology, produce, randomPrefix, testKafka, waitFor, testRedis, appRedisOptions } from '../support/kafka.ts';
 
 // A fresh HS256 secret per run; deployments take theirs from the environment or a file.
 const SECRET = randomBytes(32).toString('hex');
@@ -32,19 +32,20 @@ describe('gateway against the real broker and Redis', () => {
   let gateway: Gateway;
   let base: string;
   const catalogue = loadCatalogue(recommenderOptions.modelDir.default);
-  const prefix = `gwtest:${randomBytes(3).toString('hex')}:`;
+  const prefix = `test.gw.${randomBytes(3).toString('hex')}:`;
 
   beforeAll(async () => {
     kafka = testKafka();
     admin = kafka.admin();
     await admin.connect();
-    redis = new Redis(inject('redisUrl'));
+    redis = testRedis();
     topology = await createTopology(admin, randomPrefix('gateway'), 3);
     gateway = new Gateway({
       kafka,
       registry,
       topology,
       redisUrl: inject('redisUrl'),
+      redisOptions: appRedisOptions(),
       redisPrefix: prefix,
       verifier: await TokenVerifier.create({ secret: SECRET }),
       catalogue,
@@ -71,7 +72,7 @@ describe('gateway against the real broker and Redis', () => {
   };
 
   it('refuses HTTP requests without a token, with an expired or foreign-signed one, and gives each user only their own data', async () => {
-    const store = new UserStore(inject('redisUrl'), { prefix, historySize: 50, ttlSeconds: 600 });
+    const store = new UserStore(inject('redisUrl'), { prefix, historySize: 50, ttlSeconds: 600 }, appRedisOptions());
     await store.connect();
     const list: Recommendation = { listId: 'l-ana', userId: 'ana', trigger: 'REQUEST', causeId: 'test', emotion: null, items: [{ trackId: catalogue.ids[0]!, rank: 1, finalScore: 0.9, preferenceScore: 0.8, emotionScore: 0.7 }], modelVersion: 'test', createdTimeMs: Date.now() };
     await store.saveList('ana', list, null);
@@ -208,7 +209,7 @@ describe('gateway against the real broker and Redis', () => {
   it('stops reading a socket whose frames Kafka has not stored yet (bounded in flight), tells it, and acks every frame', async () => {
     // A second instance with a tight in-flight bound and no effective rate limit.
     const tight = new Gateway({
-      kafka, registry, topology, redisUrl: inject('redisUrl'), redisPrefix: prefix, verifier: await TokenVerifier.create({ secret: SECRET }), catalogue, port: 0, host: '127.0.0.1',
+      kafka, registry, topology, redisUrl: inject('redisUrl'), redisOptions: appRedisOptions(), redisPrefix: prefix, verifier: await TokenVerifier.create({ secret: SECRET }), catalogue, port: 0, host: '127.0.0.1',
       limits: { framesPerSecond: 100_000, maxMessageBytes: 64 * 1024, maxInFlight: 4, helloTimeoutMs: 800 }, maxConnections: 10, maxInFlight: 4096,
       logger: createLogger('warn', { component: 'gateway-test' }),
     });

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,8 +15,9 @@ import { loadCatalogue, type TrackCatalogue } from '../../processors/recommender
 import type { EmotionChange, Listen, Recommendation } from '../../schemas/generated/types.ts';
 import { topicName, type Topology } from '../../topology/topology.ts';
 import { registry } from '../support/frames.ts';
-import { collect, createTopology, freePort, metricSum, metricsText, produce, randomPrefix, startProcessor, testKafka, waitFor } from '../support/kafka.ts';
+import { collect, createTopology, freePort, metricSum, metricsText, produce, randomPrefix, startProcessor, testKafka, waitFor, testRedis, redisServerArgs } from '../support/kafka.ts';
 
+const ARTIFACTS = fileURLToPath(new URL('../artifacts', import.meta.url));
 const MODEL = process.env.EM_RECOMMENDER_MODEL ?? recommenderOptions.modelDir.default;
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 // The recommender's token secret in these tests, fresh per run (deployments take theirs from the environment or a file).
@@ -41,7 +42,7 @@ describe('recommender processor on the real broker and Redis', () => {
     kafka = testKafka();
     admin = kafka.admin();
     await admin.connect();
-    redis = new Redis(inject('redisUrl'));
+    redis = testRedis();
     catalogue = loadCatalogue(MODEL);
   });
   afterAll(async () => {
@@ -237,7 +238,7 @@ describe('recommender processor on the real broker and Redis', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'em-redis-'));
     const port = await freePort();
     const startRedis = (): ChildProcess => {
-      const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', ''], { stdio: 'ignore' });
+      const proc = spawn('redis-server', [...redisServerArgs(port), '--bind', '127.0.0.1', '--dir', dir, '--logfile', path.join(dir, 'redis.log'), '--appendonly', 'yes', '--appendfsync', 'always', '--save', ''], { stdio: 'ignore' });
       proc.on('error', (err) => {
         throw new Error(`this test starts its own redis-server (Debian package redis-server) and could not: ${err.message}`);
       });
@@ -253,7 +254,7 @@ describe('recommender processor on the real broker and Redis', () => {
       socket.on('error', () => resolve(false));
     });
     await waitFor('own redis up', listening, 10_000);
-    const own = new Redis(url, { retryStrategy: () => 200, maxRetriesPerRequest: null });
+    const own = testRedis({ retryStrategy: () => 200, maxRetriesPerRequest: null }, url);
     own.on('error', () => undefined);
 
     const prefix = randomPrefix('recommender-outage');
@@ -276,7 +277,12 @@ describe('recommender processor on the real broker and Redis', () => {
       await new Promise((r) => setTimeout(r, 2000));
       server = startRedis();
       await waitFor('ready again', async () => (await fetch(`http://127.0.0.1:${p.port}/readyz`)).status === 200, 30_000);
-      await waitFor('every listen applied', async () => (await Promise.all(users.map((u) => own.llen(`em:u:${u}:history`)))).every((n) => n === perUser), 90_000);
+      let counts: number[] = [];
+      await waitFor('every listen applied', async () => (counts = await Promise.all(users.map((u) => own.llen(`em:u:${u}:history`)))).every((n) => n === perUser), 90_000).catch((err: Error) => {
+        mkdirSync(ARTIFACTS, { recursive: true });
+        writeFileSync(path.join(ARTIFACTS, 'recommender-outage.log'), `${p.logs.join('')}\n--- redis-server log ---\n${readFileSync(path.join(dir, 'redis.log'), 'utf8')}`);
+        throw new Error(`${err.message}; history lengths ${counts.join(', ')} of ${perUser} each; the processor's log is in tests/artifacts/recommender-outage.log`);
+      });
       for (const u of users) {
         const expected = inputs.filter((l) => l.userId === u).map((l) => l.trackId).reverse();
         expect(await own.lrange(`em:u:${u}:history`, 0, -1), `${u}: every listen once, in order`).toEqual(expected);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import kafkajs from 'kafkajs';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { describe, expect, inject, it } from 'vitest';
 import { main } from '../../cli/main.ts';
 import { recommenderOptions } from '../../processors/index.ts';
@@ -8,7 +8,7 @@ import { loadCatalogue } from '../../processors/recommender/catalogue.ts';
 import type { EmotionChange, Listen } from '../../schemas/generated/types.ts';
 import { topicName } from '../../topology/topology.ts';
 import { frame, registry } from '../support/frames.ts';
-import { collect, createTopology, metricSum, metricsText, produce, randomPrefix, startProcessor, useKafka, waitFor } from '../support/kafka.ts';
+import { collect, createTopology, metricSum, metricsText, produce, randomPrefix, startProcessor, useKafka, waitFor, testRedis } from '../support/kafka.ts';
 
 const { CompressionTypes } = kafkajs;
 
@@ -82,7 +82,7 @@ describe('reliability: poison pills and invalid values never stall a partition o
       expect(lists).toHaveLength(1);
       expect(lists[0]).toMatchObject({ userId: 'nan-u', trigger: 'LISTEN', emotion: null });
       // No bad value reached the user's state.
-      const redis = new Redis(inject('redisUrl'));
+      const redis = testRedis();
       expect(await redis.hget(`${redisPrefix}u:nan-u`, 'emotion')).toBeNull();
       // The read-back command prints what Redis holds, whatever it holds.
       await redis.set(`${redisPrefix}u:odd:list`, JSON.stringify({ userId: 'odd', trigger: 'LISTEN', causeId: 'x', emotion: { label: 'sad', valence: null, arousal: 'high' }, items: [{ trackId: 't', rank: 1, finalScore: null }], modelVersion: 'm' }));

@@ -1,10 +1,10 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { describe, expect, inject, it } from 'vitest';
-import { testKafka } from '../support/kafka.ts';
+import { testKafka, testRedis } from '../support/kafka.ts';
 
 describe('services of the integration tier', () => {
   it('reaches the real Redis', async () => {
-    const redis = new Redis(inject('redisUrl'));
+    const redis = testRedis();
     try {
       const key = `test:${Date.now()}`;
       await redis.set(key, 'ok', 'PX', 10_000);

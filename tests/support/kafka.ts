@@ -5,8 +5,10 @@ import type { Admin, Kafka, Message } from 'kafkajs';
 import { afterAll, beforeAll, expect, inject } from 'vitest';
 import { Redis, type RedisOptions } from 'ioredis';
 import { loadConfig } from '../../runtime/config.ts';
+import { basicAuthHeaders } from '../../runtime/http.ts';
 import { createKafka } from '../../runtime/kafka.ts';
-import { kafkaSecurity, metricsAuth, redisSecurity, securityOptions, type Principal } from '../../runtime/security.ts';
+import path from 'node:path';
+import { kafkaSecurity, metricsAuth, redisSecurity, secretsDir, securityOptions, type Principal } from '../../runtime/security.ts';
 import { applyAcls } from '../../topology/acls.ts';
 import { freePort } from '../../runtime/net.ts';
 
@@ -35,15 +37,30 @@ export function testKafka(principal: Principal = 'admin'): Kafka {
 }
 
 /** A Redis connection as the admin ACL user in the secured mode (tests read and clean any key). */
-export function testRedis(options: RedisOptions = {}): Redis {
-  const url = inject('redisUrl');
+export function testRedis(options: RedisOptions = {}, url = inject('redisUrl')): Redis {
   return new Redis(url, { ...redisSecurity({ ...testSecurity(), redisUrl: url }, 'admin'), ...options });
+}
+
+/** The Redis options of the application's ACL user (what the recommender and the gateway connect as). */
+export function appRedisOptions(): RedisOptions {
+  const url = inject('redisUrl');
+  return redisSecurity({ ...testSecurity(), redisUrl: url }, 'emotionmuse');
+}
+
+/**
+ * The arguments that make a test's own redis-server like the suite's: in the secured mode TLS
+ * only, with the local ACL users (infra/local.sh writes the ACL file).
+ */
+export function redisServerArgs(port: number): string[] {
+  if (!securedRun()) return ['--port', String(port)];
+  const dir = secretsDir(testSecurity());
+  const acl = path.join(path.dirname(dir), 'redis-secure', 'users.acl');
+  return ['--port', '0', '--tls-port', String(port), '--tls-cert-file', path.join(dir, 'server.crt'), '--tls-key-file', path.join(dir, 'server.key'), '--tls-ca-cert-file', path.join(dir, 'ca.crt'), '--tls-auth-clients', 'no', '--aclfile', acl];
 }
 
 /** The headers that /metrics asks for in the secured mode. */
 export function metricsHeaders(): Record<string, string> {
-  const auth = metricsAuth(testSecurity());
-  return auth ? { authorization: `Basic ${Buffer.from(`${auth.username}:${auth.password.reveal()}`).toString('base64')}` } : {};
+  return basicAuthHeaders(metricsAuth(testSecurity()));
 }
 
 /** A Kafka client and a connected admin for the tests of one file (connected before, closed after). */

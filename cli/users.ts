@@ -1,0 +1,98 @@
+import kafkajs from 'kafkajs';
+import { configHelp, loadConfig, opt, parseArgv } from '../runtime/config.ts';
+import { commonOptions } from '../runtime/common-config.ts';
+import { createKafka } from '../runtime/kafka.ts';
+import { kafkaSecurity, redisSecurity } from '../runtime/security.ts';
+import { recommenderOptions } from '../processors/index.ts';
+import { UserStore } from '../processors/recommender/store.ts';
+import { SessionStore } from '../gateway/sessions.ts';
+import { allTopics, buildTopology } from '../topology/topology.ts';
+import type { Command } from './command.ts';
+
+const { ConfigResourceTypes } = kafkajs;
+
+const forgetOptions = {
+  ...commonOptions,
+  redisPrefix: recommenderOptions.redisPrefix,
+  user: opt.string('EM_USER', 'user', '', 'The user to forget (the `sub` of their tokens)'),
+};
+
+/** How long the broker takes at most to delete a closed segment past its retention (log.retention.check.interval.ms, 5 min by default). */
+const RETENTION_CHECK_MS = 5 * 60_000;
+
+const duration = (ms: number) => (ms % 86_400_000 === 0 ? `${ms / 86_400_000} d` : ms % 3_600_000 === 0 ? `${ms / 3_600_000} h` : `${Math.round(ms / 60_000)} min`);
+
+export const usersCommand: Command = {
+  summary: 'forget a user: delete their Redis state, tombstone their keys in every changelog',
+  help: `usage: emotionmuse users forget --user <id> [options]
+
+forget   deletes what EmotionMuse holds about one user where it can be deleted at once:
+           - Redis: their emotion, history and last list, the remembered outputs of their
+             records, and their gateway sessions (as the Redis admin user in the secured mode);
+           - every compacted changelog of the topology (each state version): a tombstone for
+             their key on every partition, so that a restore finds no state for them and the
+             log cleaner removes the old values (within max.compaction.lag.ms, 1 d);
+         then prints what stays in the other topics until their retention deletes it, with the
+         latest date, read from the broker's topic configuration. Run it once the user has
+         stopped sending: a record of theirs still in flight writes new state.
+
+options:
+${configHelp(forgetOptions)}`,
+  async run(argv) {
+    const { positionals } = parseArgv(argv);
+    if (positionals[0] !== 'forget') {
+      console.log(this.help);
+      return 2;
+    }
+    const c = loadConfig(forgetOptions, { argv: argv.filter((a) => a !== 'forget') });
+    if (!c.user) {
+      console.error('--user is required');
+      return 2;
+    }
+    const topology = buildTopology({ prefix: c.topicPrefix, partitions: c.partitions, replicationFactor: c.replicationFactor });
+
+    const store = new UserStore(c.redisUrl, { prefix: c.redisPrefix, historySize: 1, ttlSeconds: 1 }, redisSecurity(c, 'admin'));
+    await store.connect();
+    let redisKeys: number;
+    try {
+      redisKeys = await store.forget(c.user, [SessionStore.userPattern(c.redisPrefix, c.user)]);
+    } finally {
+      await store.close();
+    }
+    console.log(`redis: ${redisKeys} key(s) of ${c.user} deleted (prefix ${c.redisPrefix})`);
+
+    const kafka = createKafka({ brokers: c.brokers, clientId: 'emotionmuse-users', security: kafkaSecurity(c, 'admin') });
+    const admin = kafka.admin();
+    const producer = kafka.producer({ idempotent: true });
+    await Promise.all([admin.connect(), producer.connect()]);
+    try {
+      const names = await admin.listTopics();
+      // every state version's changelog of every stateful processor, not only the current one
+      const changelogs = names.filter((n) => topology.processors.some((p) => p.stateful && n.startsWith(`${topology.prefix}${p.name}.state-`) && n.endsWith('.changelog'))).sort();
+      const meta = changelogs.length > 0 ? await admin.fetchTopicMetadata({ topics: changelogs }) : { topics: [] };
+      for (const t of meta.topics) {
+        // a key lives on one partition; writing the tombstone to each needs no knowledge of which
+        await producer.send({ topic: t.name, acks: -1, messages: t.partitions.map((p) => ({ key: c.user, value: null, partition: p.partitionId })) });
+        console.log(`changelog: tombstones for ${c.user} written to ${t.name} (${t.partitions.length} partitions)`);
+      }
+      if (changelogs.length === 0) console.log('changelog: none found');
+
+      const kept = allTopics(topology).filter((s) => !s.cleanupPolicy.includes('compact') && names.includes(s.name));
+      const configs = kept.length > 0 ? await admin.describeConfigs({ includeSynonyms: false, resources: kept.map((s) => ({ type: ConfigResourceTypes.TOPIC, name: s.name, configNames: ['retention.ms', 'segment.ms'] })) }) : { resources: [] };
+      const now = Date.now();
+      console.log(`\nwhat stays: records of ${c.user} already in these topics, until retention deletes them`);
+      console.log(`${'topic'.padEnd(44)} ${'retention'.padEnd(10)} ${'segment'.padEnd(8)} gone by (UTC, at the latest)`);
+      for (const s of kept) {
+        const entries = configs.resources.find((r) => r.resourceName === s.name)?.configEntries ?? [];
+        const retention = Number(entries.find((e) => e.configName === 'retention.ms')?.configValue ?? s.retentionMs);
+        const segment = Number(entries.find((e) => e.configName === 'segment.ms')?.configValue ?? s.segmentMs);
+        const until = retention < 0 ? 'never (retention is unlimited)' : new Date(now + retention + segment + RETENTION_CHECK_MS).toISOString().slice(0, 16).replace('T', ' ');
+        console.log(`${s.name.padEnd(44)} ${duration(retention).padEnd(10)} ${duration(segment).padEnd(8)} ${until}`);
+      }
+      console.log('(a record goes when the newest record of its closed segment is older than the retention: at most retention + segment.ms + 5 min after it was written)');
+    } finally {
+      await Promise.all([producer.disconnect(), admin.disconnect()]);
+    }
+    return 0;
+  },
+};
