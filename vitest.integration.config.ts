@@ -5,6 +5,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['tests/integration/**/*.test.ts'],
+    // the secured mode's own tests run in the secured suite (vitest.secured.config.ts)
+    exclude: ['tests/integration/security.test.ts'],
     globalSetup: ['tests/support/global-setup.ts'],
     fileParallelism: false,
     testTimeout: 240_000,
