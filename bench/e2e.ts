@@ -14,13 +14,16 @@
  *                     [--env smoother:EM_FETCH_MIN_BYTES=4096,classifier:EM_PREPARE_AHEAD=0]   (settings for one processor)
  *                     [--node-args=--cpu-prof,--cpu-prof-dir=/tmp/prof]   (node arguments for the processors)
  *                     [--out report.md]   (default: bench/results/e2e.md for a run with the default steps, else .cache/bench/e2e-last.md)
+ *                     [--security]   (the cost of security: bench/e2e-security.ts, 500 crop frames/s plain against secured)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { parseArgv } from '../runtime/config.ts';
+import { loadConfig, parseArgv } from '../runtime/config.ts';
+import { kafkaSecurity, securityOptions } from '../runtime/security.ts';
+import { applyAcls } from '../topology/acls.ts';
 import { createKafka } from '../runtime/kafka.ts';
 import { ClassifierEngine } from '../processors/classifier/engine.ts';
 import { resizeGrey } from '../vision/image.ts';
@@ -52,11 +55,20 @@ const USAGE = `npm run bench:e2e [-- options]: the whole pipeline under load on 
   --soak-seconds 60              leak check at --soak-rate 250, resident memory every 10 s (0: none)
   --env stage:VAR=value,...      a setting for one processor, e.g. classifier:EM_PREPARE_AHEAD=0
   --node-args a,b                node arguments for the processors, e.g. --cpu-prof
+  --security                     the cost of security instead: the same load (500 edge-cropped frames/s)
+                                 against the plain services and against the secured ones (EM_SECURITY=on:
+                                 TLS, SCRAM, ACLs, Redis TLS and ACL users), one after the other, in
+                                 one table (bench/e2e-security.ts; report bench/results/e2e-security.md)
+  --json file.json               also write the steps' figures as JSON
   --out file.md                  where the report goes (default: bench/results/e2e.md for a run with
                                  the default steps, .cache/bench/e2e-last.md for any other)
 `;
-const KNOWN_FLAGS = ['help', 'seconds', 'warmup-seconds', 'warmup-rate', 'users', 'crop-rates', 'jpeg-rates', 'soak-seconds', 'soak-rate', 'partitions', 'tick-ms', 'read-time', 'env', 'node-args', 'out'];
+const KNOWN_FLAGS = ['help', 'seconds', 'warmup-seconds', 'warmup-rate', 'users', 'crop-rates', 'jpeg-rates', 'soak-seconds', 'soak-rate', 'partitions', 'tick-ms', 'read-time', 'env', 'node-args', 'out', 'json', 'security'];
 checkFlags(flags, KNOWN_FLAGS, USAGE);
+if (flags.has('security')) {
+  const { securityCost } = await import('./e2e-security.ts');
+  process.exit(await securityCost(process.argv.slice(2).filter((a) => a !== '--security')));
+}
 const seconds = Number(flags.get('seconds') ?? 20);
 const warmupSeconds = Number(flags.get('warmup-seconds') ?? 20);
 const warmupRate = Number(flags.get('warmup-rate') ?? 250);
@@ -86,14 +98,16 @@ const MIN_LISTS = 20;
 const CLASSES = LOAD_CLASSES;
 const { brokers, redisUrl, prefix } = loadServices();
 const topology = buildTopology({ prefix, partitions });
-const kafka = createKafka({ brokers, clientId: 'emotionmuse-bench' });
+const security = loadConfig(securityOptions, { env: process.env, allowUnknownFlags: true });
+const kafka = createKafka({ brokers, clientId: 'emotionmuse-bench', security: kafkaSecurity(security, 'admin') });
 const admin = kafka.admin();
 await admin.connect();
 await applyTopology(admin, topology);
+await applyAcls(admin, topology, { required: security.security === 'on' });
 const registry = SchemaRegistry.load();
 
 // The local broker, when the launcher started it, is measured too: it shares the two cores.
-const brokerPidFile = path.join(ROOT, '.data', 'kafka', 'kafka.pid');
+const brokerPidFile = path.join(ROOT, '.data', security.security === 'on' ? 'kafka-secure' : 'kafka', 'kafka.pid');
 const brokerPid = existsSync(brokerPidFile) ? Number(readFileSync(brokerPidFile, 'utf8').trim()) : undefined;
 const brokerStats = () => (brokerPid ? procStats(brokerPid) : undefined);
 
@@ -415,5 +429,6 @@ const STEP_FLAGS = KNOWN_FLAGS.filter((f) => f !== 'help' && f !== 'out');
 const out = flags.get('out') ?? (STEP_FLAGS.some((f) => flags.has(f)) ? path.join(ROOT, '.cache', 'bench', 'e2e-last.md') : path.join(ROOT, 'bench', 'results', 'e2e.md'));
 mkdirSync(path.dirname(out), { recursive: true });
 writeFileSync(out, report.join('\n'));
+if (flags.has('json')) writeFileSync(flags.get('json')!, JSON.stringify({ security: security.security, header, rows, steps: stepResults }, null, 2));
 process.stderr.write(`report written to ${path.relative(ROOT, out)}\n`);
 process.exit(0);

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { configHelp, loadConfig, opt } from '../runtime/config.ts';
 import { commonOptions } from '../runtime/common-config.ts';
 import { createKafka } from '../runtime/kafka.ts';
-import { kafkaSecurity } from '../runtime/security.ts';
+import { kafkaSecurity, secretsDir } from '../runtime/security.ts';
 import { createLogger } from '../runtime/log.ts';
 import { Supervisor } from '../runtime/supervisor.ts';
 import { EdgeAnalyzer, PRIVACY_LEVELS } from '../edge/analyzer.ts';
@@ -109,7 +109,9 @@ ${configHelp(pipelineOptions)}`,
 
     // A development token secret for this run when none is configured: the gateway and the
     // recommender verify with it, and the viewer's tokens are signed with it.
-    const secretEnv = process.env.EM_JWT_SECRET || process.env.EM_JWT_SECRET_FILE ? {} : { EM_JWT_SECRET: randomBytes(32).toString('hex') };
+    // (the secured mode's is the one infra/local.sh made)
+    const securedSecret = path.join(secretsDir(c), 'jwt.secret');
+    const secretEnv = process.env.EM_JWT_SECRET || process.env.EM_JWT_SECRET_FILE ? {} : c.security === 'on' && existsSync(securedSecret) ? { EM_JWT_SECRET_FILE: securedSecret } : { EM_JWT_SECRET: randomBytes(32).toString('hex') };
     const env: NodeJS.ProcessEnv = { ...process.env, ...secretEnv, EM_KAFKA_BROKERS: c.brokers.join(','), EM_TOPIC_PREFIX: c.topicPrefix, EM_PARTITIONS: String(c.partitions), EM_REDIS_URL: c.redisUrl, EM_RECOMMENDER_MODEL: c.modelDir, EM_GATEWAY_PORT: String(c.gatewayPort), EM_LOG_LEVEL: 'warn' };
     const supervisor = new Supervisor({ logger, env, onOutput: (name, line) => console.log(`  [${name}] ${line}`) });
     for (const stage of STAGES) supervisor.start(stage);

@@ -9,7 +9,8 @@
 #                                                   on KAFKA_PORT..KAFKA_PORT+5, data under
 #                                                   .data/kafka-cluster/, topics default to
 #                                                   replication factor 3, min.insync.replicas 2
-#   infra/local.sh down [...]                        stop what this script started
+#   infra/local.sh down [...]                        stop what this script started (in the same
+#                                                   mode: EM_SECURITY=on stops the secured ones)
 #   infra/local.sh status                            what is running
 #   infra/local.sh install                           fetch the Kafka jars, install Debian packages
 #   infra/local.sh secrets                           make the secured mode's CA, certificates and
@@ -262,14 +263,14 @@ case "$cmd" in
     for s in "${services[@]}"; do
       case "$s" in
         kafka)
-          for f in "$DATA/kafka/kafka.pid" "$DATA/kafka-secure/kafka.pid"; do [ -f "$f" ] && stop_pidfile kafka "$f"; done
+          stop_pidfile kafka "$KAFKA_DIR/kafka.pid"
           for f in "$DATA"/kafka-cluster/node-*/kafka.pid; do [ -f "$f" ] && stop_pidfile "kafka $(basename "$(dirname "$f")")" "$f"; done ;;
-        redis) for f in "$DATA/redis/redis.pid" "$DATA/redis-secure/redis.pid"; do [ -f "$f" ] && stop_pidfile redis "$f"; done ;;
+        redis) stop_pidfile redis "$REDIS_DIR/redis.pid" ;;
         prometheus) stop_pidfile prometheus "$DATA/prometheus/prometheus.pid" ;;
       esac
     done ;;
   status) status_line kafka "$KAFKA_PORT"; [ "$KAFKA_BROKERS_COUNT" = 3 ] && { status_line "kafka node 2" $((KAFKA_PORT + 2)); status_line "kafka node 3" $((KAFKA_PORT + 4)); }; status_line redis "$REDIS_PORT"; status_line prometheus "$PROMETHEUS_PORT" ;;
   install) install_debs; install_kafka ;;
   secrets) make_secrets; say "secrets in $SECRETS" ;;
-  *) echo "usage: infra/local.sh up|down|status|install [kafka|redis|prometheus]..." >&2; exit 2 ;;
+  *) echo "usage: infra/local.sh up|down|status|install|secrets [kafka|redis|prometheus]..." >&2; exit 2 ;;
 esac

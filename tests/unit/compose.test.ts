@@ -35,8 +35,16 @@ describe('infra/docker-compose.yml', () => {
     }
   });
 
+  it('publishes nothing but the gateway on the host\'s network: Kafka on loopback only, Redis not at all', () => {
+    expect(services.redis!.ports ?? []).toEqual([]);
+    for (const [name, service] of Object.entries(services)) {
+      if (name === 'gateway') continue;
+      for (const p of service.ports ?? []) expect(p, `${name} publishes ${p}`).toMatch(/^127\.0\.0\.1:/);
+    }
+  });
+
   it('publishes each host port once', () => {
-    const hostPorts = Object.values(services).flatMap((s) => (s.ports ?? []).map((p) => p.split(':')[0]));
+    const hostPorts = Object.values(services).flatMap((s) => (s.ports ?? []).map((p) => p.split(':').slice(0, -1).join(':')));
     expect(new Set(hostPorts).size).toBe(hostPorts.length);
   });
 
