@@ -58,6 +58,7 @@ export async function securityCost(argv: string[]): Promise<number> {
     '',
     table(['services', ...pick], rows),
     '',
+    ...rows.filter((r) => r[4] === '-' || r[5] !== '0').map((r) => `- **${r[0]}: ${r[4] === '-' ? 'no list came out' : `lag ${r[5]} at the end`}**: that run did not keep up or failed; its processors' warnings are in this run's output.`),
     `- ${new Date().toISOString().slice(0, 10)}; the full reports of both runs: .cache/bench/e2e-security-plain.md and .cache/bench/e2e-security-secured.md.`,
     '',
   ];

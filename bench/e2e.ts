@@ -120,7 +120,7 @@ process.on('exit', () => Object.values(procs).forEach((p) => p.kill('SIGKILL')))
 process.on('SIGINT', () => process.exit(130));
 for (const [stage, port] of Object.entries(ports)) {
   procs[stage] = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'bin/emotionmuse.js'), 'run', stage], {
-    env: { ...process.env, ...stageEnv(stage), EM_KAFKA_BROKERS: brokers.join(','), EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: String(partitions), EM_REDIS_URL: redisUrl, EM_REDIS_PREFIX: `${prefix}r:`, EM_HTTP_PORT: String(port), EM_LOG_LEVEL: 'warn' },
+    env: { ...process.env, ...stageEnv(stage), EM_KAFKA_BROKERS: brokers.join(','), EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: String(partitions), EM_REDIS_URL: redisUrl, EM_REDIS_PREFIX: `em:${prefix}`, EM_HTTP_PORT: String(port), EM_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
 }
