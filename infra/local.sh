@@ -104,6 +104,17 @@ make_secrets() {
     openssl rand -hex 32 > jwt.secret )
 }
 
+# A service of the other mode (plain or secured) on the port would be "reused" and refuse every
+# client: say so and stop.
+other_mode_check() {
+  local name=$1 port=$2 other
+  if [ "$SECURITY" = on ]; then other="$DATA/$name/$name.pid"; else other="$DATA/$name-secure/$name.pid"; fi
+  if pid_alive "$other"; then
+    say "the $([ "$SECURITY" = on ] && echo plain || echo secured) $name of this checkout listens on 127.0.0.1:$port; stop it first ($([ "$SECURITY" = on ] || echo 'EM_SECURITY=on ')infra/local.sh down $name) or choose another port"
+    exit 1
+  fi
+}
+
 # Starts KRaft node $1 of $2 (broker and controller); node 1 of 1 is the single local broker.
 # Nodes of a cluster listen on KAFKA_PORT + 2(i - 1) (clients) and the port after it (controller).
 kafka_node_up() {
@@ -116,7 +127,7 @@ kafka_node_up() {
   fi
   local pidf="$dir/kafka.pid"
   if pid_alive "$pidf" && listening "$port"; then say "kafka node $i already running (pid $(cat "$pidf")) on 127.0.0.1:$port"; return 0; fi
-  if listening "$port"; then say "something already listens on 127.0.0.1:$port; reusing it as Kafka"; return 0; fi
+  if listening "$port"; then other_mode_check kafka "$port"; say "something already listens on 127.0.0.1:$port; reusing it as Kafka"; return 0; fi
   mkdir -p "$dir/logs"
   sed -e "s#@KAFKA_PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$cport#g" -e "s#@DATA_DIR@#$dir#g" -e "s#@NODE_ID@#$i#g" \
     -e "s#@VOTERS@#$voters#g" -e "s#@RF@#$rf#g" -e "s#@MIN_ISR@#$min_isr#g" \
@@ -185,7 +196,7 @@ redis_acl() {
 
 redis_up() {
   local dir="$REDIS_DIR" pidf="$REDIS_DIR/redis.pid"
-  if listening "$REDIS_PORT"; then say "redis already listening on 127.0.0.1:$REDIS_PORT; reusing it"; return 0; fi
+  if listening "$REDIS_PORT"; then other_mode_check redis "$REDIS_PORT"; say "redis already listening on 127.0.0.1:$REDIS_PORT; reusing it"; return 0; fi
   command -v redis-server >/dev/null || install_debs
   mkdir -p "$dir"
   local net=(--port "$REDIS_PORT")
