@@ -8,12 +8,8 @@ import { FaceDetector, type FaceBox } from '../vision/detector.ts';
 import { openSession } from '../runtime/onnx.ts';
 import { DEFAULT_CASCADE_MIN_WIDTH, FaceCropper, formatDetectorSides, parseDetectorSides } from '../vision/face-crop.ts';
 import { evaluateFolder, formatReport } from '../processors/classifier/evaluate.ts';
-import { emotionModelOption, inferenceOptions, smootherOptions } from '../processors/index.ts';
-import { evaluateSmoother, timelineSvg } from '../processors/smoother/evaluate.ts';
-import { SchemaRegistry } from '../schemas/registry.ts';
-import { readRecording } from '../schemas/recording.ts';
-import type { EmotionScore } from '../schemas/generated/types.ts';
-import type { LabelledSessionMeta } from '../sessions/synth.ts';
+import { emotionModelOption, inferenceOptions } from '../processors/index.ts';
+import { evalSmoother, smootherEvalOptions } from './eval-smoother.ts';
 import { writeFileSync } from 'node:fs';
 import type { Command } from './command.ts';
 import { progressBar } from './progress.ts';
@@ -36,15 +32,6 @@ const classifierEvalOptions = {
   json: opt.bool('EM_JSON', 'json', false, 'Print the report as JSON'),
 };
 
-const smootherEvalOptions = {
-  ...inferenceOptions,
-  ...emotionModelOption,
-  ...smootherOptions,
-  recording: opt.string('EM_RECORDING', 'recording', 'session.avro', 'A labelled recording (emotionmuse session synth)'),
-  picture: opt.string('EM_PICTURE', 'picture', '', 'Where to write the timeline picture (SVG); default <recording>.timeline.svg'),
-  clahe: opt.bool('EM_CLAHE', 'clahe', false, 'Apply CLAHE before the CNN'),
-  json: opt.bool('EM_JSON', 'json', false, 'Print the report as JSON'),
-};
 
 const detectorEvalOptions = {
   ...inferenceOptions,
@@ -102,56 +89,12 @@ async function evalDetector(argv: string[]): Promise<number> {
   return 0;
 }
 
-async function evalSmoother(argv: string[]): Promise<number> {
-  const config = loadConfig(smootherEvalOptions, { argv });
-  const registry = SchemaRegistry.load();
-  const { frames, meta } = await readRecording(config.recording, registry);
-  const session = meta as unknown as Partial<LabelledSessionMeta>;
-  if (!session.timeline || session.startTimeMs === undefined) {
-    console.error(`${config.recording} has no ground-truth timeline in its metadata (make one with \`emotionmuse session synth\`)`);
-    return 2;
-  }
-  const engine = await ClassifierEngine.create({ emotionModel: config.emotionModel, providers: config.providers as Array<'cuda' | 'cpu'>, threads: config.threads, clahe: config.clahe, logger: createLogger('warn') });
-  const progress = config.json ? undefined : progressBar('classifying');
-  const scores: EmotionScore[] = [];
-  for (let i = 0; i < frames.length; i += 64) {
-    const batch = frames.slice(i, i + 64);
-    const results = await engine.classify(batch);
-    results.forEach((r, k) => {
-      const f = batch[k]!;
-      if (r instanceof Error) throw r;
-      scores.push({ userId: f.userId, sessionId: f.sessionId, seq: f.seq, captureTimeMs: f.captureTimeMs, faceFound: r.faceFound, probabilities: r.probabilities, faceBox: r.faceBox, modelVersion: engine.modelVersion, scoredAt: 'SERVER', timings: r.timings, processedTimeMs: f.captureTimeMs });
-    });
-    progress?.(Math.min(frames.length, i + 64), frames.length);
-  }
-  const smootherConfig = { windowSize: config.windowSize, hysteresis: config.hysteresis, sessionGapMs: config.sessionGapMs, noFace: config.noFace };
-  const result = evaluateSmoother(scores, session.timeline, session.startTimeMs, smootherConfig);
-  const picture = config.picture || config.recording.replace(/(\.avro)?$/, '.timeline.svg');
-  const title = `${path.basename(config.recording)}: T=${smootherConfig.windowSize}, H=${smootherConfig.hysteresis}; transitions ${result.frameTransitions} (frame argmax) -> ${result.smoothedTransitions} (smoothed), ${(100 * result.reduction).toFixed(0)}% fewer`;
-  writeFileSync(picture, timelineSvg(result, title));
-  if (config.json) {
-    const { trace: _trace, ...summary } = result;
-    console.log(JSON.stringify({ recording: config.recording, picture, config: smootherConfig, ...summary }, null, 2));
-    return 0;
-  }
-  const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
-  console.log(`smoother on ${config.recording} (${result.frames} frames, T=${smootherConfig.windowSize}, H=${smootherConfig.hysteresis}, classifier ${engine.modelVersion} on ${engine.provider})
-
-label transitions   frame-level argmax ${result.frameTransitions}   after smoothing and hysteresis ${result.smoothedTransitions}   reduction ${pct(result.reduction)} (the paper reports about 62 %)
-frames matching the ground truth   frame argmax ${pct(result.frameAccuracy)}   smoothed label ${pct(result.smoothedAccuracy)}
-
-true change at   to         emitted after`);
-  for (const d of result.delays) console.log(`${`${(d.atMs / 1000).toFixed(1)} s`.padStart(14)}   ${d.to.padEnd(10)} ${d.delayMs === null ? 'never (missed)' : `${(d.delayMs / 1000).toFixed(1)} s`}`);
-  console.log(`\nemitted changes: ${result.changes.map((c) => `${((c.captureTimeMs - session.startTimeMs!) / 1000).toFixed(1)}s ${c.previousLabel ?? '-'}->${c.label}`).join(', ')}`);
-  console.log(`picture: ${picture}`);
-  return 0;
-}
-
 export const evalCommand: Command = {
   summary: 'measure a stage on labelled data (eval classifier | eval detector | eval smoother)',
   help: `usage: emotionmuse eval classifier [options]
        emotionmuse eval detector [--scenes 600] [--seed 1] [--settings 256,128/256] [options]
        emotionmuse eval smoother --recording session.avro [options]
+       emotionmuse eval smoother --sessions 50 [--seed 1] [--images <FER folder>] [--jitter] [options]
 
 eval detector builds labelled 640x480 scenes (the face-api demo photos with checked face boxes,
 FER-2013 training faces on generated backgrounds, scenes without a face) and prints, for round 1's
@@ -161,10 +104,15 @@ camera-like sequences, a whole-frame search of every frame against following the
 (vision/README.md). A progress bar runs on stderr. Options of eval detector:
 ${configHelp(detectorEvalOptions)}
 
-eval smoother runs the classifier and the smoother core over a labelled recording and prints the
-label transitions of frame-level argmax against those after smoothing and hysteresis, the share
-of frames whose label matches the ground truth, and the delay of each true change; it writes a
-timeline picture (SVG). Options of eval smoother:
+eval smoother, with --recording, runs the classifier and the smoother core over a labelled
+recording and prints the label transitions of frame-level argmax against those after smoothing,
+the share of frames whose label matches the ground truth, and the delay of each true change; it
+writes a timeline picture (SVG). With --sessions N it synthesizes N labelled sessions from real
+faces (random timelines of 2-20 s segments, some frames without a face; --jitter: 5-15 fps and
+dropped frames), and prints for every scheme and setting the transitions against frame argmax,
+frame accuracy, change delay (median, p90), missed changes and spurious changes per minute; it
+writes a Pareto picture (transitions against delay) and one session's timeline (SVG).
+Options of eval smoother:
 ${configHelp(smootherEvalOptions)}
 
 eval classifier:

@@ -11,7 +11,7 @@ import { hasTokenKey, tokenConfigOf, tokenKeyOptions } from '../auth/options.ts'
 import { TokenVerifier } from '../auth/tokens.ts';
 import { ClassifierEngine, DEFAULT_EMOTION_MODEL, EMOTION_MODELS, type EmotionModel } from './classifier/engine.ts';
 import { createPassthroughCore } from './passthrough/core.ts';
-import { createSmootherCore, DEFAULT_SMOOTHER_CONFIG } from './smoother/core.ts';
+import { createSmootherCore, DEFAULT_SMOOTHER_CONFIG, SMOOTHER_SCHEMES } from './smoother/core.ts';
 import { createRecommenderCore, DEFAULT_RECOMMENDER_CONFIG } from './recommender/core.ts';
 import { SCORING_GRAPHS, Scorer } from './recommender/scorer.ts';
 import { UserStore } from './recommender/store.ts';
@@ -63,10 +63,14 @@ export const classifierOptions = {
 };
 
 export const smootherOptions = {
+  scheme: opt.oneOf('EM_SMOOTHER_SCHEME', 'scheme', DEFAULT_SMOOTHER_CONFIG.scheme, SMOOTHER_SCHEMES, 'Smoothing scheme: paper (mean of T frames, H windows agree) or filter (a forward filter over the seven classes, time-based; processors/smoother/README.md compares them)'),
   windowSize: opt.int('EM_SMOOTHER_WINDOW', 'window', DEFAULT_SMOOTHER_CONFIG.windowSize, 'Frames per non-overlapping window (the paper\'s T)', { min: 1 }),
   hysteresis: opt.int('EM_SMOOTHER_HYSTERESIS', 'hysteresis', DEFAULT_SMOOTHER_CONFIG.hysteresis, 'Consecutive windows that must agree on a new label (the paper\'s H)', { min: 1 }),
   sessionGapMs: opt.int('EM_SMOOTHER_GAP_MS', 'session-gap-ms', DEFAULT_SMOOTHER_CONFIG.sessionGapMs, 'A longer gap between frames starts the user\'s state over', { min: 1 }),
   noFace: opt.oneOf('EM_SMOOTHER_NO_FACE', 'no-face', DEFAULT_SMOOTHER_CONFIG.noFace, ['skip', 'break-window'], 'Frames without a face: skip them, or discard the partial window'),
+  switchRate: opt.number('EM_SMOOTHER_SWITCH_RATE', 'switch-rate', DEFAULT_SMOOTHER_CONFIG.switchRate, 'filter: label changes per second in the filter\'s prior (lower: steadier, slower)', { min: 0.0001, max: 10 }),
+  threshold: opt.number('EM_SMOOTHER_THRESHOLD', 'threshold', DEFAULT_SMOOTHER_CONFIG.threshold, 'filter: posterior a new label needs before it is emitted', { min: 0.15, max: 0.9999 }),
+  accuracy: opt.number('EM_SMOOTHER_ACCURACY', 'accuracy', DEFAULT_SMOOTHER_CONFIG.accuracy, 'filter: how often the classifier\'s top class is right (its PublicTest accuracy, models/*.card.json)', { min: 0.15, max: 0.99 }),
 };
 
 export const recommenderOptions = {

@@ -13,7 +13,18 @@ export const TABLE_II: Readonly<Record<EmotionLabel, { valence: number; arousal:
   neutral: { valence: 0.5, arousal: 0.4 },
 };
 
+/**
+ * `paper`: the paper's mean over T frames per non-overlapping window and a change after H
+ * windows agree. `filter`: a forward filter (an HMM with sticky transitions) over the seven
+ * classes, one update per face, time-based, that emits a change when a new label's posterior
+ * passes a threshold.
+ */
+export const SMOOTHER_SCHEMES = ['paper', 'filter'] as const;
+export type SmootherScheme = (typeof SMOOTHER_SCHEMES)[number];
+
 export interface SmootherConfig {
+  /** @defaultValue 'paper' */
+  readonly scheme: SmootherScheme;
   /** Frames per non-overlapping window (the paper's T). @defaultValue 10 */
   readonly windowSize: number;
   /** Consecutive windows whose argmax must be the same new label before it changes (the paper's H). @defaultValue 5 */
@@ -26,9 +37,23 @@ export interface SmootherConfig {
    * @defaultValue 'skip'
    */
   readonly noFace: 'skip' | 'break-window';
+  /**
+   * filter: how often the true label changes, per second, in the filter's prior. Between two faces
+   * `dt` apart the label stays with probability exp(-switchRate * dt), so dropped frames do not
+   * stretch anything. @defaultValue 0.1
+   */
+  readonly switchRate: number;
+  /** filter: the posterior a new label needs before it is emitted. @defaultValue 0.8 */
+  readonly threshold: number;
+  /**
+   * filter: how often the classifier's top class is the true one (its PublicTest accuracy, in
+   * its model card); the emission model is a symmetric confusion with this diagonal.
+   * @defaultValue 0.64
+   */
+  readonly accuracy: number;
 }
 
-export const DEFAULT_SMOOTHER_CONFIG: SmootherConfig = { windowSize: 10, hysteresis: 5, sessionGapMs: 5000, noFace: 'skip' };
+export const DEFAULT_SMOOTHER_CONFIG: SmootherConfig = { scheme: 'paper', windowSize: 10, hysteresis: 5, sessionGapMs: 5000, noFace: 'skip', switchRate: 0.1, threshold: 0.8, accuracy: 0.64 };
 
 /** Sessions a user has left that the state remembers, newest first. */
 export const LEFT_SESSIONS_KEPT = 8;
@@ -52,6 +77,10 @@ export interface SmootherState {
   readonly label: EmotionLabel | null;
   readonly candidate: EmotionLabel | null;
   readonly streak: number;
+  /** filter: the posterior over the seven classes after the last face (null before the first). */
+  readonly belief?: readonly number[] | null;
+  /** filter: capture time of the last face. */
+  readonly lastFaceMs?: number;
 }
 
 export type StepOutcome =
@@ -99,6 +128,11 @@ export function smooth(state: SmootherState | undefined, score: EmotionScore, co
     return { state: s, outcome: { kind: 'accepted', reset } };
   }
 
+  if (config.scheme === 'filter') {
+    const { state: next, change } = filterStep(s, score, config, now);
+    return { state: next, outcome: { kind: 'accepted', reset, change } };
+  }
+
   const windowSum = s.windowSum.map((v, i) => v + score.probabilities[i]!);
   const windowCount = s.windowCount + 1;
   if (windowCount < config.windowSize) return { state: { ...s, windowSum, windowCount }, outcome: { kind: 'accepted', reset } };
@@ -131,8 +165,52 @@ export function smooth(state: SmootherState | undefined, score: EmotionScore, co
   return { state: { ...closed, candidate: top, streak }, outcome: { kind: 'accepted', reset } };
 }
 
-/** The state's version is derived from the parameters, so a changed T, H, gap or policy never reads old state. */
+/**
+ * The filter's step for one face: predict (the label stays with probability exp(-rate dt), else
+ * moves to any other class alike), weigh by the emission model, renormalise; a label is emitted
+ * when its posterior reaches the threshold and it is not the label in force.
+ */
+function filterStep(s: SmootherState, score: EmotionScore, config: SmootherConfig, now: number): { state: SmootherState; change?: EmotionChange } {
+  const k = EMOTIONS.length;
+  const p = score.probabilities;
+  let prior: number[];
+  if (s.belief) {
+    const dt = Math.max(0, score.captureTimeMs - (s.lastFaceMs ?? score.captureTimeMs)) / 1000;
+    const move = 1 - Math.exp(-config.switchRate * dt);
+    prior = s.belief.map((b) => (1 - move) * b + (move * (1 - b)) / (k - 1));
+  } else {
+    prior = new Array<number>(k).fill(1 / k);
+  }
+  // P(the classifier says p | true class c): its top class is right with `accuracy`, else any
+  // other alike; a soft output weighs each class by its probability.
+  const miss = (1 - config.accuracy) / (k - 1);
+  const weighted = prior.map((b, c) => b * (config.accuracy * p[c]! + miss * (1 - p[c]!)));
+  const total = weighted.reduce((a, b) => a + b, 0) || 1;
+  const belief = weighted.map((w) => w / total);
+  const top = argmax(belief);
+  const label = EMOTIONS[top]!;
+  const windows = s.windows + 1;
+  const next: SmootherState = { ...s, belief, lastFaceMs: score.captureTimeMs, windows };
+  if (label === s.label || belief[top]! < config.threshold) return { state: next };
+  const change: EmotionChange = {
+    userId: score.userId,
+    sessionId: score.sessionId,
+    previousLabel: s.label,
+    label,
+    // the posterior: what the filter believes, for the recommender
+    probabilities: belief,
+    ...valenceArousal(belief),
+    windowIndex: windows - 1,
+    windowEndSeq: score.seq,
+    captureTimeMs: score.captureTimeMs,
+    emittedTimeMs: now,
+  };
+  return { state: { ...next, label }, change };
+}
+
+/** The state's version is derived from the parameters, so a changed scheme, T, H, gap or policy never reads old state. */
 export function smootherStateVersion(config: SmootherConfig): string {
+  if (config.scheme === 'filter') return `v1-filter-r${config.switchRate}-th${config.threshold}-a${config.accuracy}-g${config.sessionGapMs}`;
   return `v2-t${config.windowSize}-h${config.hysteresis}-g${config.sessionGapMs}-${config.noFace}`;
 }
 

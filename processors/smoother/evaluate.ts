@@ -121,3 +121,180 @@ export function timelineSvg(result: SmootherEvaluation, title: string): string {
 function escapeXml(text: string): string {
   return text.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]!);
 }
+
+/** A random labelled timeline: segments of 2 to 20 s, each a different emotion from the one before, at least `minMs` long. */
+export function randomTimeline(random: () => number, minMs = 60_000): Segment[] {
+  const segments: Segment[] = [];
+  let at = 0;
+  while (at < minMs) {
+    const previous = segments[segments.length - 1]?.label;
+    const choices = EMOTIONS.filter((e) => e !== previous);
+    const label = choices[Math.floor(random() * choices.length)]!;
+    const ms = Math.round(2000 + random() * 18_000);
+    segments.push({ label, startMs: at, endMs: at + ms });
+    at += ms;
+  }
+  return segments;
+}
+
+export interface SessionScoresOptions {
+  readonly userId: string;
+  readonly sessionId: string;
+  readonly startTimeMs: number;
+  /** Frames per second; with `jitter`, each session draws its own from 5 to 15. @defaultValue 10 */
+  readonly fps?: number;
+  /** Dropped frames and a varying frame rate (a camera that stalls). */
+  readonly jitter?: boolean;
+  /** Share of frames without a face. @defaultValue 0.03 */
+  readonly noFaceShare?: number;
+}
+
+/**
+ * A labelled session at the score level: at each frame, the classifier's scores of a random real
+ * face of the emotion the timeline holds (`pool`: scores of every image, by its labelled emotion,
+ * computed once), some frames without a face, and with `jitter` a frame rate of 5 to 15 fps and
+ * 10% of the frames dropped. The same image always has the same scores, so this equals
+ * classifying the session's frames.
+ */
+export function sessionScores(pool: ReadonlyMap<EmotionLabel, ReadonlyArray<readonly number[] | null>>, timeline: readonly Segment[], random: () => number, o: SessionScoresOptions): EmotionScore[] {
+  const fps = o.jitter ? 5 + random() * 10 : (o.fps ?? 10);
+  const end = timeline[timeline.length - 1]!.endMs;
+  const scores: EmotionScore[] = [];
+  let seq = 0;
+  for (let t = 0; t < end; t += 1000 / fps) {
+    seq++;
+    if (o.jitter && random() < 0.1) continue;
+    const label = labelAt(timeline, t)!;
+    const images = pool.get(label)!;
+    const probabilities = random() < (o.noFaceShare ?? 0.03) ? null : images[Math.floor(random() * images.length)]!;
+    const captureTimeMs = o.startTimeMs + Math.round(t);
+    scores.push({
+      userId: o.userId, sessionId: o.sessionId, seq, captureTimeMs, faceFound: probabilities !== null, probabilities: probabilities ? [...probabilities] : [],
+      faceBox: null, modelVersion: 'eval', scoredAt: 'SERVER', timings: { decodeMs: 0, detectMs: 0, preprocessMs: 0, inferMs: 0 }, processedTimeMs: captureTimeMs,
+    });
+  }
+  return scores;
+}
+
+export interface LabelledScores {
+  readonly scores: readonly EmotionScore[];
+  readonly timeline: readonly Segment[];
+  readonly startTimeMs: number;
+}
+
+/** One scheme and parameter setting over many sessions. */
+export interface SchemeSummary {
+  readonly name: string;
+  readonly config: SmootherConfig;
+  readonly sessions: number;
+  readonly minutes: number;
+  readonly frameTransitions: number;
+  readonly smoothedTransitions: number;
+  readonly reduction: number;
+  readonly frameAccuracy: number;
+  readonly smoothedAccuracy: number;
+  /** Over the true changes (a segment whose emotion differs from the one before) that were followed. */
+  readonly delayMedianMs: number;
+  readonly delayP90Ms: number;
+  readonly trueChanges: number;
+  readonly missed: number;
+  /** Emitted changes that follow no true change, per minute of session. */
+  readonly spuriousPerMinute: number;
+}
+
+/** The project's targets for a smoother (issue #20): all at once. */
+export const SMOOTHER_TARGETS = { minReduction: 0.62, maxMedianDelayMs: 1500, maxSpuriousPerMinute: 1 } as const;
+
+export function meetsTargets(s: SchemeSummary): boolean {
+  return s.reduction >= SMOOTHER_TARGETS.minReduction && s.delayMedianMs <= SMOOTHER_TARGETS.maxMedianDelayMs && s.smoothedAccuracy >= s.frameAccuracy && s.spuriousPerMinute <= SMOOTHER_TARGETS.maxSpuriousPerMinute;
+}
+
+function quantileOf(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+export function summarizeScheme(name: string, config: SmootherConfig, sessions: readonly LabelledScores[]): SchemeSummary {
+  let frames = 0;
+  let frameRight = 0;
+  let smoothedRight = 0;
+  let frameTransitions = 0;
+  let smoothedTransitions = 0;
+  let spurious = 0;
+  let missed = 0;
+  let trueChanges = 0;
+  let durationMs = 0;
+  const delays: number[] = [];
+  for (const s of sessions) {
+    const r = evaluateSmoother(s.scores, s.timeline, s.startTimeMs, config);
+    frames += r.frames;
+    frameRight += r.frameAccuracy * r.frames;
+    smoothedRight += r.smoothedAccuracy * r.frames;
+    frameTransitions += r.frameTransitions;
+    smoothedTransitions += r.smoothedTransitions;
+    durationMs += s.timeline[s.timeline.length - 1]!.endMs;
+    // The first segment is the session's start, not a change; the change that follows a true
+    // change is the first emitted one to its label inside its segment.
+    const hits = new Set<EmotionChange>();
+    s.timeline.forEach((segment, i) => {
+      if (i === 0 || s.timeline[i - 1]!.label === segment.label) return;
+      trueChanges++;
+      const hit = r.changes.find((c) => c.previousLabel !== null && c.label === segment.label && c.captureTimeMs - s.startTimeMs >= segment.startMs && c.captureTimeMs - s.startTimeMs < segment.endMs);
+      if (hit) {
+        hits.add(hit);
+        delays.push(hit.captureTimeMs - s.startTimeMs - segment.startMs);
+      } else {
+        missed++;
+      }
+    });
+    spurious += r.changes.filter((c) => c.previousLabel !== null && !hits.has(c)).length;
+  }
+  delays.sort((a, b) => a - b);
+  const minutes = durationMs / 60_000;
+  return {
+    name, config, sessions: sessions.length, minutes, frameTransitions, smoothedTransitions,
+    reduction: frameTransitions === 0 ? 0 : 1 - smoothedTransitions / frameTransitions,
+    frameAccuracy: frameRight / Math.max(1, frames), smoothedAccuracy: smoothedRight / Math.max(1, frames),
+    delayMedianMs: quantileOf(delays, 0.5), delayP90Ms: quantileOf(delays, 0.9), trueChanges, missed,
+    spuriousPerMinute: spurious / Math.max(1e-9, minutes),
+  };
+}
+
+/** The settings the many-session evaluation compares: the paper's scheme around T=10, H=5, and the filter around its defaults. */
+export function schemeGrid(base: SmootherConfig): Array<{ name: string; config: SmootherConfig }> {
+  const grid: Array<{ name: string; config: SmootherConfig }> = [];
+  for (const windowSize of [5, 10]) for (const hysteresis of [1, 2, 3, 5]) grid.push({ name: `paper T=${windowSize} H=${hysteresis}`, config: { ...base, scheme: 'paper', windowSize, hysteresis } });
+  for (const switchRate of [0.05, 0.1, 0.2]) for (const threshold of [0.7, 0.8, 0.9, 0.95]) grid.push({ name: `filter rate=${switchRate} th=${threshold}`, config: { ...base, scheme: 'filter', switchRate, threshold } });
+  return grid;
+}
+
+/** Transitions per minute against median change delay, one point per setting, the Pareto front joined (SVG). */
+export function paretoSvg(summaries: readonly SchemeSummary[], title: string): string {
+  const width = 900;
+  const height = 560;
+  const m = { left: 70, right: 20, top: 40, bottom: 60 };
+  const pts = summaries.filter((s) => Number.isFinite(s.delayMedianMs)).map((s) => ({ s, x: s.delayMedianMs / 1000, y: s.smoothedTransitions / Math.max(1e-9, s.minutes) }));
+  const maxX = Math.max(1, ...pts.map((p) => p.x)) * 1.1;
+  const maxY = Math.max(1, ...pts.map((p) => p.y)) * 1.1;
+  const X = (v: number) => m.left + ((width - m.left - m.right) * v) / maxX;
+  const Y = (v: number) => height - m.bottom - ((height - m.top - m.bottom) * v) / maxY;
+  const front = pts.filter((p) => !pts.some((q) => q !== p && q.x <= p.x && q.y <= p.y && (q.x < p.x || q.y < p.y))).sort((a, b) => a.x - b.x);
+  const colour = (s: SchemeSummary) => (s.config.scheme === 'paper' ? '#1f77b4' : '#d62728');
+  const parts: string[] = [];
+  for (let i = 0; i <= 5; i++) {
+    const vx = (maxX * i) / 5;
+    const vy = (maxY * i) / 5;
+    parts.push(`<line x1="${X(vx)}" y1="${Y(0)}" x2="${X(vx)}" y2="${Y(maxY)}" stroke="#eee"/><text x="${X(vx)}" y="${Y(0) + 16}" font-size="11" text-anchor="middle">${vx.toFixed(1)}</text>`);
+    parts.push(`<line x1="${X(0)}" y1="${Y(vy)}" x2="${X(maxX)}" y2="${Y(vy)}" stroke="#eee"/><text x="${X(0) - 6}" y="${Y(vy) + 4}" font-size="11" text-anchor="end">${vy.toFixed(1)}</text>`);
+  }
+  parts.push(`<rect x="${X(0)}" y="${Y(maxY)}" width="${X(Math.min(maxX, SMOOTHER_TARGETS.maxMedianDelayMs / 1000)) - X(0)}" height="${Y(0) - Y(maxY)}" fill="#2ca02c" opacity="0.06"/>`);
+  parts.push(`<polyline fill="none" stroke="#555" stroke-dasharray="4 3" points="${front.map((p) => `${X(p.x).toFixed(1)},${Y(p.y).toFixed(1)}`).join(' ')}"/>`);
+  for (const p of pts) {
+    const ok = meetsTargets(p.s);
+    parts.push(`<circle cx="${X(p.x).toFixed(1)}" cy="${Y(p.y).toFixed(1)}" r="${ok ? 6 : 4}" fill="${colour(p.s)}" ${ok ? 'stroke="#2ca02c" stroke-width="3"' : ''}/>`);
+    parts.push(`<text x="${(X(p.x) + 7).toFixed(1)}" y="${(Y(p.y) - 5).toFixed(1)}" font-size="9" fill="#333">${escapeXml(p.s.name.replace(/^(paper|filter) /, ''))}</text>`);
+  }
+  const legend = `<circle cx="${width - 250}" cy="22" r="5" fill="#1f77b4"/><text x="${width - 240}" y="26" font-size="12">paper (T, H)</text><circle cx="${width - 150}" cy="22" r="5" fill="#d62728"/><text x="${width - 140}" y="26" font-size="12">filter (rate, th)</text>`;
+  const axes = `<text x="${(m.left + width - m.right) / 2}" y="${height - 18}" font-size="13" text-anchor="middle">median delay of a true change (s); shaded: within 1.5 s; ringed: meets every target</text><text transform="translate(18 ${(m.top + height - m.bottom) / 2}) rotate(-90)" font-size="13" text-anchor="middle">emitted label changes per minute</text>`;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/><text x="${m.left}" y="24" font-size="14">${escapeXml(title)}</text>${legend}${parts.join('')}${axes}</svg>\n`;
+}
