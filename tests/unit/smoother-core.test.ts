@@ -4,15 +4,17 @@ import { EMOTIONS, type EmotionLabel } from '../../schemas/kinds.ts';
 import { buildTopology } from '../../topology/topology.ts';
 import type { EmotionChange, EmotionScore } from '../../schemas/generated/types.ts';
 
-const T = DEFAULT_SMOOTHER_CONFIG.windowSize;
-const H = DEFAULT_SMOOTHER_CONFIG.hysteresis;
+/** The paper's scheme (the default is the filter: smoother-filter.test.ts). */
+const PAPER: SmootherConfig = { ...DEFAULT_SMOOTHER_CONFIG, scheme: 'paper' };
+const T = PAPER.windowSize;
+const H = PAPER.hysteresis;
 
 function onehot(label: EmotionLabel, confidence = 0.7): number[] {
   return EMOTIONS.map((e) => (e === label ? confidence : (1 - confidence) / 6));
 }
 
 /** Replays a script of windows ("happy" = a whole window of frames whose mean argmax is happy). */
-function run(script: Array<EmotionLabel | { gapMs?: number; session?: string; noFace?: number; late?: boolean; from?: { session: string; seq: number } }>, config: SmootherConfig = DEFAULT_SMOOTHER_CONFIG) {
+function run(script: Array<EmotionLabel | { gapMs?: number; session?: string; noFace?: number; late?: boolean; from?: { session: string; seq: number } }>, config: SmootherConfig = PAPER) {
   let state: SmootherState | undefined;
   let seq = 0;
   let t = 0;
@@ -68,7 +70,7 @@ describe('smoother core: windows and hysteresis', () => {
     for (let i = 1; i <= T; i++) {
       // 9 frames lean happy, the last frame is strongly sad: the mean is still happy.
       const p = i < T ? onehot('happy', 0.6) : onehot('sad', 0.99);
-      const r = smooth(state, { userId: 'u', sessionId: 's', seq: i, captureTimeMs: i * 100, faceFound: true, probabilities: p, faceBox: null, modelVersion: '', scoredAt: 'SERVER', timings: { decodeMs: 0, detectMs: 0, preprocessMs: 0, inferMs: 0 }, processedTimeMs: 0 }, DEFAULT_SMOOTHER_CONFIG, 0);
+      const r = smooth(state, { userId: 'u', sessionId: 's', seq: i, captureTimeMs: i * 100, faceFound: true, probabilities: p, faceBox: null, modelVersion: '', scoredAt: 'SERVER', timings: { decodeMs: 0, detectMs: 0, preprocessMs: 0, inferMs: 0 }, processedTimeMs: 0 }, PAPER, 0);
       state = r.state;
       if (r.outcome.kind === 'accepted' && r.outcome.change) out.push(r.outcome.change.label);
     }
@@ -128,7 +130,7 @@ describe('smoother core: sessions, gaps, late frames, frames without a face', ()
     expect(run([...script]).changes).toEqual(['->neutral']);
     // 5 happy frames, then no face, then a full neutral window: break-window forgets the happy half.
     let state: SmootherState | undefined;
-    const config = { ...DEFAULT_SMOOTHER_CONFIG, noFace: 'break-window' as const };
+    const config = { ...PAPER, noFace: 'break-window' as const };
     const labels: string[] = [];
     const feed = (seq: number, p: number[] | null) => {
       const r = smooth(state, { userId: 'u', sessionId: 's', seq, captureTimeMs: seq * 100, faceFound: p !== null, probabilities: p ?? [], faceBox: null, modelVersion: '', scoredAt: 'SERVER', timings: { decodeMs: 0, detectMs: 0, preprocessMs: 0, inferMs: 0 }, processedTimeMs: 0 }, config, 0);
@@ -144,8 +146,8 @@ describe('smoother core: sessions, gaps, late frames, frames without a face', ()
   });
 
   it('derives the state version from its parameters', () => {
-    expect(smootherStateVersion(DEFAULT_SMOOTHER_CONFIG)).toBe('v2-t10-h5-g5000-skip');
-    expect(smootherStateVersion({ ...DEFAULT_SMOOTHER_CONFIG, hysteresis: 3 })).not.toBe(smootherStateVersion(DEFAULT_SMOOTHER_CONFIG));
+    expect(smootherStateVersion(PAPER)).toBe('v2-t10-h5-g5000-skip');
+    expect(smootherStateVersion({ ...PAPER, hysteresis: 3 })).not.toBe(smootherStateVersion(PAPER));
     // `topics apply` creates the changelog of the default parameters.
     expect(buildTopology().processors.find((p) => p.name === 'smoother')?.stateVersion).toBe(smootherStateVersion(DEFAULT_SMOOTHER_CONFIG));
   });

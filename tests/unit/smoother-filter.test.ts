@@ -107,7 +107,7 @@ describe('smoother evaluation over many sessions', () => {
   });
 
   it('measures the trade-off: the paper\'s scheme is steady and slow, the filter quicker with as few spurious changes', () => {
-    const paper: SchemeSummary = summarizeScheme('paper', DEFAULT_SMOOTHER_CONFIG, sessions);
+    const paper: SchemeSummary = summarizeScheme('paper', { ...DEFAULT_SMOOTHER_CONFIG, scheme: 'paper' }, sessions);
     const filter: SchemeSummary = summarizeScheme('filter', FILTER, sessions);
     expect(paper.reduction).toBeGreaterThan(0.9);
     expect(paper.delayMedianMs).toBeGreaterThan(4000);

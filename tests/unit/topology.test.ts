@@ -18,7 +18,7 @@ describe('topology', () => {
 
   it('adds a compacted changelog, co-partitioned with the inputs, for each stateful processor', () => {
     const changelogs = allTopics(topology).filter((t) => t.id === 'changelog');
-    expect(changelogs.map((t) => t.name)).toEqual(['p.smoother.state-v2-t10-h5-g5000-skip.changelog', 'p.passthrough.state-v1.changelog']);
+    expect(changelogs.map((t) => t.name)).toEqual(['p.smoother.state-v1-filter-r0.05-th0.98-a0.64-g5000.changelog', 'p.passthrough.state-v1.changelog']);
     expect(changelogs[0]).toMatchObject({ cleanupPolicy: 'compact', partitions: 6, retentionMs: -1 });
   });
 
