@@ -288,13 +288,18 @@ export function paretoSvg(summaries: readonly SchemeSummary[], title: string): s
     parts.push(`<line x1="${X(0)}" y1="${Y(vy)}" x2="${X(maxX)}" y2="${Y(vy)}" stroke="#eee"/><text x="${X(0) - 6}" y="${Y(vy) + 4}" font-size="11" text-anchor="end">${vy.toFixed(1)}</text>`);
   }
   parts.push(`<rect x="${X(0)}" y="${Y(maxY)}" width="${X(Math.min(maxX, SMOOTHER_TARGETS.maxMedianDelayMs / 1000)) - X(0)}" height="${Y(0) - Y(maxY)}" fill="#2ca02c" opacity="0.06"/>`);
+  // the truth's own changes per minute: a scheme cannot usefully go below it
+  const truth = summaries[0] ? summaries[0].trueChanges / Math.max(1e-9, summaries[0].minutes) : 0;
+  parts.push(`<line x1="${X(0)}" y1="${Y(truth).toFixed(1)}" x2="${X(maxX)}" y2="${Y(truth).toFixed(1)}" stroke="#2ca02c" stroke-width="1.5"/><text x="${X(maxX) - 4}" y="${(Y(truth) + 14).toFixed(1)}" font-size="11" text-anchor="end" fill="#2ca02c">true changes per minute (${truth.toFixed(1)})</text>`);
   parts.push(`<polyline fill="none" stroke="#555" stroke-dasharray="4 3" points="${front.map((p) => `${X(p.x).toFixed(1)},${Y(p.y).toFixed(1)}`).join(' ')}"/>`);
   for (const p of pts) {
     const ok = meetsTargets(p.s);
     parts.push(`<circle cx="${X(p.x).toFixed(1)}" cy="${Y(p.y).toFixed(1)}" r="${ok ? 6 : 4}" fill="${colour(p.s)}" ${ok ? 'stroke="#2ca02c" stroke-width="3"' : ''}/>`);
-    parts.push(`<text x="${(X(p.x) + 7).toFixed(1)}" y="${(Y(p.y) - 5).toFixed(1)}" font-size="9" fill="#333">${escapeXml(p.s.name.replace(/^(paper|filter) /, ''))}</text>`);
+    // labels on the front and the paper's own setting only (the rest would overlap)
+    if (front.includes(p) || p.s.name === 'paper T=10 H=5') parts.push(`<text x="${(X(p.x) + 7).toFixed(1)}" y="${(Y(p.y) - 5).toFixed(1)}" font-size="9" fill="#333">${escapeXml(p.s.name.replace(/^(paper|filter) /, ''))}</text>`);
   }
-  const legend = `<circle cx="${width - 250}" cy="22" r="5" fill="#1f77b4"/><text x="${width - 240}" y="26" font-size="12">paper (T, H)</text><circle cx="${width - 150}" cy="22" r="5" fill="#d62728"/><text x="${width - 140}" y="26" font-size="12">filter (rate, th)</text>`;
+  const ly = m.top + 14;
+  const legend = `<circle cx="${width - 250}" cy="${ly}" r="5" fill="#1f77b4"/><text x="${width - 240}" y="${ly + 4}" font-size="12">paper (T, H)</text><circle cx="${width - 150}" cy="${ly}" r="5" fill="#d62728"/><text x="${width - 140}" y="${ly + 4}" font-size="12">filter (rate, th)</text>`;
   const axes = `<text x="${(m.left + width - m.right) / 2}" y="${height - 18}" font-size="13" text-anchor="middle">median delay of a true change (s); shaded: within 1.5 s; ringed: meets every target</text><text transform="translate(18 ${(m.top + height - m.bottom) / 2}) rotate(-90)" font-size="13" text-anchor="middle">emitted label changes per minute</text>`;
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/><text x="${m.left}" y="24" font-size="14">${escapeXml(title)}</text>${legend}${parts.join('')}${axes}</svg>\n`;
 }
