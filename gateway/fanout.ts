@@ -103,7 +103,7 @@ export class Fanout {
       }
       if (topic === 'emotion-changes') {
         const c = this.o.registry.decode('emotion-change', value);
-        return { type: 'change', previousLabel: c.previousLabel, label: c.label, probabilities: c.probabilities, valence: c.valence, arousal: c.arousal, windowIndex: c.windowIndex, windowEndSeq: c.windowEndSeq, captureTimeMs: c.captureTimeMs, emittedTimeMs: c.emittedTimeMs };
+        return { type: 'change', previousLabel: c.previousLabel, label: c.label, probabilities: c.probabilities, valence: c.valence, arousal: c.arousal, windowIndex: c.windowIndex, windowEndSeq: c.windowEndSeq, captureTimeMs: c.captureTimeMs, emittedTimeMs: c.emittedTimeMs, scheme: c.scheme, confidence: c.confidence };
       }
       const r = this.o.registry.decode('recommendation', value);
       return {

@@ -155,7 +155,7 @@ export type ServerMessage =
   | { readonly type: 'error'; readonly code: GatewayErrorCode | string; readonly message: string; readonly seq?: number }
   | { readonly type: 'throttle'; readonly reason: 'RATE_LIMITED' | 'BACKPRESSURE'; readonly resumeInMs: number }
   | { readonly type: 'score'; readonly seq: number; readonly captureTimeMs: number; readonly faceFound: boolean; readonly probabilities: number[]; readonly scoredAt: string; readonly processedTimeMs: number }
-  | { readonly type: 'change'; readonly previousLabel: string | null; readonly label: string; readonly probabilities: number[]; readonly valence: number; readonly arousal: number; readonly windowIndex: number; readonly windowEndSeq: number; readonly captureTimeMs: number; readonly emittedTimeMs: number }
+  | { readonly type: 'change'; readonly previousLabel: string | null; readonly label: string; readonly probabilities: number[]; readonly valence: number; readonly arousal: number; readonly windowIndex: number; readonly windowEndSeq: number; readonly captureTimeMs: number; readonly emittedTimeMs: number; readonly scheme: string; readonly confidence: number | null }
   | { readonly type: 'list'; readonly listId: string; readonly trigger: string; readonly items: ReadonlyArray<{ trackId: string; rank: number; finalScore: number; preferenceScore: number; emotionScore: number; title?: string; artist?: string }>; readonly emotion: { label: string; valence: number; arousal: number } | null; readonly createdTimeMs: number };
 
 export interface HelloMessage {

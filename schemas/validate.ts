@@ -47,7 +47,8 @@ const CHECKS: { readonly [K in MessageKind]?: (v: MessageTypes[K]) => string | u
     (s.faceFound ? probabilitiesProblem('probabilities', s.probabilities) : s.probabilities.length > 0 ? 'a score without a face has no probabilities' : undefined) ?? box(s.faceBox),
   'emotion-change': (c: EmotionChange) =>
     id('userId', c.userId) ?? id('sessionId', c.sessionId) ?? probabilitiesProblem('probabilities', c.probabilities) ??
-    finite('valence', c.valence, 0, 1) ?? finite('arousal', c.arousal, 0, 1) ?? finite('captureTimeMs', c.captureTimeMs, 0) ?? finite('windowEndSeq', c.windowEndSeq, 0),
+    finite('valence', c.valence, 0, 1) ?? finite('arousal', c.arousal, 0, 1) ?? finite('captureTimeMs', c.captureTimeMs, 0) ?? finite('windowEndSeq', c.windowEndSeq, 0) ??
+    (c.confidence === null ? undefined : finite('confidence', c.confidence, 0, 1)),
   listen: (l: Listen) => id('listenId', l.listenId) ?? id('userId', l.userId) ?? id('trackId', l.trackId) ?? finite('listenedMs', l.listenedMs, 0) ?? finite('startTimeMs', l.startTimeMs),
 };
 

@@ -153,6 +153,8 @@ export function smooth(state: SmootherState | undefined, score: EmotionScore, co
     windowEndSeq: score.seq,
     captureTimeMs: score.captureTimeMs,
     emittedTimeMs: now,
+    scheme: 'paper',
+    confidence: null,
   });
 
   if (s.label === null) {
@@ -205,6 +207,8 @@ function filterStep(s: SmootherState, score: EmotionScore, config: SmootherConfi
     windowEndSeq: score.seq,
     captureTimeMs: score.captureTimeMs,
     emittedTimeMs: now,
+    scheme: 'filter',
+    confidence: belief[top]!,
   };
   return { state: { ...next, label }, change };
 }

@@ -61,14 +61,14 @@ export interface EmotionScore {
 
 export type Emotion = 'angry' | 'disgust' | 'fear' | 'happy' | 'sad' | 'surprise' | 'neutral';
 
-/** A change of the smoothed emotion label (the smoother's hysteresis output). */
+/** A change of the smoothed emotion label (the smoother's output). v2 says which scheme made it and how sure it is. */
 export interface EmotionChange {
   userId: string;
   sessionId: string;
   /** null for the first label of a session. */
   previousLabel: null | Emotion;
   label: Emotion;
-  /** Smoothed 7-class probabilities, FER order. */
+  /** Smoothed 7-class probabilities, FER order: the window mean (paper) or the posterior (filter). */
   probabilities: Array<number>;
   valence: number;
   arousal: number;
@@ -78,6 +78,10 @@ export interface EmotionChange {
   /** Capture time of the window's last frame. */
   captureTimeMs: number;
   emittedTimeMs: number;
+  /** The smoothing scheme: paper (window mean and hysteresis; probabilities are the window mean) or filter (a forward filter; probabilities are its posterior). v1 records read as paper. */
+  scheme: string;
+  /** The posterior probability of the new label where the scheme has one (filter); null otherwise and in v1 records. */
+  confidence: null | number;
 }
 
 export type ListenOutcome = 'COMPLETED' | 'SKIPPED';

@@ -15,7 +15,7 @@ type Gen = (i: number, random: () => number) => { key: string | null; value: Buf
 
 const catalogue = loadCatalogue(recommenderOptions.modelDir.default);
 const probs = [0.02, 0.02, 0.02, 0.88, 0.02, 0.02, 0.02];
-const change = (user: string, extra: Partial<EmotionChange> = {}): EmotionChange => ({ userId: user, sessionId: 's', previousLabel: null, label: 'happy', probabilities: probs, valence: 0.8, arousal: 0.6, windowIndex: 4, windowEndSeq: 50, captureTimeMs: 1_764_000_000_000, emittedTimeMs: 1_764_000_000_000, ...extra });
+const change = (user: string, extra: Partial<EmotionChange> = {}): EmotionChange => ({ userId: user, sessionId: 's', previousLabel: null, label: 'happy', probabilities: probs, valence: 0.8, arousal: 0.6, windowIndex: 4, windowEndSeq: 50, captureTimeMs: 1_764_000_000_000, emittedTimeMs: 1_764_000_000_000, scheme: 'paper', confidence: null, ...extra });
 const listen = (user: string, extra: Partial<Listen> = {}): Listen => ({ listenId: `l-${user}`, userId: user, trackId: catalogue.ids[7]!, startTimeMs: 1_764_000_000_000, listenedMs: 30_000, outcome: 'COMPLETED', ...extra });
 const grey = (user: string, seq: number, extra: Partial<Frame> = {}) => frame(user, seq, { width: 48, height: 48, data: Buffer.alloc(48 * 48, 120), ...extra });
 const pick = <T,>(random: () => number, list: readonly T[]): T => list[Math.floor(random() * list.length)]!;

@@ -236,7 +236,7 @@ describe('gateway against the real broker and Redis', () => {
   it('sends each socket its own user\'s events only', async () => {
     const ana = await StreamClient.connect(base, { token: await token('gil') });
     const bea = await StreamClient.connect(base, { token: await token('hal') });
-    const change = (userId: string, label: EmotionChange['label']): EmotionChange => ({ userId, sessionId: 's', previousLabel: null, label, probabilities: [0, 0, 0, 1, 0, 0, 0], valence: 0.8, arousal: 0.5, windowIndex: 4, windowEndSeq: 50, captureTimeMs: Date.now(), emittedTimeMs: Date.now() });
+    const change = (userId: string, label: EmotionChange['label']): EmotionChange => ({ userId, sessionId: 's', previousLabel: null, label, probabilities: [0, 0, 0, 1, 0, 0, 0], valence: 0.8, arousal: 0.5, windowIndex: 4, windowEndSeq: 50, captureTimeMs: Date.now(), emittedTimeMs: Date.now(), scheme: 'paper', confidence: null });
     await produce(kafka, topicName(topology, 'emotion-changes'), [
       { key: 'gil', value: registry.encode('emotion-change', change('gil', 'happy')) },
       { key: 'hal', value: registry.encode('emotion-change', change('hal', 'sad')) },

@@ -26,7 +26,7 @@ const SECRET = randomBytes(32).toString('hex');
 function change(userId: string, label: EmotionChange['label'], t: number): EmotionChange {
   const probabilities = [0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02];
   probabilities[['angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral'].indexOf(label)] = 0.88;
-  return { userId, sessionId: 's', previousLabel: null, label, probabilities, valence: 0.5, arousal: 0.5, windowIndex: 0, windowEndSeq: 10, captureTimeMs: t, emittedTimeMs: t };
+  return { userId, sessionId: 's', previousLabel: null, label, probabilities, valence: 0.5, arousal: 0.5, windowIndex: 0, windowEndSeq: 10, captureTimeMs: t, emittedTimeMs: t, scheme: 'paper', confidence: null };
 }
 
 function listen(userId: string, trackId: string, n: number): Listen {

@@ -52,7 +52,7 @@ describe('reliability: poison pills and invalid values never stall a partition o
     const prefix = randomPrefix('nan');
     const topology = await createTopology(fx.admin, prefix, 1);
     const catalogue = loadCatalogue(recommenderOptions.modelDir.default);
-    const change = (extra: Partial<EmotionChange>): EmotionChange => ({ userId: 'nan-u', sessionId: 's', previousLabel: null, label: 'happy', probabilities: [0.02, 0.02, 0.02, 0.88, 0.02, 0.02, 0.02], valence: 0.8, arousal: 0.6, windowIndex: 4, windowEndSeq: 50, captureTimeMs: 1_764_000_000_000, emittedTimeMs: 1_764_000_000_000, ...extra });
+    const change = (extra: Partial<EmotionChange>): EmotionChange => ({ userId: 'nan-u', sessionId: 's', previousLabel: null, label: 'happy', probabilities: [0.02, 0.02, 0.02, 0.88, 0.02, 0.02, 0.02], valence: 0.8, arousal: 0.6, windowIndex: 4, windowEndSeq: 50, captureTimeMs: 1_764_000_000_000, emittedTimeMs: 1_764_000_000_000, scheme: 'paper', confidence: null, ...extra });
     const listen = (extra: Partial<Listen>): Listen => ({ listenId: `l-${Math.random()}`, userId: 'nan-u', trackId: catalogue.ids[3]!, startTimeMs: 1_764_000_000_000, listenedMs: 30_000, outcome: 'COMPLETED', ...extra });
     const bad = [
       change({ valence: Number.NaN }),

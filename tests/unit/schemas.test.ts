@@ -22,7 +22,7 @@ const samples: { [K in MessageKind]: MessageOf<K> } = {
   },
   'emotion-change': {
     userId: 'u1', sessionId: 's1', previousLabel: null, label: 'happy', probabilities: [0, 0, 0, 1, 0, 0, 0],
-    valence: 0.75, arousal: 0.5, windowIndex: 3, windowEndSeq: 40, captureTimeMs: 1_764_000_000_000, emittedTimeMs: 1_764_000_000_050,
+    valence: 0.75, arousal: 0.5, windowIndex: 3, windowEndSeq: 40, captureTimeMs: 1_764_000_000_000, emittedTimeMs: 1_764_000_000_050, scheme: 'filter', confidence: 0.5,
   },
   listen: { listenId: 'l1', userId: 'u1', trackId: 'spotify:track:1', startTimeMs: 1_764_000_000_000, listenedMs: 31_000, outcome: 'SKIPPED' },
   recommendation: {
@@ -89,6 +89,12 @@ describe('schemas', () => {
     const { valueBytes: _b, valueTruncated: _t, valueSha256: _h, ...v1 } = samples['dead-letter'];
     expect(registry.decode('dead-letter', registry.encode('dead-letter', v1 as never, 1))).toEqual({ ...v1, valueBytes: -1, valueTruncated: false, valueSha256: '' });
     expect(registry.decode('dead-letter', registry.encode('dead-letter', samples['dead-letter']), 1)).toEqual(v1);
+  });
+
+  it('reads emotion changes of v1 as v2 (the paper\'s scheme, no confidence), and v2 ones with the v1 reader', () => {
+    const { scheme: _s, confidence: _c, ...v1 } = samples['emotion-change'];
+    expect(registry.decode('emotion-change', registry.encode('emotion-change', v1 as never, 1))).toEqual({ ...v1, scheme: 'paper', confidence: null });
+    expect(registry.decode('emotion-change', registry.encode('emotion-change', samples['emotion-change']), 1)).toEqual(v1);
   });
 
   it('cannot read v2 frames with the v1 reader, whose encoding enum lacks NONE and SCORES (readers upgrade first)', () => {
