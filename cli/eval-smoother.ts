@@ -39,7 +39,7 @@ export const smootherEvalOptions = {
 
 type EvalConfig = ReturnType<typeof loadConfig<typeof smootherEvalOptions>>;
 
-const smootherConfigOf = (c: EvalConfig): SmootherConfig => ({ scheme: c.scheme, windowSize: c.windowSize, hysteresis: c.hysteresis, sessionGapMs: c.sessionGapMs, noFace: c.noFace, switchRate: c.switchRate, threshold: c.threshold, accuracy: c.accuracy });
+const smootherConfigOf = (c: EvalConfig): SmootherConfig => ({ scheme: c.scheme, windowSize: c.windowSize, windowMs: c.windowMs, hysteresis: c.hysteresis, sessionGapMs: c.sessionGapMs, noFace: c.noFace, switchRate: c.switchRate, threshold: c.threshold, accuracy: c.accuracy });
 
 function engineOf(c: EvalConfig): Promise<ClassifierEngine> {
   return ClassifierEngine.create({ emotionModel: c.emotionModel, providers: c.providers as Array<'cuda' | 'cpu'>, threads: c.threads, clahe: c.clahe, logger: createLogger('warn') });

@@ -65,6 +65,7 @@ export const classifierOptions = {
 export const smootherOptions = {
   scheme: opt.oneOf('EM_SMOOTHER_SCHEME', 'scheme', DEFAULT_SMOOTHER_CONFIG.scheme, SMOOTHER_SCHEMES, 'Smoothing scheme: paper (mean of T frames, H windows agree) or filter (a forward filter over the seven classes, time-based; processors/smoother/README.md compares them)'),
   windowSize: opt.int('EM_SMOOTHER_WINDOW', 'window', DEFAULT_SMOOTHER_CONFIG.windowSize, 'Frames per non-overlapping window (the paper\'s T)', { min: 1 }),
+  windowMs: opt.int('EM_SMOOTHER_WINDOW_MS', 'window-ms', DEFAULT_SMOOTHER_CONFIG.windowMs, 'paper: windows of this many ms of capture time instead of T frames (0: T frames)', { min: 0 }),
   hysteresis: opt.int('EM_SMOOTHER_HYSTERESIS', 'hysteresis', DEFAULT_SMOOTHER_CONFIG.hysteresis, 'Consecutive windows that must agree on a new label (the paper\'s H)', { min: 1 }),
   sessionGapMs: opt.int('EM_SMOOTHER_GAP_MS', 'session-gap-ms', DEFAULT_SMOOTHER_CONFIG.sessionGapMs, 'A longer gap between frames starts the user\'s state over', { min: 1 }),
   noFace: opt.oneOf('EM_SMOOTHER_NO_FACE', 'no-face', DEFAULT_SMOOTHER_CONFIG.noFace, ['skip', 'break-window'], 'Frames without a face: skip them, or discard the partial window'),

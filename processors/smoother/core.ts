@@ -27,6 +27,12 @@ export interface SmootherConfig {
   readonly scheme: SmootherScheme;
   /** Frames per non-overlapping window (the paper's T). @defaultValue 10 */
   readonly windowSize: number;
+  /**
+   * paper: windows by time instead of by count when above 0: a window is closed by the first face
+   * at least this long after the window's first face, so that a camera that drops frames does not
+   * stretch the windows. @defaultValue 0 (T frames)
+   */
+  readonly windowMs: number;
   /** Consecutive windows whose argmax must be the same new label before it changes (the paper's H). @defaultValue 5 */
   readonly hysteresis: number;
   /** A gap in capture time longer than this starts the user's state over. @defaultValue 5000 */
@@ -54,7 +60,7 @@ export interface SmootherConfig {
 }
 
 /** The filter by default: on 50 synthesized sessions it follows a change in under a second where the paper's T=10, H=5 takes five (README.md). */
-export const DEFAULT_SMOOTHER_CONFIG: SmootherConfig = { scheme: 'filter', windowSize: 10, hysteresis: 5, sessionGapMs: 5000, noFace: 'skip', switchRate: 0.05, threshold: 0.98, accuracy: 0.64 };
+export const DEFAULT_SMOOTHER_CONFIG: SmootherConfig = { scheme: 'filter', windowSize: 10, windowMs: 0, hysteresis: 5, sessionGapMs: 5000, noFace: 'skip', switchRate: 0.05, threshold: 0.98, accuracy: 0.64 };
 
 /** Sessions a user has left that the state remembers, newest first. */
 export const LEFT_SESSIONS_KEPT = 8;
@@ -73,6 +79,8 @@ export interface SmootherState {
   /** Sum and count of the probability vectors of the window being filled. */
   readonly windowSum: readonly number[];
   readonly windowCount: number;
+  /** paper with windowMs: capture time of the window's first face. */
+  readonly windowStartMs?: number;
   /** Windows completed in this session. */
   readonly windows: number;
   readonly label: EmotionLabel | null;
@@ -136,7 +144,9 @@ export function smooth(state: SmootherState | undefined, score: EmotionScore, co
 
   const windowSum = s.windowSum.map((v, i) => v + score.probabilities[i]!);
   const windowCount = s.windowCount + 1;
-  if (windowCount < config.windowSize) return { state: { ...s, windowSum, windowCount }, outcome: { kind: 'accepted', reset } };
+  const windowStartMs = s.windowCount === 0 ? score.captureTimeMs : (s.windowStartMs ?? score.captureTimeMs);
+  const full = config.windowMs > 0 ? score.captureTimeMs - windowStartMs >= config.windowMs : windowCount >= config.windowSize;
+  if (!full) return { state: { ...s, windowSum, windowCount, ...(config.windowMs > 0 ? { windowStartMs } : {}) }, outcome: { kind: 'accepted', reset } };
 
   const mean = windowSum.map((v) => v / windowCount);
   const top = EMOTIONS[argmax(mean)]!;
@@ -216,7 +226,8 @@ function filterStep(s: SmootherState, score: EmotionScore, config: SmootherConfi
 /** The state's version is derived from the parameters, so a changed scheme, T, H, gap or policy never reads old state. */
 export function smootherStateVersion(config: SmootherConfig): string {
   if (config.scheme === 'filter') return `v1-filter-r${config.switchRate}-th${config.threshold}-a${config.accuracy}-g${config.sessionGapMs}`;
-  return `v2-t${config.windowSize}-h${config.hysteresis}-g${config.sessionGapMs}-${config.noFace}`;
+  const window = config.windowMs > 0 ? `w${config.windowMs}ms` : `t${config.windowSize}`;
+  return `v2-${window}-h${config.hysteresis}-g${config.sessionGapMs}-${config.noFace}`;
 }
 
 /** emotion-scores -> emotion-changes, per user, with the state in the runtime's changelog. */

@@ -263,7 +263,8 @@ export function summarizeScheme(name: string, config: SmootherConfig, sessions: 
 /** The settings the many-session evaluation compares: the paper's scheme around T=10, H=5, and the filter around its defaults. */
 export function schemeGrid(base: SmootherConfig): Array<{ name: string; config: SmootherConfig }> {
   const grid: Array<{ name: string; config: SmootherConfig }> = [];
-  for (const windowSize of [5, 10]) for (const hysteresis of [1, 2, 3, 5]) grid.push({ name: `paper T=${windowSize} H=${hysteresis}`, config: { ...base, scheme: 'paper', windowSize, hysteresis } });
+  for (const windowSize of [5, 10]) for (const hysteresis of [1, 2, 3, 5]) grid.push({ name: `paper T=${windowSize} H=${hysteresis}`, config: { ...base, scheme: 'paper', windowSize, windowMs: 0, hysteresis } });
+  for (const hysteresis of [2, 3]) grid.push({ name: `paper 500ms H=${hysteresis}`, config: { ...base, scheme: 'paper', windowMs: 500, hysteresis } });
   for (const switchRate of [0.02, 0.05, 0.1, 0.2]) for (const threshold of [0.8, 0.9, 0.95, 0.98, 0.99]) grid.push({ name: `filter rate=${switchRate} th=${threshold}`, config: { ...base, scheme: 'filter', switchRate, threshold } });
   return grid;
 }

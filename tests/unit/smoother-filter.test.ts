@@ -73,6 +73,33 @@ describe('smoother: the forward filter scheme', () => {
   });
 });
 
+describe('smoother: the paper\'s scheme with time-based windows (--window-ms)', () => {
+  const PAPER_MS: SmootherConfig = { ...DEFAULT_SMOOTHER_CONFIG, scheme: 'paper', windowMs: 1000, hysteresis: 3 };
+  // Each row: the frame interval, and when (capture time after the switch) the change may come.
+  const rows = [
+    { everyMs: 100, fps: 10 },
+    { everyMs: 200, fps: 5 },
+    { everyMs: 50, fps: 20 },
+  ];
+  for (const r of rows) {
+    it(`changes about H windows of 1 s after the switch at ${r.fps} fps, as at any other rate`, () => {
+      const before = 10_000 / r.everyMs;
+      const { changes } = feed([...run('happy', before), ...run('sad', 10_000 / r.everyMs)], PAPER_MS, r.everyMs);
+      expect(changes.map((c) => c.label)).toEqual(['happy', 'sad']);
+      const delay = changes[1]!.captureTimeMs - (1_000_000 + before * r.everyMs);
+      expect(delay).toBeGreaterThanOrEqual(2000);
+      expect(delay).toBeLessThanOrEqual(4200);
+    });
+  }
+
+  it('counts frames, not time, without it: at 5 fps the same T=10 takes twice as long', () => {
+    const counted: SmootherConfig = { ...PAPER_MS, windowMs: 0, windowSize: 10 };
+    const at5 = feed([...run('happy', 50), ...run('sad', 50)], counted, 200).changes[1]!;
+    expect(at5.captureTimeMs - (1_000_000 + 50 * 200)).toBeGreaterThanOrEqual(5000);
+    expect(smootherStateVersion(PAPER_MS)).toBe('v2-w1000ms-h3-g5000-skip');
+  });
+});
+
 describe('smoother evaluation over many sessions', () => {
   // A made-up classifier: the true class with 0.6 of the mass 64% of the time, a random other class otherwise.
   const random = seededRandom(5);
