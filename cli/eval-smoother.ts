@@ -8,7 +8,7 @@ import { ClassifierEngine } from '../processors/classifier/engine.ts';
 import { emotionModelOption, inferenceOptions, smootherOptions } from '../processors/index.ts';
 import type { SmootherConfig } from '../processors/smoother/core.ts';
 import {
-  evaluateSmoother, meetsTargets, paretoSvg, randomTimeline, schemeGrid, sessionScores, SMOOTHER_TARGETS, summarizeScheme, timelineSvg,
+  evaluateSmoother, fitTemperature, meetsTargets, withTemperature, paretoSvg, randomTimeline, schemeGrid, sessionScores, SMOOTHER_TARGETS, summarizeScheme, timelineSvg,
   type LabelledScores, type SchemeSummary,
 } from '../processors/smoother/evaluate.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
@@ -125,6 +125,10 @@ async function evalManySessions(config: EvalConfig): Promise<number> {
   });
   const base = smootherConfigOf(config);
   const summaries: SchemeSummary[] = schemeGrid(base).map(({ name, config: c }) => summarizeScheme(name, c, sessions));
+  // Temperature scaling, fitted on the same faces: the same sessions with calibrated scores, under the filter as configured.
+  const fit = fitTemperature(pool);
+  const calibrated = sessions.map((s) => ({ ...s, scores: s.scores.map((x) => (x.faceFound ? { ...x, probabilities: withTemperature(x.probabilities, fit.temperature) } : x)) }));
+  summaries.push(summarizeScheme(`filter rate=${base.switchRate} th=${base.threshold}, scores at temperature ${fit.temperature}`, { ...base, scheme: 'filter' }, calibrated));
   const minutes = summaries[0]!.minutes;
   const what = `${config.sessions} sessions synthesized from ${config.images} (seed ${config.seed}${config.jitter ? ', 5-15 fps with 10% of frames dropped' : ', 10 fps'}, 3% of frames without a face, ${minutes.toFixed(0)} min, ${summaries[0]!.trueChanges} true changes), classifier ${engine.modelVersion} on ${engine.provider}`;
   const pareto = config.pareto || 'smoother-pareto.svg';
@@ -146,7 +150,8 @@ async function evalManySessions(config: EvalConfig): Promise<number> {
   ]);
   console.log(`smoothing schemes on ${what}\n`);
   console.log(formatTable(['scheme', 'transitions (smoothed / frame argmax)', 'fewer', 'frame accuracy (smoothed / argmax)', 'change delay s (median / p90)', 'missed changes', 'spurious changes / min', 'meets all targets'], rows));
-  console.log(`\ntargets, all at once: at least ${pct(SMOOTHER_TARGETS.minReduction)} fewer transitions than frame argmax, median delay at most ${SMOOTHER_TARGETS.maxMedianDelayMs / 1000} s, smoothed frame accuracy at least argmax's, at most ${SMOOTHER_TARGETS.maxSpuriousPerMinute} spurious change per minute`);
+  console.log(`\ntemperature scaling of the scores (fitted on the faces by log-likelihood): t = ${fit.temperature}, mean NLL ${fit.nll.toFixed(3)} against ${fit.nllAt1.toFixed(3)} at t = 1; the last row is the filter on the calibrated scores`);
+  console.log(`targets, all at once: at least ${pct(SMOOTHER_TARGETS.minReduction)} fewer transitions than frame argmax, median delay at most ${SMOOTHER_TARGETS.maxMedianDelayMs / 1000} s, smoothed frame accuracy at least argmax's, at most ${SMOOTHER_TARGETS.maxSpuriousPerMinute} spurious change per minute`);
   console.log(`pictures: ${pareto} (Pareto), ${picture} (session 1)`);
   return 0;
 }

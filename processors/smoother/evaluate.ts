@@ -260,6 +260,36 @@ export function summarizeScheme(name: string, config: SmootherConfig, sessions: 
   };
 }
 
+/** Probabilities sharpened or softened by a temperature: p_i^(1/t), renormalised (temperature scaling of the logits). */
+export function withTemperature(p: readonly number[], t: number): number[] {
+  const q = p.map((x) => Math.max(1e-12, x) ** (1 / t));
+  const sum = q.reduce((a, b) => a + b, 0);
+  return q.map((x) => x / sum);
+}
+
+/** The temperature that minimises the negative log-likelihood of the labelled scores (a grid from 0.25 to 4). */
+export function fitTemperature(pool: ReadonlyMap<EmotionLabel, ReadonlyArray<readonly number[] | null>>): { temperature: number; nll: number; nllAt1: number } {
+  const nll = (t: number) => {
+    let sum = 0;
+    let n = 0;
+    for (const [label, list] of pool) {
+      const i = EMOTIONS.indexOf(label);
+      for (const p of list) {
+        if (!p) continue;
+        sum -= Math.log(Math.max(1e-12, withTemperature(p, t)[i]!));
+        n++;
+      }
+    }
+    return sum / Math.max(1, n);
+  };
+  let best = { temperature: 1, nll: nll(1) };
+  for (let t = 0.25; t <= 4.0001; t += 0.05) {
+    const v = nll(t);
+    if (v < best.nll) best = { temperature: Math.round(t * 100) / 100, nll: v };
+  }
+  return { ...best, nllAt1: nll(1) };
+}
+
 /** The settings the many-session evaluation compares: the paper's scheme around T=10, H=5, and the filter around its defaults. */
 export function schemeGrid(base: SmootherConfig): Array<{ name: string; config: SmootherConfig }> {
   const grid: Array<{ name: string; config: SmootherConfig }> = [];

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_SMOOTHER_CONFIG, smooth, smootherStateVersion, type SmootherConfig, type SmootherState } from '../../processors/smoother/core.ts';
-import { meetsTargets, randomTimeline, sessionScores, summarizeScheme, type SchemeSummary } from '../../processors/smoother/evaluate.ts';
+import { fitTemperature, meetsTargets, randomTimeline, sessionScores, summarizeScheme, withTemperature, type SchemeSummary } from '../../processors/smoother/evaluate.ts';
 import { EMOTIONS, type EmotionLabel } from '../../schemas/kinds.ts';
 import { seededRandom } from '../../sessions/timeline.ts';
 import type { EmotionChange, EmotionScore } from '../../schemas/generated/types.ts';
@@ -111,6 +111,14 @@ describe('smoother evaluation over many sessions', () => {
     const timeline = randomTimeline(random);
     const startTimeMs = i * 3_600_000;
     return { timeline, startTimeMs, scores: sessionScores(pool, timeline, random, { userId: 'u', sessionId: `s${i}`, startTimeMs }) };
+  });
+
+  it('fits a temperature above 1 to an overconfident classifier (0.6 of the mass, right 64% of the time) and 1 keeps the scores', () => {
+    const sharp = new Map([...pool].map(([label, list]) => [label, list.map((p) => withTemperature(p, 0.5))]));
+    const fit = fitTemperature(sharp);
+    expect(fit.temperature).toBeGreaterThan(1);
+    expect(fit.nll).toBeLessThan(fit.nllAt1);
+    expect(withTemperature([0.5, 0.25, 0.25], 1).map((x) => x.toFixed(6))).toEqual(['0.500000', '0.250000', '0.250000']);
   });
 
   it('makes timelines of 2-20 s segments, a minute at least, no emotion twice in a row', () => {
