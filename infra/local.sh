@@ -275,7 +275,7 @@ case "$cmd" in
       case "$s" in
         kafka)
           stop_pidfile kafka "$KAFKA_DIR/kafka.pid"
-          for f in "$DATA"/kafka-cluster/node-*/kafka.pid; do [ -f "$f" ] && stop_pidfile "kafka $(basename "$(dirname "$f")")" "$f"; done ;;
+          for f in "$DATA"/kafka-cluster/node-*/kafka.pid; do if [ -f "$f" ]; then stop_pidfile "kafka $(basename "$(dirname "$f")")" "$f"; fi; done ;;
         redis) stop_pidfile redis "$REDIS_DIR/redis.pid" ;;
         prometheus) stop_pidfile prometheus "$DATA/prometheus/prometheus.pid" ;;
       esac
