@@ -161,6 +161,73 @@ describe('chaos: the whole pipeline through processor kills, a Redis restart and
     }
   }
 
+  /** A stage of its own on a fresh topology of the chaos broker. */
+  async function stageOn(stage: string, topology: Topology, extra: Record<string, string> = {}) {
+    const port = await freePort();
+    const logs: string[] = [];
+    const proc = spawn(process.execPath, [BIN, 'run', stage], {
+      env: { ...process.env, EM_SECURITY: 'off', EM_KAFKA_BROKERS: `127.0.0.1:${KAFKA_PORT}`, EM_TOPIC_PREFIX: topology.prefix, EM_PARTITIONS: '3', EM_REDIS_URL: `redis://127.0.0.1:${redisPort}`, EM_REDIS_PREFIX: `${topology.prefix}r:`, EM_HTTP_PORT: String(port), EM_LOG_LEVEL: 'info', ...extra },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    proc.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() })));
+    const ready = () => fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.status === 200, () => false);
+    return { proc, logs, exited, ready };
+  }
+
+  async function freshTopology(name: string): Promise<Topology> {
+    const topology = buildTopology({ prefix: randomPrefix(name), partitions: 3 });
+    const admin = kafka.admin();
+    await admin.connect();
+    await applyTopology(admin, topology);
+    await admin.disconnect();
+    return topology;
+  }
+
+  it('defect 5: after a broker restart, SIGTERM ends each stage within its shutdown timeout', async () => {
+    const topology = await freshTopology('chaos-sigterm');
+    const stages = await Promise.all(STAGES.map((s) => stageOn(s, topology, { EM_SHUTDOWN_TIMEOUT_MS: '8000' })));
+    await waitFor('the stages ready', async () => (await Promise.all(stages.map((s) => s.ready()))).every(Boolean), 90_000);
+    await replay(frames.slice(0, 60), { kafka, registry, topic: topicName(topology, 'frames'), sessionId: 'sigterm', speed: Infinity });
+    infra('down', 'kafka');
+    infra('up', 'kafka');
+    await new Promise((r) => setTimeout(r, 2000));
+    const sent = Date.now();
+    for (const s of stages) s.proc.kill('SIGTERM');
+    const ends = await Promise.all(stages.map((s) => Promise.race([s.exited, new Promise<null>((r) => setTimeout(() => r(null), 20_000))])));
+    console.log(`[chaos] SIGTERM after a broker restart: ${ends.map((e, i) => `${STAGES[i]} ${e ? `${e.at - sent} ms` : 'still alive'}`).join(', ')}`);
+    ends.forEach((e, i) => {
+      if (!e) stages[i]!.proc.kill('SIGKILL');
+      expect(e, `${STAGES[i]} still alive 20 s after SIGTERM`).not.toBeNull();
+      expect(e!.at - sent, `${STAGES[i]} took ${e!.at - sent} ms`).toBeLessThanOrEqual(8000 + 2000);
+    });
+  }, 240_000);
+
+  it('defect 6: a restarted classifier says ready only when it scores: a frame sent at that moment is scored within 3 s', async () => {
+    const topology = await freshTopology('chaos-ready');
+    const first = await stageOn('classifier', topology);
+    await waitFor('the first classifier ready', first.ready, 90_000);
+    first.proc.kill('SIGKILL');
+    await first.exited;
+    // Its partitions stay with the dead member until its session times out (10 s): the new one
+    // must not say ready before they are its own.
+    const second = await stageOn('classifier', topology);
+    const reader = await collect(kafka, [topicName(topology, 'emotion-scores')]);
+    try {
+      await waitFor('the restarted classifier ready', second.ready, 90_000, 50);
+      const readyAt = Date.now();
+      await replay(frames.slice(0, 30), { kafka, registry, topic: topicName(topology, 'frames'), sessionId: 'ready', speed: Infinity });
+      await waitFor('the first score after ready', () => reader.records.length > 0, 30_000, 20);
+      const delay = Date.now() - readyAt;
+      console.log(`[chaos] restarted classifier: first score ${delay} ms after /readyz said ready`);
+      expect(delay).toBeLessThan(3000);
+    } finally {
+      second.proc.kill('SIGTERM');
+      await second.exited;
+      await reader.stop();
+    }
+  }, 240_000);
+
   it('gives the same changes, and for each the same list, as an undisturbed run', async () => {
     const reference = await run('reference', []);
     expect(reference.size, 'the reference run has changes for every user').toBeGreaterThanOrEqual(USERS.length * 2);
