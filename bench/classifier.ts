@@ -11,7 +11,7 @@ import { ClassifierEngine, DEFAULT_EMOTION_MODEL, EMOTION_MODELS, type EmotionMo
 import { resizeGrey } from '../vision/image.ts';
 import type { Frame } from '../schemas/generated/types.ts';
 import { DEFAULT_DETECTOR_SIDES, formatDetectorSides } from '../vision/face-crop.ts';
-import { FACE_PHOTOS, FER_PUBLIC_TEST, webcamFrame } from '../tests/support/faces.ts';
+import { FACE_PHOTOS, FER_PUBLIC_TEST, webcamFrame } from '../sessions/faces.ts';
 import { machine, percentile, table, timeIt } from './machine.ts';
 
 const ms = (process.argv.includes('--seconds') ? Number(process.argv[process.argv.indexOf('--seconds') + 1]) : 2) * 1000;

@@ -33,7 +33,7 @@ import { SchemaRegistry } from '../schemas/registry.ts';
 import type { Frame } from '../schemas/generated/types.ts';
 import { applyTopology } from '../topology/apply.ts';
 import { allTopics, buildTopology, topicName, topicSpec } from '../topology/topology.ts';
-import { FACE_PHOTOS, FER_PUBLIC_TEST } from '../tests/support/faces.ts';
+import { FACE_PHOTOS, FER_PUBLIC_TEST } from '../sessions/faces.ts';
 
 import { LOAD_CLASSES, loadServices, SEGMENT_FRAMES } from './load.ts';
 import { checkFlags, machine, percentile, table } from './machine.ts';

@@ -22,7 +22,7 @@ import { parseArgv } from '../runtime/config.ts';
 import { createKafka } from '../runtime/kafka.ts';
 import { applyTopology } from '../topology/apply.ts';
 import { buildTopology } from '../topology/topology.ts';
-import { FER_PUBLIC_TEST } from '../tests/support/faces.ts';
+import { FER_PUBLIC_TEST } from '../sessions/faces.ts';
 import { LOAD_CLASSES, loadServices, SEGMENT_FRAMES } from './load.ts';
 import { checkFlags, machine, percentile, table } from './machine.ts';
 import { freePort, machineBusy, procStats } from './proc-stats.ts';

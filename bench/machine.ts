@@ -20,16 +20,7 @@ export async function timeIt(fn: () => Promise<unknown>, ms = 3000, warmup = 3):
   return { calls: samples.length, msPerCall: total / samples.length, samples };
 }
 
-export function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN;
-}
-
-export function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: readonly string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
-  return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
-}
+export { percentile, table } from '../observability/format.ts';
 
 /** `--help` prints the usage and exits; an unknown flag prints it with the unknown ones and exits 2. */
 export function checkFlags(flags: ReadonlyMap<string, string>, known: readonly string[], usage: string): void {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Kafka, KafkaMessage } from 'kafkajs';
 import { configHelp, loadConfig, opt, parseArgv } from '../runtime/config.ts';
 import { commonOptions } from '../runtime/common-config.ts';
-import { EmotionMuseError } from '../runtime/errors.ts';
+import { EmotionMuseError } from '../schemas/errors.ts';
 import { createKafka } from '../runtime/kafka.ts';
 import { kafkaSecurity } from '../runtime/security.ts';
 import type { DeadLetter } from '../schemas/generated/types.ts';

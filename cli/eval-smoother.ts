@@ -17,7 +17,7 @@ import { EMOTIONS, type EmotionLabel } from '../schemas/kinds.ts';
 import type { EmotionScore, Frame } from '../schemas/generated/types.ts';
 import type { LabelledSessionMeta } from '../sessions/synth.ts';
 import { seededRandom } from '../sessions/timeline.ts';
-import { table as formatTable } from '../bench/machine.ts';
+import { table as formatTable } from '../observability/format.ts';
 import { progressBar } from './progress.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));

@@ -13,7 +13,7 @@ import { evalSmoother, smootherEvalOptions } from './eval-smoother.ts';
 import { writeFileSync } from 'node:fs';
 import type { Command } from './command.ts';
 import { progressBar } from './progress.ts';
-import { table as formatTable } from '../bench/machine.ts';
+import { table as formatTable } from '../observability/format.ts';
 
 function formatDetectionReports(reports: readonly DetectionReport[], title: string): string {
   const pct = (v: number) => (Number.isNaN(v) ? '-' : `${(v * 100).toFixed(1)}%`);

@@ -5,7 +5,7 @@ import { gatewayOptions } from '../gateway/options.ts';
 import { Gateway } from '../gateway/server.ts';
 import { loadCatalogue } from '../processors/recommender/catalogue.ts';
 import { configHelp, loadConfig } from '../runtime/config.ts';
-import { EmotionMuseError } from '../runtime/errors.ts';
+import { EmotionMuseError } from '../schemas/errors.ts';
 import { createKafka } from '../runtime/kafka.ts';
 import { kafkaSecurity, metricsAuth, redisSecurity } from '../runtime/security.ts';
 import { createLogger } from '../runtime/log.ts';

@@ -1,4 +1,4 @@
-import { EmotionMuseError, errorMessage } from '../runtime/errors.ts';
+import { EmotionMuseError, errorMessage } from '../schemas/errors.ts';
 import { wantsHelp, type Command } from './command.ts';
 import { deadLettersCommand } from './dead-letters.ts';
 import { evalCommand } from './eval.ts';

@@ -23,7 +23,7 @@ import { parseTimeline } from '../sessions/timeline.ts';
 import { applyAcls } from '../topology/acls.ts';
 import { applyTopology, formatActions } from '../topology/apply.ts';
 import { buildTopology, topicName } from '../topology/topology.ts';
-import { percentile } from '../bench/machine.ts';
+import { percentile } from '../observability/format.ts';
 import { mintDevelopmentToken } from '../auth/tokens.ts';
 import type { Command } from './command.ts';
 import { formatList } from './recommendations.ts';

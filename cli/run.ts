@@ -1,6 +1,6 @@
 import { configHelp } from '../runtime/config.ts';
 import { processorOptions } from '../runtime/common-config.ts';
-import { runProcessor } from '../runtime/run-processor.ts';
+import { runProcessor } from './run-processor.ts';
 import { PROCESSORS } from '../processors/index.ts';
 import { buildTopology } from '../topology/topology.ts';
 import type { Command } from './command.ts';

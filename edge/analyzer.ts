@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { EmotionMuseError } from '../runtime/errors.ts';
+import { EmotionMuseError } from '../schemas/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { ExecutionProvider } from '../runtime/onnx.ts';
 import { DEFAULT_EMOTION_MODEL, EMOTION_MODELS, EmotionCnn, type EmotionModel } from '../vision/emotion-cnn.ts';

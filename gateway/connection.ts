@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { WebSocket } from 'ws';
 import { AuthError, type Identity, type TokenVerifier } from '../auth/tokens.ts';
-import { EmotionMuseError } from '../runtime/errors.ts';
+import { EmotionMuseError } from '../schemas/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { Frame } from '../schemas/generated/types.ts';
 import { checkEdgeScores } from '../vision/scores.ts';

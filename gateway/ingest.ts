@@ -1,5 +1,5 @@
 import kafkajs, { type Kafka, type Producer } from 'kafkajs';
-import { EmotionMuseError, errorMessage } from '../runtime/errors.ts';
+import { EmotionMuseError, errorMessage } from '../schemas/errors.ts';
 import type { Frame } from '../schemas/generated/types.ts';
 import type { SchemaRegistry } from '../schemas/registry.ts';
 import { producerIsBroken } from '../runtime/kafka.ts';

@@ -5,7 +5,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import type { Kafka } from 'kafkajs';
 import { WebSocketServer } from 'ws';
 import { AuthError, type Identity, type TokenVerifier } from '../auth/tokens.ts';
-import { errorMessage } from '../runtime/errors.ts';
+import { errorMessage } from '../schemas/errors.ts';
 import { basicAuthorized, refuseMetrics, type BasicAuth } from '../runtime/http.ts';
 import type { Logger } from '../runtime/log.ts';
 import { createGatewayMetrics, type GatewayMetrics } from '../runtime/metrics.ts';

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadTfjsGraph } from './convert/tfjs-graph.ts';
 import { convertTfjsToOnnx } from './convert/tfjs-to-onnx.ts';
-import { MODEL_SPECS, type ModelSpec } from './specs.ts';
+import { MODEL_SPECS, type ModelSpec } from '../vision/model-specs.ts';
 
 export const MODELS_DIR = fileURLToPath(new URL('.', import.meta.url));
 /** The package does not export its package.json, so it is found where npm installs it. */

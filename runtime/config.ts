@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { EmotionMuseError } from './errors.ts';
+import { EmotionMuseError } from '../schemas/errors.ts';
 import { Secret } from './secret.ts';
 
 /** One configuration option: where it comes from, its default (written once, here), and how it is read. */

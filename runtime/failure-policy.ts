@@ -1,4 +1,4 @@
-import { EmotionMuseError, errorMessage, type ErrorCode } from './errors.ts';
+import { EmotionMuseError, errorMessage, type ErrorCode } from '../schemas/errors.ts';
 
 export type FailureDecision =
   | { action: 'dead-letter'; code: ErrorCode; message: string }

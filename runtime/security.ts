@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { SASLOptions } from 'kafkajs';
 import type { RedisOptions } from 'ioredis';
 import { opt, type ConfigOf } from './config.ts';
-import { EmotionMuseError } from './errors.ts';
+import { EmotionMuseError } from '../schemas/errors.ts';
 import { Secret } from './secret.ts';
 
 export { Secret };

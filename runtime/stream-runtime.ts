@@ -6,7 +6,7 @@ import { changelogTopic, topicSpec, type Guarantee, type ProcessorSpec, type Top
 import { waitForLeaders } from '../topology/apply.ts';
 import { producerIsBroken } from './kafka.ts';
 import { coalesce } from './coalesce.ts';
-import { errorMessage, EmotionMuseError, type ErrorCode } from './errors.ts';
+import { errorMessage, EmotionMuseError, type ErrorCode } from '../schemas/errors.ts';
 import { checkRecord } from '../schemas/validate.ts';
 import { decideFailure } from './failure-policy.ts';
 import type { Logger } from './log.ts';

@@ -1,7 +1,7 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { finished } from 'node:stream/promises';
 import avro from 'avsc';
-import { DecodeError, errorMessage } from '../runtime/errors.ts';
+import { DecodeError, errorMessage } from './errors.ts';
 import type { Frame } from './generated/types.ts';
 import type { SchemaRegistry } from './registry.ts';
 

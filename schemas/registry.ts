@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import avro from 'avsc';
-import { DecodeError, EmotionMuseError, errorMessage } from '../runtime/errors.ts';
+import { DecodeError, EmotionMuseError, errorMessage } from './errors.ts';
 import { MessageKinds, type MessageKind } from './kinds.ts';
 import { rabinFingerprint } from './rabin.ts';
 import { singleObjectFormat, type SchemaHandle, type WireFormat } from './wire-format.ts';

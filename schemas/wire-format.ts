@@ -1,4 +1,4 @@
-import { DecodeError } from '../runtime/errors.ts';
+import { DecodeError } from './errors.ts';
 import { fingerprintBytes } from './rabin.ts';
 
 /** What a wire format needs to know about a schema to write or recognise it. */

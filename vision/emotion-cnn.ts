@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Logger } from '../runtime/log.ts';
 import { openSession, ort, type ExecutionProvider, type ModelSession } from '../runtime/onnx.ts';
-import { MODEL_SPECS } from '../models/specs.ts';
+import { MODEL_SPECS } from './model-specs.ts';
 import { normaliseInto } from './image.ts';
 
 /**

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import sharp from 'sharp';
-import { EmotionMuseError, errorMessage } from '../runtime/errors.ts';
+import { EmotionMuseError, errorMessage } from '../schemas/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import { openSession, type ExecutionProvider } from '../runtime/onnx.ts';
 import { clahe } from './clahe.ts';

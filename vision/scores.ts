@@ -1,4 +1,4 @@
-import { EmotionMuseError } from '../runtime/errors.ts';
+import { EmotionMuseError } from '../schemas/errors.ts';
 import { probabilitiesProblem } from '../schemas/validate.ts';
 
 export { PROBABILITY_SUM_TOLERANCE } from '../schemas/validate.ts';

@@ -1,6 +1,6 @@
 // The live view's pictures: the preview with the face box, the seven probabilities, the emotion
 // timeline (one mark per window, with the change events), and the valence-arousal trajectory.
-import { TABLE_II, valenceArousal } from '../processors/smoother/core.ts';
+import { TABLE_II, valenceArousal } from '../schemas/emotions.ts';
 import { EMOTIONS, type EmotionLabel } from '../schemas/kinds.ts';
 import type { Box } from '../vision/crop-rules.ts';
 

@@ -1,5 +1,5 @@
 import { coalesce } from '../../runtime/coalesce.ts';
-import { EmotionMuseError } from '../../runtime/errors.ts';
+import { EmotionMuseError } from '../../schemas/errors.ts';
 import type { Metrics } from '../../runtime/metrics.ts';
 import type { InputRecord, ProcessorCore } from '../../runtime/processor.ts';
 import type { EmotionScore, Frame } from '../../schemas/generated/types.ts';

@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { EmotionMuseError } from '../../runtime/errors.ts';
+import { EmotionMuseError } from '../../schemas/errors.ts';
 import type { Logger } from '../../runtime/log.ts';
 import type { ExecutionProvider } from '../../runtime/onnx.ts';
 import type { Frame, StageTimings } from '../../schemas/generated/types.ts';

@@ -1,4 +1,4 @@
-import { EmotionMuseError } from '../../runtime/errors.ts';
+import { EmotionMuseError } from '../../schemas/errors.ts';
 import type { ProcessorCore } from '../../runtime/processor.ts';
 import type { Frame } from '../../schemas/generated/types.ts';
 

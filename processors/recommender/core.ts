@@ -1,4 +1,4 @@
-import { EmotionMuseError } from '../../runtime/errors.ts';
+import { EmotionMuseError } from '../../schemas/errors.ts';
 import { authorizeUser } from '../../auth/http.ts';
 import type { TokenVerifier } from '../../auth/tokens.ts';
 import type { RouteHandler } from '../../runtime/http.ts';

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../../runtime/log.ts';
 import { openSession, ort, type ExecutionProvider, type ModelSession } from '../../runtime/onnx.ts';
-import { valenceArousal } from '../smoother/core.ts';
+import { valenceArousal } from '../../schemas/emotions.ts';
 import { loadCatalogue, type TrackCatalogue } from './catalogue.ts';
 
 export const HISTORY = 50;

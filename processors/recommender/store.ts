@@ -1,5 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis';
-import { EmotionMuseError, errorMessage } from '../../runtime/errors.ts';
+import { EmotionMuseError, errorMessage } from '../../schemas/errors.ts';
 import type { Recommendation } from '../../schemas/generated/types.ts';
 
 /**

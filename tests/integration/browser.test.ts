@@ -13,7 +13,7 @@ import { loadCatalogue } from '../../processors/recommender/catalogue.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { topicName, type Topology } from '../../topology/topology.ts';
 import { makeExpressionVideo, type ExpressionVideo } from '../support/expression-video.ts';
-import { FER_PUBLIC_TEST } from '../support/faces.ts';
+import { FER_PUBLIC_TEST } from '../../sessions/faces.ts';
 import { registry } from '../support/frames.ts';
 import { collect, createTopology, randomPrefix, startProcessor, useKafka, type ProcessorProcess, appRedisOptions } from '../support/kafka.ts';
 

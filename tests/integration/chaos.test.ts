@@ -13,7 +13,7 @@ import { synthesizeSession } from '../../sessions/synth.ts';
 import { parseTimeline } from '../../sessions/timeline.ts';
 import { applyTopology } from '../../topology/apply.ts';
 import { buildTopology, topicName, type Topology } from '../../topology/topology.ts';
-import { FER_PUBLIC_TEST } from '../support/faces.ts';
+import { FER_PUBLIC_TEST } from '../../sessions/faces.ts';
 import { registry } from '../support/frames.ts';
 import { collect, freePort, randomPrefix, waitFor, type Collected } from '../support/kafka.ts';
 

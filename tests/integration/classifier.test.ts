@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_EMOTION_MODEL, EMOTION_MODELS } from '../../processors/classifier/engine.ts';
 import { topicName } from '../../topology/topology.ts';
-import { cameraFrame, FACE_PHOTOS, noFacePhoto } from '../support/faces.ts';
+import { cameraFrame, FACE_PHOTOS, noFacePhoto } from '../../sessions/faces.ts';
 import { assertExactlyOnceInOrder, frame, keyedFrames, registry } from '../support/frames.ts';
 import { collect, createTopology, metricSum, metricsText, produce, randomPrefix, startProcessor, useKafka, waitFor } from '../support/kafka.ts';
 

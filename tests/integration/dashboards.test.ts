@@ -14,7 +14,7 @@ import { replay } from '../../edge/replay.ts';
 import { synthesizeSession } from '../../sessions/synth.ts';
 import { parseTimeline } from '../../sessions/timeline.ts';
 import { topicName } from '../../topology/topology.ts';
-import { FER_PUBLIC_TEST, noFacePhoto } from '../support/faces.ts';
+import { FER_PUBLIC_TEST, noFacePhoto } from '../../sessions/faces.ts';
 import { frame, registry } from '../support/frames.ts';
 import { createTopology, freePort, produce, randomPrefix, startProcessor, type ProcessorProcess, useKafka, waitFor, appRedisOptions, metricsHeaders, testSecurity } from '../support/kafka.ts';
 import { randomBytes } from 'node:crypto';

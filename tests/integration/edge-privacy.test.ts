@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { main } from '../../cli/main.ts';
 import { topicName } from '../../topology/topology.ts';
-import { webcamFrame } from '../support/faces.ts';
+import { webcamFrame } from '../../sessions/faces.ts';
 import { registry } from '../support/frames.ts';
 import { collect, createTopology, randomPrefix, startProcessor, type ProcessorProcess, useKafka, waitFor } from '../support/kafka.ts';
 

@@ -13,7 +13,7 @@ import type { EmotionChange, Frame } from '../../schemas/generated/types.ts';
 import { synthesizeSession } from '../../sessions/synth.ts';
 import { parseTimeline } from '../../sessions/timeline.ts';
 import { topicName } from '../../topology/topology.ts';
-import { FACE_PHOTOS, FER_PUBLIC_TEST } from '../support/faces.ts';
+import { FACE_PHOTOS, FER_PUBLIC_TEST } from '../../sessions/faces.ts';
 import { registry } from '../support/frames.ts';
 import { collect, createTopology, randomPrefix, startProcessor, type ProcessorProcess, useKafka, waitFor } from '../support/kafka.ts';
 

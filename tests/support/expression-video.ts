@@ -3,7 +3,7 @@ import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { ClassifierEngine } from '../../processors/classifier/engine.ts';
-import { EmotionMuseError } from '../../runtime/errors.ts';
+import { EmotionMuseError } from '../../schemas/errors.ts';
 import { EMOTIONS, type EmotionLabel } from '../../schemas/kinds.ts';
 import type { Frame } from '../../schemas/generated/types.ts';
 

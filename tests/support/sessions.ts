@@ -4,7 +4,7 @@ import { DEFAULT_SMOOTHER_CONFIG, smooth, type SmootherState } from '../../proce
 import type { EmotionChange, EmotionScore } from '../../schemas/generated/types.ts';
 import { synthesizeSession } from '../../sessions/synth.ts';
 import { parseTimeline } from '../../sessions/timeline.ts';
-import { FER_PUBLIC_TEST } from './faces.ts';
+import { FER_PUBLIC_TEST } from '../../sessions/faces.ts';
 import { registry } from './frames.ts';
 
 const TIMELINES = [

@@ -8,9 +8,9 @@ import { anchorCounts, decodeDetections, nonMaxSuppression } from '../../vision/
 import { ClassifierEngine, EMOTION_MODELS, MODELS_DIR, widen, type EmotionModel } from '../../processors/classifier/engine.ts';
 import { scoreClassification } from '../../processors/classifier/evaluate.ts';
 import { resizeGrey } from '../../vision/image.ts';
-import { EmotionMuseError } from '../../runtime/errors.ts';
+import { EmotionMuseError } from '../../schemas/errors.ts';
 import type { Frame } from '../../schemas/generated/types.ts';
-import { cameraFrame, FACE_PHOTOS, FER_PUBLIC_TEST, noFacePhoto } from '../support/faces.ts';
+import { cameraFrame, FACE_PHOTOS, FER_PUBLIC_TEST, noFacePhoto } from '../../sessions/faces.ts';
 
 const fixture = JSON.parse(readFileSync(new URL('../fixtures/clahe-opencv.json', import.meta.url), 'utf8')) as {
   cases: Array<{ width: number; height: number; input: number[]; output: number[] }>;

@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { EdgeAnalyzer } from '../../edge/analyzer.ts';
 import { edgeVerdict } from '../../processors/classifier/core.ts';
 import { ClassifierEngine, MODELS_DIR } from '../../processors/classifier/engine.ts';
-import { EmotionMuseError } from '../../runtime/errors.ts';
+import { EmotionMuseError } from '../../schemas/errors.ts';
 import type { Frame } from '../../schemas/generated/types.ts';
 import { encodedSize, FaceCropper, FaceTrack, parseDetectorSides, scaledTo, widen } from '../../vision/face-crop.ts';
 import { resizeGrey } from '../../vision/image.ts';
@@ -12,7 +12,7 @@ import { FaceDetector } from '../../vision/detector.ts';
 import { openSession } from '../../runtime/onnx.ts';
 import path from 'node:path';
 import { axisWeights, greyRegion, resampleInto } from '../../vision/resample.ts';
-import { noFacePhoto, webcamFrame } from '../support/faces.ts';
+import { noFacePhoto, webcamFrame } from '../../sessions/faces.ts';
 
 const frameOf = (extra: Partial<Frame>): Frame => ({
   userId: 'u', sessionId: 's', seq: 1, captureTimeMs: 0, encoding: 'JPEG', width: 0, height: 0, data: Buffer.alloc(0), faceBox: null, probabilities: [], edgeModelVersion: '', ...extra,

@@ -6,9 +6,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { buildModel, sourcePackage, MODELS_DIR } from '../../models/build.ts';
 import { loadTfjsGraph } from '../../models/convert/tfjs-graph.ts';
 import { convertTfjsToOnnx } from '../../models/convert/tfjs-to-onnx.ts';
-import { MODEL_SPECS } from '../../models/specs.ts';
+import { MODEL_SPECS } from '../../vision/model-specs.ts';
 import { ort } from '../../runtime/onnx.ts';
-import { FACE_PHOTOS } from '../support/faces.ts';
+import { FACE_PHOTOS } from '../../sessions/faces.ts';
 
 async function tfjsModel(name: string): Promise<tf.GraphModel> {
   const g = loadTfjsGraph(`${sourcePackage().dir}/models/${name}.json`);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { EmotionMuseError } from '../../runtime/errors.ts';
+import { EmotionMuseError } from '../../schemas/errors.ts';
 import { decideFailure } from '../../runtime/failure-policy.ts';
 import type { InputRecord } from '../../runtime/processor.ts';
 import { createPassthroughCore, type PassthroughState } from '../../processors/passthrough/core.ts';

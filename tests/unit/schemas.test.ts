@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DecodeError } from '../../runtime/errors.ts';
+import { DecodeError } from '../../schemas/errors.ts';
 import { generateTypes } from '../../schemas/codegen.ts';
 import { MessageKinds, type MessageKind } from '../../schemas/kinds.ts';
 import { latestSchemas } from '../../schemas/latest.ts';

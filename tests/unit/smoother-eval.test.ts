@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { main } from '../../cli/main.ts';
 import { readRecording } from '../../schemas/recording.ts';
 import { SchemaRegistry } from '../../schemas/registry.ts';
-import { FER_PUBLIC_TEST } from '../support/faces.ts';
+import { FER_PUBLIC_TEST } from '../../sessions/faces.ts';
 
 describe('labelled sessions and the smoother evaluation (FER-2013 PublicTest images)', () => {
   it('synthesizes a 6-segment session at 10 fps and the smoother cuts label transitions by at least half, with a picture', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { UserStore } from '../../processors/recommender/store.ts';
-import { EmotionMuseError } from '../../runtime/errors.ts';
+import { EmotionMuseError } from '../../schemas/errors.ts';
 
 describe('UserStore with Redis away', () => {
   it('turns every Redis error, of every operation the recommender makes, into a retriable SERVICE_UNAVAILABLE (the batch is retried, no valid record is dead-lettered)', async () => {

@@ -4,9 +4,9 @@ import path from 'node:path';
 import sharp from 'sharp';
 
 /** Real photos with faces that ship in the @vladmandic/face-api npm package (its demo folder). */
-export const FACE_PHOTOS = [1, 2, 3, 4, 5, 6].map((i) => fileURLToPath(new URL(`../../node_modules/@vladmandic/face-api/demo/sample${i}.jpg`, import.meta.url)));
+export const FACE_PHOTOS = [1, 2, 3, 4, 5, 6].map((i) => fileURLToPath(new URL(`../node_modules/@vladmandic/face-api/demo/sample${i}.jpg`, import.meta.url)));
 
-export const FER_PUBLIC_TEST = path.resolve(fileURLToPath(new URL('../../', import.meta.url)), '../shared/data/fer2013/public-test');
+export const FER_PUBLIC_TEST = path.resolve(fileURLToPath(new URL('../', import.meta.url)), '../shared/data/fer2013/public-test');
 
 /** A 640x480 JPEG with no face in it: smooth colour gradients and a few rectangles. */
 export async function noFacePhoto(): Promise<Buffer> {
@@ -39,7 +39,7 @@ interface PhotoLabels {
  * (vision/labels/face-photos.json), scaled to `faceWidth` pixels and centred (offset by `dx`, `dy`).
  */
 export async function webcamFrame(photo: number, face: number, options: { faceWidth?: number; dx?: number; dy?: number; quality?: number } = {}): Promise<Buffer> {
-  const labels = JSON.parse(readFileSync(fileURLToPath(new URL('../../vision/labels/face-photos.json', import.meta.url)), 'utf8')) as PhotoLabels;
+  const labels = JSON.parse(readFileSync(fileURLToPath(new URL('../vision/labels/face-photos.json', import.meta.url)), 'utf8')) as PhotoLabels;
   const file = FACE_PHOTOS[photo]!;
   const [x, y, w, h] = labels.photos[path.basename(file)]![face]!;
   const scale = (options.faceWidth ?? 200) / w;

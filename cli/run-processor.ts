@@ -1,15 +1,15 @@
 import { PROCESSORS } from '../processors/index.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
 import { buildTopology, processorSpec } from '../topology/topology.ts';
-import { loadConfig, type ConfigOf } from './config.ts';
-import { processorOptions } from './common-config.ts';
-import { errorMessage } from './errors.ts';
-import { startHttpServer } from './http.ts';
-import { createKafka } from './kafka.ts';
-import { kafkaSecurity, metricsAuth, type Principal } from './security.ts';
-import { createLogger } from './log.ts';
-import { createMetrics } from './metrics.ts';
-import { StreamRuntime } from './stream-runtime.ts';
+import { loadConfig, type ConfigOf } from '../runtime/config.ts';
+import { processorOptions } from '../runtime/common-config.ts';
+import { errorMessage } from '../schemas/errors.ts';
+import { startHttpServer } from '../runtime/http.ts';
+import { createKafka } from '../runtime/kafka.ts';
+import { kafkaSecurity, metricsAuth, type Principal } from '../runtime/security.ts';
+import { createLogger } from '../runtime/log.ts';
+import { createMetrics } from '../runtime/metrics.ts';
+import { StreamRuntime } from '../runtime/stream-runtime.ts';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 
 export type ProcessorConfig = ConfigOf<typeof processorOptions>;
