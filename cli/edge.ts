@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { fpsOption } from '../sessions/timeline.ts';
 import { existsSync } from 'node:fs';
 import { configHelp, loadConfig, opt } from '../runtime/config.ts';
 import { commonOptions } from '../runtime/common-config.ts';
@@ -43,7 +44,7 @@ const publishOptions = {
   video: opt.string('EM_VIDEO', 'video', '', 'Source: a video file (through ffmpeg)'),
   camera: opt.string('EM_CAMERA', 'camera', '', 'Source: a camera device, e.g. /dev/video0 (through ffmpeg)'),
   recording: opt.string('EM_RECORDING', 'recording', '', 'Source: a recording file (replayed with its timing)'),
-  fps: opt.number('EM_FPS', 'fps', 10, 'Frames per second for images, video and camera', { min: 0.1, max: 120 }),
+  fps: fpsOption,
   maxFrames: opt.int('EM_MAX_FRAMES', 'max-frames', 0, 'Stop after this many frames (0: until the source ends)', { min: 0 }),
   send: opt.oneOf('EM_SEND', 'send', 'crop', PRIVACY_LEVELS, 'What leaves the device: crop (the 48x48 grey face), scores (the on-device CNN\'s probabilities) or frame (whole JPEG frames); see above'),
   realtime: opt.bool('EM_REALTIME', 'realtime', false, 'Read a video file at its own speed, as a camera delivers frames (otherwise as fast as it decodes)'),

@@ -5,7 +5,7 @@ import sharp from 'sharp';
 import { loadConfig, opt } from '../runtime/config.ts';
 import { createLogger } from '../runtime/log.ts';
 import { ClassifierEngine } from '../processors/classifier/engine.ts';
-import { emotionModelOption, inferenceOptions, smootherOptions } from '../processors/index.ts';
+import { classifierOptions, emotionModelOption, inferenceOptions, smootherOptions } from '../processors/index.ts';
 import type { SmootherConfig } from '../processors/smoother/core.ts';
 import {
   evaluateSmoother, fitTemperature, meetsTargets, withTemperature, paretoSvg, randomTimeline, schemeGrid, sessionScores, SMOOTHER_TARGETS, summarizeScheme, timelineSvg,
@@ -33,7 +33,7 @@ export const smootherEvalOptions = {
   jitter: opt.bool('EM_JITTER', 'jitter', false, 'Sessions with a varying frame rate (5-15 fps) and 10% of the frames dropped'),
   pareto: opt.string('EM_PARETO', 'pareto', '', 'Where to write the Pareto picture (SVG; default smoother-pareto.svg)'),
   picture: opt.string('EM_PICTURE', 'picture', '', 'Where to write the timeline picture (SVG); default <recording>.timeline.svg or smoother-session.svg'),
-  clahe: opt.bool('EM_CLAHE', 'clahe', false, 'Apply CLAHE before the CNN'),
+  clahe: classifierOptions.clahe,
   json: opt.bool('EM_JSON', 'json', false, 'Print the report as JSON'),
 };
 

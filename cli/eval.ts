@@ -8,7 +8,7 @@ import { FaceDetector, type FaceBox } from '../vision/detector.ts';
 import { openSession } from '../runtime/onnx.ts';
 import { DEFAULT_CASCADE_MIN_WIDTH, FaceCropper, formatDetectorSides, parseDetectorSides } from '../vision/face-crop.ts';
 import { evaluateFolder, formatReport } from '../processors/classifier/evaluate.ts';
-import { emotionModelOption, inferenceOptions } from '../processors/index.ts';
+import { classifierOptions, emotionModelOption, inferenceOptions } from '../processors/index.ts';
 import { evalSmoother, smootherEvalOptions } from './eval-smoother.ts';
 import { writeFileSync } from 'node:fs';
 import type { Command } from './command.ts';
@@ -27,7 +27,7 @@ const classifierEvalOptions = {
   ...inferenceOptions,
   ...emotionModelOption,
   data: opt.string('EM_EVAL_DATA', 'data', path.resolve(ROOT, '../shared/data/fer2013/public-test'), 'Folder with one subfolder of face images per FER class'),
-  clahe: opt.bool('EM_CLAHE', 'clahe', false, 'Apply CLAHE before the CNN (the paper\'s preprocessing)'),
+  clahe: classifierOptions.clahe,
   limit: opt.int('EM_EVAL_LIMIT', 'limit', 0, 'Evaluate an evenly spread subset of this many images (0: all)', { min: 0 }),
   json: opt.bool('EM_JSON', 'json', false, 'Print the report as JSON'),
 };

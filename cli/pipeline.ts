@@ -19,7 +19,7 @@ import { readRecording } from '../schemas/recording.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
 import type { Frame } from '../schemas/generated/types.ts';
 import { synthesizeSession } from '../sessions/synth.ts';
-import { parseTimeline } from '../sessions/timeline.ts';
+import { fpsOption, parseTimeline } from '../sessions/timeline.ts';
 import { applyAcls } from '../topology/acls.ts';
 import { applyTopology, formatActions } from '../topology/apply.ts';
 import { buildTopology, topicName } from '../topology/topology.ts';
@@ -41,7 +41,7 @@ const pipelineOptions = {
   recording: opt.string('EM_RECORDING', 'recording', '', 'Replay this recording instead'),
   video: opt.string('EM_VIDEO', 'video', '', 'Publish this video file (ffmpeg) instead, as user video-user'),
   camera: opt.string('EM_CAMERA', 'camera', '', 'Publish this camera device (ffmpeg) instead, as user camera-user'),
-  fps: opt.number('EM_FPS', 'fps', 10, 'Frames per second for video and camera', { min: 0.1 }),
+  fps: fpsOption,
   send: opt.oneOf('EM_SEND', 'send', 'crop', PRIVACY_LEVELS, 'For video and camera, what leaves the edge client: crop, scores or frame (emotionmuse publish --help)'),
   modelDir: recommenderOptions.modelDir,
   infra: opt.bool('EM_START_INFRA', 'infra', true, 'Start (or reuse) the local Kafka and Redis first'),

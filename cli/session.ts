@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { configHelp, loadConfig, opt, parseArgv } from '../runtime/config.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
 import { writeLabelledSession } from '../sessions/synth.ts';
-import { parseTimeline } from '../sessions/timeline.ts';
+import { fpsOption, parseTimeline } from '../sessions/timeline.ts';
 import type { Command } from './command.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -11,7 +11,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const synthOptions = {
   images: opt.string('EM_IMAGES', 'images', path.resolve(ROOT, '../shared/data/fer2013/public-test'), 'Folder with one subfolder of face images per emotion'),
   timeline: opt.string('EM_TIMELINE', 'timeline', 'neutral:8s,happy:6s,sad:10s,surprise:6s,angry:8s,neutral:6s', 'Ground truth: <emotion>:<seconds>s, comma-separated'),
-  fps: opt.number('EM_FPS', 'fps', 10, 'Frames per second', { min: 0.1, max: 120 }),
+  fps: fpsOption,
   seed: opt.int('EM_SEED', 'seed', 7, 'Seed of the image choice'),
   user: opt.string('EM_USER', 'user', 'user-1', 'User id of the frames'),
   session: opt.string('EM_SESSION', 'session', '', 'Session id (default synth-<seed>)'),

@@ -1,4 +1,8 @@
+import { opt } from '../runtime/config.ts';
 import { EMOTIONS, type EmotionLabel } from '../schemas/kinds.ts';
+
+/** Frames per second of a synthesized session, a video or a camera: one option for every command. */
+export const fpsOption = opt.number('EM_FPS', 'fps', 10, 'Frames per second (of a synthesized session, a video, a camera)', { min: 0.1, max: 120 });
 
 export interface Segment {
   readonly label: EmotionLabel;
