@@ -1,6 +1,7 @@
 import { EMOTIONS, type EmotionLabel } from '../../schemas/kinds.ts';
 import type { EmotionChange, EmotionScore } from '../../schemas/generated/types.ts';
 import { labelAt, type Segment } from '../../sessions/timeline.ts';
+import { percentile } from '../../observability/format.ts';
 import { argmax, smooth, type SmootherConfig, type SmootherState } from './core.ts';
 
 export interface FrameTrace {
@@ -209,11 +210,6 @@ export function meetsTargets(s: SchemeSummary): boolean {
   return s.reduction >= SMOOTHER_TARGETS.minReduction && s.delayMedianMs <= SMOOTHER_TARGETS.maxMedianDelayMs && s.smoothedAccuracy >= s.frameAccuracy && s.spuriousPerMinute <= SMOOTHER_TARGETS.maxSpuriousPerMinute;
 }
 
-function quantileOf(sorted: readonly number[], q: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
 export function summarizeScheme(name: string, config: SmootherConfig, sessions: readonly LabelledScores[]): SchemeSummary {
   let frames = 0;
   let frameRight = 0;
@@ -249,13 +245,12 @@ export function summarizeScheme(name: string, config: SmootherConfig, sessions: 
     });
     spurious += r.changes.filter((c) => c.previousLabel !== null && !hits.has(c)).length;
   }
-  delays.sort((a, b) => a - b);
   const minutes = durationMs / 60_000;
   return {
     name, config, sessions: sessions.length, minutes, frameTransitions, smoothedTransitions,
     reduction: frameTransitions === 0 ? 0 : 1 - smoothedTransitions / frameTransitions,
     frameAccuracy: frameRight / Math.max(1, frames), smoothedAccuracy: smoothedRight / Math.max(1, frames),
-    delayMedianMs: quantileOf(delays, 0.5), delayP90Ms: quantileOf(delays, 0.9), trueChanges, missed,
+    delayMedianMs: percentile(delays, 0.5), delayP90Ms: percentile(delays, 0.9), trueChanges, missed,
     spuriousPerMinute: spurious / Math.max(1e-9, minutes),
   };
 }

@@ -15,7 +15,7 @@ import { applyTopology } from '../../topology/apply.ts';
 import { buildTopology, topicName, type Topology } from '../../topology/topology.ts';
 import { FER_PUBLIC_TEST } from '../../sessions/faces.ts';
 import { registry } from '../support/frames.ts';
-import { collect, freePort, randomPrefix, waitFor, type Collected } from '../support/kafka.ts';
+import { caughtUp, collect, freePort, randomPrefix, waitFor, type Collected } from '../support/kafka.ts';
 
 // The chaos test brings its own broker and Redis (plain, on ports of their own, data in a
 // temporary folder), so that it can restart them without touching the services of the rest of
@@ -127,13 +127,7 @@ describe('chaos: the whole pipeline through processor kills, a Redis restart and
       // new has come for 3 s.
       const watcher = kafka.admin();
       await watcher.connect();
-      const committed = async (stage: string, topics: string[]) => {
-        for (const topic of topics) {
-          const [ends, done] = await Promise.all([watcher.fetchTopicOffsets(topic), watcher.fetchOffsets({ groupId: `${prefix}${stage}`, topics: [topic] })]);
-          for (const e of ends) if (e.offset !== '0' && done[0]!.partitions.find((c) => c.partition === e.partition)?.offset !== e.offset) return false;
-        }
-        return true;
-      };
+      const committed = (stage: string, topics: string[]) => caughtUp(watcher, `${prefix}${stage}`, topics);
       let last = -1;
       let quietSince = Date.now();
       await waitFor(`${name}: every input committed, every change with a list, then 3 s of quiet`, async () => {

@@ -14,7 +14,7 @@ import { kafkaSecurity, secretsDir } from '../../runtime/security.ts';
 import type { EmotionScore, Listen } from '../../schemas/generated/types.ts';
 import { changelogTopic, processorSpec, topicName } from '../../topology/topology.ts';
 import { frame, registry } from '../support/frames.ts';
-import { brokers, collect, createTopology, freePort, metricsHeaders, produce, randomPrefix, securedRun, startProcessor, testRedis, testSecurity, useKafka, waitFor, type ProcessorProcess } from '../support/kafka.ts';
+import { brokers, caughtUp, collect, createTopology, freePort, metricsHeaders, produce, randomPrefix, securedRun, startProcessor, testRedis, testSecurity, useKafka, waitFor, type ProcessorProcess } from '../support/kafka.ts';
 
 const { Kafka, logLevel } = kafkajs;
 const BIN = fileURLToPath(new URL('../../bin/emotionmuse.js', import.meta.url));
@@ -181,15 +181,7 @@ describe('security: the secured broker, Redis and HTTP refuse what they must', (
       await produce(fx.kafka, topicName(topology, 'listens'), users.flatMap((u) => [0, 1, 2].map((n) => ({ key: u, value: registry.encode('listen', listen(u, n)) }))));
       await redis.set(`${rp}gw:s:ana:s1`, '30', 'EX', 600);
       // Both stages have taken and committed everything (nothing of ana's is still in flight).
-      const settled = async (group: string, topics: string[]) => {
-        for (const topic of topics) {
-          const [ends, committed] = await Promise.all([fx.admin.fetchTopicOffsets(topic), fx.admin.fetchOffsets({ groupId: group, topics: [topic] })]);
-          // (an empty partition has nothing to commit)
-          for (const e of ends) if (e.offset !== '0' && committed[0]!.partitions.find((c) => c.partition === e.partition)?.offset !== e.offset) return false;
-        }
-        return true;
-      };
-      await waitFor('both stages committed everything', async () => (await settled(`${prefix}smoother`, [topicName(topology, 'emotion-scores')])) && (await settled(`${prefix}recommender`, [topicName(topology, 'listens')])) && (await redis.exists(`${rp}u:ana:list`, `${rp}u:bo:list`)) === 2, 90_000).catch((err: Error) => {
+      await waitFor('both stages committed everything', async () => (await caughtUp(fx.admin, `${prefix}smoother`, [topicName(topology, 'emotion-scores')])) && (await caughtUp(fx.admin, `${prefix}recommender`, [topicName(topology, 'listens')])) && (await redis.exists(`${rp}u:ana:list`, `${rp}u:bo:list`)) === 2, 90_000).catch((err: Error) => {
         throw new Error(`${err.message}\n${procs.map((p) => p.logs.join('').slice(-1500)).join('\n---\n')}`);
       });
 

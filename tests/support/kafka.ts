@@ -126,6 +126,15 @@ export async function killMidStream(name: string, env: Record<string, string>, w
   expect((await p.exited).signal).toBe('SIGKILL');
 }
 
+/** Whether `group` has committed every record of `topics` (an empty partition has nothing to commit). */
+export async function caughtUp(admin: Admin, group: string, topics: readonly string[]): Promise<boolean> {
+  for (const topic of topics) {
+    const [ends, done] = await Promise.all([admin.fetchTopicOffsets(topic), admin.fetchOffsets({ groupId: group, topics: [topic] })]);
+    for (const e of ends) if (e.offset !== '0' && done[0]!.partitions.find((c) => c.partition === e.partition)?.offset !== e.offset) return false;
+  }
+  return true;
+}
+
 export async function metricsText(port: number): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${port}/metrics`, { headers: metricsHeaders() });
   return res.text();
