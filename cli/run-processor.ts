@@ -40,17 +40,7 @@ export async function runProcessor(name: string, argv: readonly string[]): Promi
     registry: SchemaRegistry.load(),
     groupId: config.groupId || `${config.topicPrefix}${name}`,
     guarantee: config.guarantee === 'topology' ? spec.guarantee : config.guarantee,
-    maxBatchRecords: config.maxBatchRecords,
-    commitIntervalMs: config.commitIntervalMs,
-    sessionTimeoutMs: config.sessionTimeoutMs,
-    fetchMinBytes: config.fetchMinBytes,
-    fetchMaxWaitMs: config.fetchMaxWaitMs,
-    maxBacklog: config.maxBacklog,
-    maxBacklogBytes: config.maxBacklogBytes,
-    maxRecordBytes: config.maxRecordBytes,
-    maxDeadLetterValueBytes: config.maxDeadLetterValueBytes,
-    stallTimeoutMs: config.stallTimeoutMs,
-    maxBatchRetries: config.maxBatchRetries,
+    settings: config,
   });
   const http = await startHttpServer({
     port: config.httpPort === -1 ? entry.port : config.httpPort,

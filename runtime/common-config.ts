@@ -31,5 +31,6 @@ export const processorOptions = {
   maxDeadLetterValueBytes: opt.int('EM_MAX_DEAD_LETTER_VALUE_BYTES', 'max-dead-letter-value-bytes', 256 * 1024, 'A dead letter keeps at most this much of the record\'s value (with its size and SHA-256), less when the dead-letter topic\'s max.message.bytes needs it', { min: 1024 }),
   stallTimeoutMs: opt.int('EM_STALL_TIMEOUT_MS', 'stall-timeout-ms', 30_000, 'A partition whose batches have failed for this long is stalled: /readyz fails and emotionmuse_partitions_stalled counts it', { min: 1000 }),
   maxBatchRetries: opt.int('EM_MAX_BATCH_RETRIES', 'max-batch-retries', 0, 'Failed attempts of one batch (retried with backoff up to 30 s) before the processor stops; 0 retries for ever', { min: 0 }),
+  restoreTimeoutMs: opt.int('EM_RESTORE_TIMEOUT_MS', 'restore-timeout-ms', 120_000, 'A task whose state changelog has not been read to its end after this long fails and starts again (never with partial state)', { min: 1000 }),
   shutdownTimeoutMs: opt.int('EM_SHUTDOWN_TIMEOUT_MS', 'shutdown-timeout-ms', 8000, 'On SIGTERM/SIGINT, exit after at most this long', { min: 100 }),
 } as const;

@@ -1,6 +1,6 @@
 import net from 'node:net';
 import tls from 'node:tls';
-import kafkajs, { type ISocketFactory, type Kafka, type LogEntry } from 'kafkajs';
+import kafkajs, { type Consumer, type ISocketFactory, type Kafka, type LogEntry } from 'kafkajs';
 
 const { Kafka: KafkaClient, logLevel: KafkaLogLevel } = kafkajs;
 import type { Logger } from './log.ts';
@@ -70,4 +70,20 @@ export function producerIsBroken(err: unknown): boolean {
     e = (e.originalError ?? e.cause) as typeof e;
   }
   return false;
+}
+
+/** A processor's consumer: read_committed, offsets committed by the runtime, heartbeats at a fifth of the session. */
+export function processorConsumer(kafka: Kafka, groupId: string, s: { sessionTimeoutMs: number; fetchMinBytes: number; fetchMaxWaitMs: number }, stopping: () => boolean): Consumer {
+  return kafka.consumer({
+    groupId,
+    readUncommitted: false,
+    sessionTimeout: s.sessionTimeoutMs,
+    heartbeatInterval: Math.max(500, Math.floor(s.sessionTimeoutMs / 5)),
+    rebalanceTimeout: Math.max(s.sessionTimeoutMs, 20_000),
+    allowAutoTopicCreation: false,
+    minBytes: s.fetchMinBytes,
+    maxWaitTimeInMs: s.fetchMaxWaitMs,
+    // kafkajs restarts a crashed consumer by itself; never once the runtime is stopping.
+    retry: { restartOnFailure: async () => !stopping() },
+  });
 }
