@@ -4,7 +4,8 @@ import type { TokenVerifier } from '../../auth/tokens.ts';
 import type { RouteHandler } from '../../runtime/http.ts';
 import type { Metrics } from '../../runtime/metrics.ts';
 import type { InputRecord, ProcessorCore } from '../../runtime/processor.ts';
-import type { Emotion, EmotionChange, Listen, Recommendation } from '../../schemas/generated/types.ts';
+import type { EmotionChange, Listen, Recommendation } from '../../schemas/generated/types.ts';
+import { checkListen, composeList, listenRefreshes, redelivered, sourceOf } from './decisions.ts';
 import type { Scorer } from './scorer.ts';
 import type { UserStore } from './store.ts';
 
@@ -33,10 +34,9 @@ export function createRecommenderCore(deps: { scorer: Scorer; store: UserStore; 
   const config = deps.config ?? DEFAULT_RECOMMENDER_CONFIG;
   const step = (name: string, ms: number) => metrics?.stepSeconds.observe({ stage: 'recommender', step: name }, ms / 1000);
 
-  async function buildList(record: InputRecord, user: string, trigger: Recommendation['trigger']): Promise<Recommendation> {
-    const state = await store.read(user);
-    const emotion = state.emotion;
-    const probabilities = emotion?.probabilities ?? UNIFORM;
+  async function buildList(record: InputRecord, trigger: Recommendation['trigger']): Promise<Recommendation> {
+    const state = await store.read(record.key);
+    const probabilities = state.emotion?.probabilities ?? UNIFORM;
     const history = state.history.map((id) => scorer.catalogue.indexOf.get(id)).filter((i): i is number => i !== undefined);
     let items;
     if (history.length === 0) {
@@ -50,61 +50,48 @@ export function createRecommenderCore(deps: { scorer: Scorer; store: UserStore; 
       items = scorer.rerank(scored!.candidates, scored!.embedding, config.lambda, config.topK);
       step('rerank', performance.now() - t1);
     }
-    const source = `${record.topicName}:${record.partition}`;
-    return {
-      listId: `${user}:${source}:${record.offset}`,
-      userId: user,
-      trigger,
-      causeId: `${record.topicName}/${record.partition}/${record.offset}`,
-      emotion: emotion ? { label: emotion.label as Emotion, probabilities: emotion.probabilities, valence: emotion.valence, arousal: emotion.arousal } : null,
-      items: items.map((it, rank) => ({ trackId: scorer.catalogue.ids[it.index]!, rank: rank + 1, finalScore: it.finalScore, preferenceScore: it.preferenceScore, emotionScore: it.emotionScore })),
-      modelVersion: scorer.modelVersion,
-      createdTimeMs: Date.now(),
-    };
+    return composeList(record, trigger, state.emotion, items, scorer.catalogue.ids, scorer.modelVersion, Date.now());
+  }
+
+  /** Applies the record to the user's state (fenced by its offset) and says what it triggers. */
+  async function apply(record: InputRecord): Promise<{ applied: boolean; trigger: Recommendation['trigger'] | null } | 'repeat'> {
+    const user = record.key;
+    const source = sourceOf(record);
+    if (record.topic === 'listens') {
+      const listen = record.value as Listen;
+      checkListen(listen, (id) => scorer.catalogue.indexOf.has(id), scorer.modelVersion);
+      if (!(await store.applyListen(user, source, record.offset, listen.trackId))) return { applied: false, trigger: null };
+      const { listAtMs } = await store.read(user);
+      return { applied: true, trigger: listenRefreshes(listAtMs, listen, config.refreshIntervalMs) ? 'LISTEN' : null };
+    }
+    const change = record.value as EmotionChange;
+    const emotion = { label: change.label, probabilities: change.probabilities, valence: change.valence, arousal: change.arousal, sinceMs: change.captureTimeMs };
+    const outcome = await store.applyEmotion(user, source, record.offset, emotion, `${change.sessionId}:${change.windowEndSeq}`);
+    return outcome === 'repeat' ? 'repeat' : { applied: outcome === 'applied', trigger: 'EMOTION_CHANGE' };
   }
 
   async function handle(record: InputRecord): Promise<Recommendation | null> {
-    const user = record.key;
-    const source = `${record.topicName}:${record.partition}`;
-    let applied: boolean;
-    let trigger: Recommendation['trigger'] | null = null;
-    if (record.topic === 'listens') {
-      const listen = record.value as Listen;
-      if (!scorer.catalogue.indexOf.has(listen.trackId)) throw new EmotionMuseError('UNKNOWN_TRACK', `track ${listen.trackId} is not in the catalogue of ${scorer.modelVersion}`);
-      if (listen.listenedMs < 0) throw new EmotionMuseError('INVALID_RECORD', `listenedMs is negative (${listen.listenedMs})`);
-      applied = await store.applyListen(user, source, record.offset, listen.trackId);
-      if (applied) {
-        const { listAtMs } = await store.read(user);
-        if (listAtMs === null || listen.startTimeMs - listAtMs >= config.refreshIntervalMs) trigger = 'LISTEN';
-      }
-    } else {
-      const change = record.value as EmotionChange;
-      const outcome = await store.applyEmotion(user, source, record.offset, {
-        label: change.label, probabilities: change.probabilities, valence: change.valence, arousal: change.arousal, sinceMs: change.captureTimeMs,
-      }, `${change.sessionId}:${change.windowEndSeq}`);
-      if (outcome === 'repeat') {
-        // The smoother (at least once) sent this change again after a restart: its list is out already.
-        metrics?.skipped.inc({ stage: 'recommender', reason: 'repeated-change' });
-        await store.rememberOutput(source, record.offset, null, config.outputCacheSeconds);
-        return null;
-      }
-      applied = outcome === 'applied';
-      trigger = 'EMOTION_CHANGE';
-    }
-    if (!applied) {
-      const cached = await store.rememberedOutput(source, record.offset);
-      if (cached !== undefined) return cached === 'none' ? null : cached;
-      if (record.topic === 'listens') return null;
-    }
-    if (!trigger) {
+    const source = sourceOf(record);
+    const applied = await apply(record);
+    if (applied === 'repeat') {
+      // The smoother (at least once) sent this change again after a restart: its list is out already.
+      metrics?.skipped.inc({ stage: 'recommender', reason: 'repeated-change' });
       await store.rememberOutput(source, record.offset, null, config.outputCacheSeconds);
       return null;
     }
-    const list = await buildList(record, user, trigger);
-    await store.saveList(user, list, trigger === 'LISTEN' ? (record.value as Listen).startTimeMs : null);
+    if (!applied.applied) {
+      const again = redelivered(record.topic, await store.rememberedOutput(source, record.offset));
+      if (again !== 'build') return again.output;
+    }
+    if (!applied.trigger) {
+      await store.rememberOutput(source, record.offset, null, config.outputCacheSeconds);
+      return null;
+    }
+    const list = await buildList(record, applied.trigger);
+    await store.saveList(record.key, list, applied.trigger === 'LISTEN' ? (record.value as Listen).startTimeMs : null);
     await store.rememberOutput(source, record.offset, list, config.outputCacheSeconds);
-    metrics?.recommendations.inc({ trigger });
-    if (trigger === 'EMOTION_CHANGE') metrics?.endToEnd.observe({ path: 'list' }, Math.max(0, list.createdTimeMs - (record.value as EmotionChange).captureTimeMs) / 1000);
+    metrics?.recommendations.inc({ trigger: applied.trigger });
+    if (applied.trigger === 'EMOTION_CHANGE') metrics?.endToEnd.observe({ path: 'list' }, Math.max(0, list.createdTimeMs - (record.value as EmotionChange).captureTimeMs) / 1000);
     return list;
   }
 

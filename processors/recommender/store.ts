@@ -107,6 +107,8 @@ export class UserStore {
     const redis = new Redis(url, { ...REDIS_OPTIONS, ...connection });
     redis.defineCommand('applyListen', { numberOfKeys: 2, lua: APPLY_LISTEN });
     redis.defineCommand('applyEmotion', { numberOfKeys: 2, lua: APPLY_EMOTION });
+    // An error reaches the caller of the command that met it (retriable); the connection itself only reconnects.
+    redis.on('error', () => undefined);
     this.redis = redis as Scripted;
     this.timed = async (op, fn) => {
       const t0 = performance.now();

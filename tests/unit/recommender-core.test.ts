@@ -1,0 +1,157 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TopologyTestDriver } from '../../runtime/test-driver.ts';
+import type { DeadLetter, EmotionChange, Listen, Recommendation } from '../../schemas/generated/types.ts';
+import { buildTopology } from '../../topology/topology.ts';
+import { createRecommenderCore, DEFAULT_RECOMMENDER_CONFIG } from '../../processors/recommender/core.ts';
+import { checkListen, listenRefreshes, redelivered } from '../../processors/recommender/decisions.ts';
+import { Scorer } from '../../processors/recommender/scorer.ts';
+import { UserStore } from '../../processors/recommender/store.ts';
+import { recommenderOptions } from '../../processors/index.ts';
+
+const topology = buildTopology({ prefix: 'rec.', partitions: 2 });
+const listen = (user: string, trackId: string, n: number, startTimeMs = 1_000_000 + n * 60_000): Listen => ({ listenId: `${user}-${n}`, userId: user, trackId, startTimeMs, listenedMs: 30_000, outcome: 'COMPLETED' });
+const change = (user: string, label: EmotionChange['label'], windowEndSeq: number, previousLabel: EmotionChange['previousLabel'] = null): EmotionChange => ({
+  userId: user, sessionId: 's1', previousLabel, label, probabilities: [0.02, 0.02, 0.02, 0.88, 0.02, 0.02, 0.02], valence: 0.8, arousal: 0.5,
+  windowIndex: windowEndSeq / 10, windowEndSeq, captureTimeMs: 2_000_000 + windowEndSeq * 100, emittedTimeMs: 2_000_000 + windowEndSeq * 100 + 5, scheme: 'filter', confidence: 0.99,
+});
+
+describe('recommender decisions (pure)', () => {
+  it('refuses unknown tracks and negative lengths with their codes', () => {
+    const known = (id: string) => id === 't1';
+    expect(() => checkListen(listen('a', 't9', 1), known, 'm1')).toThrow(expect.objectContaining({ code: 'UNKNOWN_TRACK' }));
+    expect(() => checkListen({ ...listen('a', 't1', 1), listenedMs: -5 }, known, 'm1')).toThrow(expect.objectContaining({ code: 'INVALID_RECORD' }));
+    expect(() => checkListen(listen('a', 't1', 1), known, 'm1')).not.toThrow();
+  });
+
+  it.each([
+    { listAtMs: null, start: 10, interval: 30_000, refreshes: true },
+    { listAtMs: 0, start: 29_999, interval: 30_000, refreshes: false },
+    { listAtMs: 0, start: 30_000, interval: 30_000, refreshes: true },
+    { listAtMs: 100, start: 100, interval: 0, refreshes: true },
+  ])('a listen at $start after a list at $listAtMs (interval $interval) refreshes: $refreshes', ({ listAtMs, start, interval, refreshes }) => {
+    expect(listenRefreshes(listAtMs, listen('a', 't1', 0, start), interval)).toBe(refreshes);
+  });
+
+  it('a redelivered record gives what it gave before; unknown: nothing for a listen, the list again for a change', () => {
+    const list = { listId: 'l' } as Recommendation;
+    expect(redelivered('listens', list)).toEqual({ output: list });
+    expect(redelivered('emotion-changes', 'none')).toEqual({ output: null });
+    expect(redelivered('listens', undefined)).toEqual({ output: null });
+    expect(redelivered('emotion-changes', undefined)).toBe('build');
+  });
+});
+
+/** A redis-server of the test's own (Debian package), with an append-only file so a restart keeps its data. */
+class OwnRedis {
+  readonly dir = mkdtempSync(path.join(tmpdir(), 'em-rec-core-'));
+  proc: ChildProcess | undefined;
+  constructor(readonly port: number) {}
+  async start(): Promise<void> {
+    const proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', ''], { stdio: 'ignore' });
+    proc.on('error', (err) => {
+      throw new Error(`this test starts its own redis-server (Debian package redis-server, installed by infra/local.sh install) and could not: ${err.message}`);
+    });
+    this.proc = proc;
+    const deadline = Date.now() + 10_000;
+    while (!(await new Promise<boolean>((resolve) => connect(this.port, '127.0.0.1', function (this: import('node:net').Socket) { this.end(); resolve(true); }).on('error', () => resolve(false))))) {
+      if (Date.now() > deadline) throw new Error(`redis-server did not listen on ${this.port} within 10 s`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  kill(): void {
+    this.proc?.kill('SIGKILL');
+  }
+  stop(): void {
+    this.proc?.kill('SIGTERM');
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+const freePort = () => new Promise<number>((resolve) => {
+  const s = createServer().listen(0, '127.0.0.1', () => {
+    const { port } = s.address() as { port: number };
+    s.close(() => resolve(port));
+  });
+});
+
+describe('recommender core through the in-memory driver (real Redis of its own, the packaged model)', () => {
+  let redis: OwnRedis;
+  let scorer: Scorer;
+  let store: UserStore;
+  /** Set by a test: called after each Redis operation with its name. */
+  let afterOperation: ((op: string) => void) | undefined;
+
+  beforeAll(async () => {
+    redis = new OwnRedis(await freePort());
+    await redis.start();
+    scorer = await Scorer.open(recommenderOptions.modelDir.default, { providers: ['cpu'], threads: 1, graph: 'auto' });
+    store = new UserStore(`redis://127.0.0.1:${redis.port}`, { prefix: 't:', historySize: 50, ttlSeconds: 600, onOperation: (op) => afterOperation?.(op) });
+    await store.connect();
+  }, 30_000);
+  afterAll(async () => {
+    await store?.close();
+    redis?.stop();
+  });
+
+  const driverFor = (onRetry?: () => Promise<void>) =>
+    new TopologyTestDriver({ topology, cores: { recommender: createRecommenderCore({ scorer, store, config: { ...DEFAULT_RECOMMENDER_CONFIG, refreshIntervalMs: 30 * 60_000 } }) }, onRetry, maxAttempts: 4 });
+
+  it('builds a list on an emotion change and on the first listen, not on listens within the refresh interval; a repeated change makes no second list; an unknown track is dead-lettered', async () => {
+    const driver = driverFor();
+    const [t1, t2, t3] = scorer.catalogue.ids;
+    driver.pipe('emotion-changes', 'ana', change('ana', 'happy', 20));
+    driver.pipe('listens', 'ana', listen('ana', t1!, 1));
+    driver.pipe('listens', 'ana', listen('ana', t2!, 2));
+    driver.pipe('listens', 'ana', listen('ana', 'no-such-track', 3));
+    driver.pipe('emotion-changes', 'ana', change('ana', 'happy', 20)); // the same change again (an at-least-once smoother's repeat)
+    driver.pipe('emotion-changes', 'ana', change('ana', 'sad', 60, 'happy'));
+    driver.pipe('listens', 'ana', listen('ana', t3!, 40)); // 39 minutes after the last refresh
+    await driver.run();
+    const lists = driver.read<Recommendation>('recommendations').map((r) => r.value);
+    expect(lists.map((l) => l.trigger)).toEqual(['EMOTION_CHANGE', 'LISTEN', 'EMOTION_CHANGE', 'LISTEN']);
+    for (const l of lists) {
+      expect(l.userId).toBe('ana');
+      expect(l.items).toHaveLength(DEFAULT_RECOMMENDER_CONFIG.topK);
+      expect(l.items.map((i) => i.rank)).toEqual(Array.from({ length: DEFAULT_RECOMMENDER_CONFIG.topK }, (_, i) => i + 1));
+      for (const it of l.items) expect(scorer.catalogue.indexOf.has(it.trackId)).toBe(true);
+    }
+    expect(lists[0]!.emotion?.label).toBe('happy');
+    expect(lists[2]!.emotion?.label).toBe('sad');
+    expect(driver.read<DeadLetter>('dead-letter').map((r) => r.value.errorCode)).toEqual(['UNKNOWN_TRACK']);
+    expect(await store.read('ana')).toMatchObject({ history: [t3, t2, t1], emotion: { label: 'sad' } });
+  }, 30_000);
+
+  it('retries a batch whose Redis goes away in the middle of a list (after reading the user, before saving the list): one list, nothing dead-lettered', async () => {
+    let killed = false;
+    afterOperation = (op) => {
+      // The first list read of this test: Redis dies before the list is saved.
+      if (op === 'read' && !killed) {
+        killed = true;
+        redis.kill();
+      }
+    };
+    const driver = driverFor(async () => {
+      afterOperation = undefined;
+      await redis.start();
+      const deadline = Date.now() + 15_000;
+      while (!store.ready() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    });
+    driver.pipe('emotion-changes', 'ben', change('ben', 'surprise', 30));
+    await driver.run();
+    expect(killed).toBe(true);
+    expect(driver.retries.get('recommender')).toBeGreaterThanOrEqual(1);
+    const lists = driver.read<Recommendation>('recommendations').map((r) => r.value);
+    expect(lists).toHaveLength(1);
+    expect(lists[0]).toMatchObject({ userId: 'ben', trigger: 'EMOTION_CHANGE', emotion: { label: 'surprise' } });
+    expect(driver.read('dead-letter')).toEqual([]);
+    // The list saved in Redis is the one published (the published copy went through Avro floats).
+    const saved = await store.lastList('ben');
+    expect(saved).toMatchObject({ listId: lists[0]!.listId, createdTimeMs: lists[0]!.createdTimeMs });
+    expect(saved!.items.map((i) => i.trackId)).toEqual(lists[0]!.items.map((i) => i.trackId));
+  }, 60_000);
+});
