@@ -1,11 +1,11 @@
-import { configHelp, loadConfig, opt, parseArgv } from '../runtime/config.ts';
+import { configHelp, opt } from '../runtime/config.ts';
 import { commonOptions } from '../runtime/common-config.ts';
 import { redisSecurity, securityOptions } from '../runtime/security.ts';
 import { recommenderOptions } from '../processors/index.ts';
 import { loadCatalogue } from '../processors/recommender/catalogue.ts';
 import { UserStore } from '../processors/recommender/store.ts';
 import type { Recommendation } from '../schemas/generated/types.ts';
-import type { Command } from './command.ts';
+import { verbConfig, type Command } from './command.ts';
 
 const getOptions = {
   redisUrl: commonOptions.redisUrl,
@@ -44,16 +44,8 @@ needed). Exits 3 when the user has no list.
 options:
 ${configHelp(getOptions)}`,
   async run(argv) {
-    const { positionals } = parseArgv(argv);
-    if (positionals[0] !== 'get') {
-      console.log(this.help);
-      return 2;
-    }
-    const config = loadConfig(getOptions, { argv: argv.filter((a) => a !== 'get') });
-    if (!config.user) {
-      console.error('--user is required');
-      return 2;
-    }
+    const config = verbConfig(argv, 'get', getOptions, this.help, ['user']);
+    if (typeof config === 'number') return config;
     const store = new UserStore(config.redisUrl, { prefix: config.redisPrefix, historySize: 50, ttlSeconds: 1 }, redisSecurity(config));
     await store.connect();
     try {

@@ -1,10 +1,10 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { configHelp, loadConfig, opt, parseArgv } from '../runtime/config.ts';
+import { configHelp, opt } from '../runtime/config.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
 import { writeLabelledSession } from '../sessions/synth.ts';
 import { fpsOption, parseTimeline } from '../sessions/timeline.ts';
-import type { Command } from './command.ts';
+import { verbConfig, type Command } from './command.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -34,12 +34,8 @@ example:
 options:
 ${configHelp(synthOptions)}`,
   async run(argv) {
-    const { positionals } = parseArgv(argv);
-    if (positionals[0] !== 'synth') {
-      console.log(this.help);
-      return 2;
-    }
-    const config = loadConfig(synthOptions, { argv: argv.filter((a) => a !== 'synth') });
+    const config = verbConfig(argv, 'synth', synthOptions, this.help);
+    if (typeof config === 'number') return config;
     const meta = await writeLabelledSession(config.out, SchemaRegistry.load(), {
       images: config.images,
       timeline: parseTimeline(config.timeline),

@@ -1,5 +1,5 @@
 import kafkajs from 'kafkajs';
-import { configHelp, loadConfig, opt, parseArgv } from '../runtime/config.ts';
+import { configHelp, opt } from '../runtime/config.ts';
 import { commonOptions } from '../runtime/common-config.ts';
 import { createKafka } from '../runtime/kafka.ts';
 import { kafkaSecurity, redisSecurity } from '../runtime/security.ts';
@@ -7,7 +7,7 @@ import { recommenderOptions } from '../processors/index.ts';
 import { UserStore } from '../processors/recommender/store.ts';
 import { SessionStore } from '../gateway/sessions.ts';
 import { allTopics, buildTopology } from '../topology/topology.ts';
-import type { Command } from './command.ts';
+import { verbConfig, type Command } from './command.ts';
 
 const { ConfigResourceTypes } = kafkajs;
 
@@ -39,16 +39,8 @@ forget   deletes what EmotionMuse holds about one user where it can be deleted a
 options:
 ${configHelp(forgetOptions)}`,
   async run(argv) {
-    const { positionals } = parseArgv(argv);
-    if (positionals[0] !== 'forget') {
-      console.log(this.help);
-      return 2;
-    }
-    const c = loadConfig(forgetOptions, { argv: argv.filter((a) => a !== 'forget') });
-    if (!c.user) {
-      console.error('--user is required');
-      return 2;
-    }
+    const c = verbConfig(argv, 'forget', forgetOptions, this.help, ['user']);
+    if (typeof c === 'number') return c;
     const topology = buildTopology({ prefix: c.topicPrefix, partitions: c.partitions, replicationFactor: c.replicationFactor });
 
     const store = new UserStore(c.redisUrl, { prefix: c.redisPrefix, historySize: 1, ttlSeconds: 1 }, redisSecurity(c, 'admin'));

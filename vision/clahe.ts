@@ -46,18 +46,12 @@ export function clahe(src: Uint8Array, width: number, height: number, clipLimit 
     }
   }
   const out = new Uint8Array(width * height);
+  // Per column, its two nearest tiles and the weight of the second (the same for every row).
+  const cols = Array.from({ length: width }, (_, x) => neighbours(x, tileW, tilesX));
   for (let y = 0; y < height; y++) {
-    const fy = y / tileH - 0.5;
-    const fy1 = Math.floor(fy);
-    const wy = fy - fy1;
-    const ty1 = Math.max(0, fy1);
-    const ty2 = Math.min(tilesY - 1, fy1 + 1);
+    const [ty1, ty2, wy] = neighbours(y, tileH, tilesY);
     for (let x = 0; x < width; x++) {
-      const fx = x / tileW - 0.5;
-      const fx1 = Math.floor(fx);
-      const wx = fx - fx1;
-      const tx1 = Math.max(0, fx1);
-      const tx2 = Math.min(tilesX - 1, fx1 + 1);
+      const [tx1, tx2, wx] = cols[x]!;
       const v = src[y * width + x]!;
       const a = luts[(ty1 * tilesX + tx1) * 256 + v]!;
       const b = luts[(ty1 * tilesX + tx2) * 256 + v]!;
@@ -67,4 +61,11 @@ export function clahe(src: Uint8Array, width: number, height: number, clipLimit 
     }
   }
   return out;
+}
+
+/** The two tiles nearest a pixel along one axis (their centres around it, clamped at the edges) and the weight of the second. */
+function neighbours(p: number, tileSize: number, tiles: number): [number, number, number] {
+  const f = p / tileSize - 0.5;
+  const f1 = Math.floor(f);
+  return [Math.max(0, f1), Math.min(tiles - 1, f1 + 1), f - f1];
 }

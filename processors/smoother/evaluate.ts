@@ -211,47 +211,39 @@ export function meetsTargets(s: SchemeSummary): boolean {
 }
 
 export function summarizeScheme(name: string, config: SmootherConfig, sessions: readonly LabelledScores[]): SchemeSummary {
-  let frames = 0;
-  let frameRight = 0;
-  let smoothedRight = 0;
-  let frameTransitions = 0;
-  let smoothedTransitions = 0;
-  let spurious = 0;
-  let missed = 0;
-  let trueChanges = 0;
-  let durationMs = 0;
+  const n = { frames: 0, frameRight: 0, smoothedRight: 0, frameTransitions: 0, smoothedTransitions: 0, spurious: 0, missed: 0, trueChanges: 0, durationMs: 0 };
   const delays: number[] = [];
   for (const s of sessions) {
     const r = evaluateSmoother(s.scores, s.timeline, s.startTimeMs, config);
-    frames += r.frames;
-    frameRight += r.frameAccuracy * r.frames;
-    smoothedRight += r.smoothedAccuracy * r.frames;
-    frameTransitions += r.frameTransitions;
-    smoothedTransitions += r.smoothedTransitions;
-    durationMs += s.timeline[s.timeline.length - 1]!.endMs;
+    n.frames += r.frames;
+    n.frameRight += r.frameAccuracy * r.frames;
+    n.smoothedRight += r.smoothedAccuracy * r.frames;
+    n.frameTransitions += r.frameTransitions;
+    n.smoothedTransitions += r.smoothedTransitions;
+    n.durationMs += s.timeline[s.timeline.length - 1]!.endMs;
     // The first segment is the session's start, not a change; the change that follows a true
     // change is the first emitted one to its label inside its segment.
     const hits = new Set<EmotionChange>();
     s.timeline.forEach((segment, i) => {
       if (i === 0 || s.timeline[i - 1]!.label === segment.label) return;
-      trueChanges++;
+      n.trueChanges++;
       const hit = r.changes.find((c) => c.previousLabel !== null && c.label === segment.label && c.captureTimeMs - s.startTimeMs >= segment.startMs && c.captureTimeMs - s.startTimeMs < segment.endMs);
       if (hit) {
         hits.add(hit);
         delays.push(hit.captureTimeMs - s.startTimeMs - segment.startMs);
       } else {
-        missed++;
+        n.missed++;
       }
     });
-    spurious += r.changes.filter((c) => c.previousLabel !== null && !hits.has(c)).length;
+    n.spurious += r.changes.filter((c) => c.previousLabel !== null && !hits.has(c)).length;
   }
-  const minutes = durationMs / 60_000;
+  const minutes = n.durationMs / 60_000;
   return {
-    name, config, sessions: sessions.length, minutes, frameTransitions, smoothedTransitions,
-    reduction: frameTransitions === 0 ? 0 : 1 - smoothedTransitions / frameTransitions,
-    frameAccuracy: frameRight / Math.max(1, frames), smoothedAccuracy: smoothedRight / Math.max(1, frames),
-    delayMedianMs: percentile(delays, 0.5), delayP90Ms: percentile(delays, 0.9), trueChanges, missed,
-    spuriousPerMinute: spurious / Math.max(1e-9, minutes),
+    name, config, sessions: sessions.length, minutes, frameTransitions: n.frameTransitions, smoothedTransitions: n.smoothedTransitions,
+    reduction: n.frameTransitions === 0 ? 0 : 1 - n.smoothedTransitions / n.frameTransitions,
+    frameAccuracy: n.frameRight / Math.max(1, n.frames), smoothedAccuracy: n.smoothedRight / Math.max(1, n.frames),
+    delayMedianMs: percentile(delays, 0.5), delayP90Ms: percentile(delays, 0.9), trueChanges: n.trueChanges, missed: n.missed,
+    spuriousPerMinute: n.spurious / Math.max(1e-9, minutes),
   };
 }
 

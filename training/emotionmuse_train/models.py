@@ -76,7 +76,18 @@ class BiLSTMRecommender(nn.Module):
         return (w * u.unsqueeze(1)).sum(dim=2) + self.out.bias[items], e
 
 
-class GRU4Rec(nn.Module):
+class _LinearHead:
+    """Scores items with a linear output layer over the model's user vector (GRU4Rec, SASRec)."""
+
+    def score_all(self, hist, mask, probs, user=None):
+        return self.out(self.user_vector(hist, mask)), None
+
+    def score_items(self, hist, mask, probs, items, user=None):
+        u = self.user_vector(hist, mask)
+        return (self.out.weight[items] * u.unsqueeze(1)).sum(dim=2) + self.out.bias[items], None
+
+
+class GRU4Rec(_LinearHead, nn.Module):
     """GRU4Rec-style: a GRU over the history; the last state scores the catalogue."""
 
     def __init__(self, n_items: int):
@@ -90,15 +101,8 @@ class GRU4Rec(nn.Module):
         h, _ = self.gru(self.item_emb(hist) * mask.unsqueeze(2))
         return self.drop(h[:, -1])
 
-    def score_all(self, hist, mask, probs, user=None):
-        return self.out(self.user_vector(hist, mask)), None
 
-    def score_items(self, hist, mask, probs, items, user=None):
-        u = self.user_vector(hist, mask)
-        return (self.out.weight[items] * u.unsqueeze(1)).sum(dim=2) + self.out.bias[items], None
-
-
-class SASRec(nn.Module):
+class SASRec(_LinearHead, nn.Module):
     """SASRec-style: two causal self-attention blocks over item + position embeddings."""
 
     def __init__(self, n_items: int, d: int = 64):
@@ -117,13 +121,6 @@ class SASRec(nn.Module):
         # Left padding: let every position see at least itself so no row is fully masked.
         h = self.blocks(x, mask=self.causal[: hist.shape[1], : hist.shape[1]])
         return self.norm(h[:, -1])
-
-    def score_all(self, hist, mask, probs, user=None):
-        return self.out(self.user_vector(hist, mask)), None
-
-    def score_items(self, hist, mask, probs, items, user=None):
-        u = self.user_vector(hist, mask)
-        return (self.out.weight[items] * u.unsqueeze(1)).sum(dim=2) + self.out.bias[items], None
 
 
 class BPRMF(nn.Module):
