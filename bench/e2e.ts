@@ -8,20 +8,16 @@
  * load generator included) and memory. It names the highest rate within each budget (score 50 ms,
  * list 100 ms, both at p99), then holds one rate steady and samples resident memory (leak check).
  *
- *   npm run bench:e2e [-- --seconds 20 --warmup-seconds 20 --warmup-rate 250 --users 40 --partitions 6]
- *                     [--crop-rates 100,250,500,750 --jpeg-rates 10,20,40]
- *                     [--soak-seconds 60 --soak-rate 250] [--tick-ms 5] [--read-time]
- *                     [--env smoother:EM_FETCH_MIN_BYTES=4096,classifier:EM_PREPARE_AHEAD=0]   (settings for one processor)
- *                     [--node-args=--cpu-prof,--cpu-prof-dir=/tmp/prof]   (node arguments for the processors)
- *                     [--out report.md]   (default: bench/results/e2e.md for a run with the default steps, else .cache/bench/e2e-last.md)
- *                     [--security]   (the cost of security: bench/e2e-security.ts, 500 crop frames/s plain against secured)
+ * Options: `npm run bench:e2e -- --help` (bench/e2e-options.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { loadConfig, parseArgv } from '../runtime/config.ts';
+import { configHelp, loadConfig } from '../runtime/config.ts';
+import { wantsHelp } from '../cli/command.ts';
+import { customRun, e2eOptions, rates } from './e2e-options.ts';
 import { kafkaSecurity, securityOptions } from '../runtime/security.ts';
 import { applyAcls } from '../topology/acls.ts';
 import { createKafka } from '../runtime/kafka.ts';
@@ -35,50 +31,32 @@ import { applyTopology } from '../topology/apply.ts';
 import { allTopics, buildTopology, topicName, topicSpec } from '../topology/topology.ts';
 import { FACE_PHOTOS, FER_PUBLIC_TEST } from '../sessions/faces.ts';
 
-import { LOAD_CLASSES, loadServices, SEGMENT_FRAMES } from './load.ts';
-import { checkFlags, machine, percentile, table } from './machine.ts';
+import { drainLag, LOAD_CLASSES, loadServices, pipelineLag, SEGMENT_FRAMES } from './load.ts';
+import { machine, percentile, table } from './machine.ts';
 import { freePort, machineBusy, procStats } from './proc-stats.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const { flags } = parseArgv(process.argv.slice(2));
-const USAGE = `npm run bench:e2e [-- options]: the whole pipeline under load on this machine (starts Kafka and Redis if needed)
-
-  --crop-rates 100,250,500,750   edge-cropped 48x48 grey frames per second, one step each
-  --jpeg-rates 10,20,40          640x480 JPEG frames per second, one step each ('' for none)
-  --seconds 20                   length of each step
-  --warmup-seconds 20            unreported warm-up first (a fresh broker is slow), at --warmup-rate 250
-  --users 40                     simulated users (expression changing every 60 frames)
-  --partitions 6                 partitions of every topic
-  --tick-ms 5                    how often the load generator publishes the frames that are due
-  --read-time                    time records when this process reads them (a prompt reader, as a
-                                 consumer downstream would) instead of by their log-append time
-  --soak-seconds 60              leak check at --soak-rate 250, resident memory every 10 s (0: none)
-  --env stage:VAR=value,...      a setting for one processor, e.g. classifier:EM_PREPARE_AHEAD=0
-  --node-args a,b                node arguments for the processors, e.g. --cpu-prof
-  --security                     the cost of security instead: the same load (500 edge-cropped frames/s)
-                                 against the plain services and against the secured ones (EM_SECURITY=on:
-                                 TLS, SCRAM, ACLs, Redis TLS and ACL users), one after the other, in
-                                 one table (bench/e2e-security.ts; report bench/results/e2e-security.md)
-  --json file.json               also write the steps' figures as JSON
-  --out file.md                  where the report goes (default: bench/results/e2e.md for a run with
-                                 the default steps, .cache/bench/e2e-last.md for any other)
-`;
-const KNOWN_FLAGS = ['help', 'seconds', 'warmup-seconds', 'warmup-rate', 'users', 'crop-rates', 'jpeg-rates', 'soak-seconds', 'soak-rate', 'partitions', 'tick-ms', 'read-time', 'env', 'node-args', 'out', 'json', 'security'];
-checkFlags(flags, KNOWN_FLAGS, USAGE);
-if (flags.has('security')) {
-  const { securityCost } = await import('./e2e-security.ts');
-  process.exit(await securityCost(process.argv.slice(2).filter((a) => a !== '--security')));
+const argv = process.argv.slice(2);
+if (wantsHelp(argv)) {
+  process.stdout.write(`npm run bench:e2e [-- options]: the whole pipeline under load on this machine (starts Kafka and Redis if needed)\n\n${configHelp(e2eOptions)}\n`);
+  process.exit(0);
 }
-const seconds = Number(flags.get('seconds') ?? 20);
-const warmupSeconds = Number(flags.get('warmup-seconds') ?? 20);
-const warmupRate = Number(flags.get('warmup-rate') ?? 250);
-const usersCount = Number(flags.get('users') ?? 40);
-const rateList = (raw: string) => raw.split(',').filter((r) => r.trim() !== '').map(Number);
-const cropRates = rateList(flags.get('crop-rates') ?? '100,250,500,750');
-const jpegRates = rateList(flags.get('jpeg-rates') ?? '10,20,40');
-const soakSeconds = Number(flags.get('soak-seconds') ?? 60);
-const soakRate = Number(flags.get('soak-rate') ?? 250);
-const partitions = Number(flags.get('partitions') ?? 6);
+const config = (() => {
+  try {
+    return loadConfig(e2eOptions, { argv });
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n(npm run bench:e2e -- --help lists the options)\n`);
+    process.exit(2);
+  }
+})();
+if (config.security) {
+  const { securityCost } = await import('./e2e-security.ts');
+  process.exit(await securityCost(argv.filter((a) => a !== '--security')));
+}
+const { seconds, warmupSeconds, warmupRate, soakSeconds, soakRate, partitions, nodeArgs } = config;
+const usersCount = config.users;
+const cropRates = rates(config.cropRates, 'crop-rates');
+const jpegRates = rates(config.jpegRates, 'jpeg-rates');
 /**
  * How often the load generator publishes the frames that are due. The users' frames are due at
  * evenly spread times (each user at its own phase), as from independent cameras; every tick sends
@@ -86,10 +64,9 @@ const partitions = Number(flags.get('partitions') ?? 6);
  * user's frame of a tick arrive at once (10 frames per burst at 500 frames/s), which no fleet of
  * independent cameras does.
  */
-const tickMs = Number(flags.get('tick-ms') ?? 5);
-const nodeArgs = (flags.get('node-args') ?? '').split(',').filter(Boolean);
+const tickMs = config.tickMs;
 /** Time records on arrival at a prompt reader (the reader's own fetch and CPU included) instead of by their log-append time. */
-const readTime = flags.has('read-time');
+const readTime = config.readTime;
 const SCORE_BUDGET_MS = 50;
 const LIST_BUDGET_MS = 100;
 const RSS_LIMIT_MIB = 512;
@@ -114,7 +91,7 @@ const brokerStats = () => (brokerPid ? procStats(brokerPid) : undefined);
 const ports = { classifier: await freePort(), smoother: await freePort(), recommender: await freePort() };
 const procs: Record<string, ChildProcess> = {};
 /** `--env smoother:EM_FETCH_MIN_BYTES=4096,classifier:EM_PREPARE_AHEAD=0`: settings for one processor. */
-const stageEnv = (stage: string) => Object.fromEntries((flags.get('env') ?? '').split(',').filter((e) => e.startsWith(`${stage}:`)).map((e) => e.slice(stage.length + 1).split('=') as [string, string]));
+const stageEnv = (stage: string) => Object.fromEntries(config.env.filter((e) => e.startsWith(`${stage}:`)).map((e) => e.slice(stage.length + 1).split('=') as [string, string]));
 // Never leave processors behind, whatever ends this script.
 process.on('exit', () => Object.values(procs).forEach((p) => p.kill('SIGKILL')));
 process.on('SIGINT', () => process.exit(130));
@@ -238,25 +215,8 @@ async function drive(mode: Mode, rate: number, durationS: number, every10s?: () 
   return { sent, elapsed: (Date.now() - start) / 1000 };
 }
 
-async function lag(): Promise<number> {
-  let total = 0;
-  for (const [stage, topic] of [['classifier', 'frames'], ['smoother', 'emotion-scores'], ['recommender', 'emotion-changes']] as const) {
-    const committed = await admin.fetchOffsets({ groupId: `${prefix}${stage}`, topics: [topicName(topology, topic)] });
-    const high = await admin.fetchTopicOffsets(topicName(topology, topic));
-    for (const p of high) total += Number(p.high) - Math.max(0, Number(committed[0]!.partitions.find((c) => c.partition === p.partition)?.offset ?? 0));
-  }
-  return total;
-}
-
-/** Waits until the classifier's lag is 0 (at most 120 s); returns the seconds it took, or undefined if it never did. */
-async function drain(): Promise<number | undefined> {
-  const t0 = performance.now();
-  for (let i = 0; i < 600; i++) {
-    if ((await lag()) === 0) return (performance.now() - t0) / 1000;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return undefined;
-}
+const lag = () => pipelineLag(admin, topology, prefix);
+const drain = () => drainLag(lag);
 
 /** Where a frame's time goes in the classifier: the runtime's steps and inference. */
 const CLASSIFIER_STEPS = ['fetch', 'queue', 'infer', 'commit'] as const;
@@ -425,10 +385,9 @@ const report = [
 ];
 console.log(report.join('\n'));
 // Only a run with the default steps replaces the committed report; any other goes under .cache.
-const STEP_FLAGS = KNOWN_FLAGS.filter((f) => f !== 'help' && f !== 'out');
-const out = flags.get('out') ?? (STEP_FLAGS.some((f) => flags.has(f)) ? path.join(ROOT, '.cache', 'bench', 'e2e-last.md') : path.join(ROOT, 'bench', 'results', 'e2e.md'));
+const out = config.out || (customRun(config) ? path.join(ROOT, '.cache', 'bench', 'e2e-last.md') : path.join(ROOT, 'bench', 'results', 'e2e.md'));
 mkdirSync(path.dirname(out), { recursive: true });
 writeFileSync(out, report.join('\n'));
-if (flags.has('json')) writeFileSync(flags.get('json')!, JSON.stringify({ security: security.security, header, rows, steps: stepResults }, null, 2));
+if (config.json) writeFileSync(config.json, JSON.stringify({ security: security.security, header, rows, steps: stepResults }, null, 2));
 process.stderr.write(`report written to ${path.relative(ROOT, out)}\n`);
 process.exit(0);

@@ -2,6 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Admin } from 'kafkajs';
+import { topicName, type Topology } from '../topology/topology.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -19,4 +21,25 @@ export function loadServices(): { brokers: string[]; redisUrl: string; prefix: s
   const redisUrl = process.env.EM_REDIS_URL ?? 'redis://127.0.0.1:6379';
   spawnSync('bash', [path.join(ROOT, 'infra/local.sh'), 'up', 'kafka', 'redis'], { stdio: 'inherit' });
   return { brokers, redisUrl, prefix: `bench.${randomUUID().slice(0, 8)}.` };
+}
+
+/** Records the three stages have not yet committed, over their input topics (the consumer groups `<prefix><stage>`). */
+export async function pipelineLag(admin: Admin, topology: Topology, prefix: string): Promise<number> {
+  let total = 0;
+  for (const [stage, topic] of [['classifier', 'frames'], ['smoother', 'emotion-scores'], ['recommender', 'emotion-changes']] as const) {
+    const committed = await admin.fetchOffsets({ groupId: `${prefix}${stage}`, topics: [topicName(topology, topic)] });
+    const high = await admin.fetchTopicOffsets(topicName(topology, topic));
+    for (const p of high) total += Number(p.high) - Math.max(0, Number(committed[0]!.partitions.find((c) => c.partition === p.partition)?.offset ?? 0));
+  }
+  return total;
+}
+
+/** Waits until `lag` reads 0 (at most 120 s); the seconds it took, or undefined if it never did. */
+export async function drainLag(lag: () => Promise<number>): Promise<number | undefined> {
+  const t0 = performance.now();
+  for (let i = 0; i < 600; i++) {
+    if ((await lag()) === 0) return (performance.now() - t0) / 1000;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return undefined;
 }

@@ -6,10 +6,13 @@ import { openSession, type ExecutionProvider } from '../runtime/onnx.ts';
 import { clahe } from './clahe.ts';
 import { checkDetectorSide, FaceDetector, iou, type FaceBox } from './detector.ts';
 import { cropGrey, fillDetectorInput, letterbox, scaledTo, widen, type Box } from './crop-rules.ts';
-import { resizeGrey, type GreyImage } from './image.ts';
+import { encodedSize, resizeGrey, type GreyImage } from './image.ts';
+import { DEFAULT_CASCADE_MIN_WIDTH, DEFAULT_DETECTOR_SIDES, FaceTrack, formatDetectorSides, ROI_SCALE, ROI_SIDE, TRACK_IOU } from './face-track.ts';
 import { resampleInto } from './resample.ts';
 
 export { CROP_MARGIN, scaledTo, widen, type Box } from './crop-rules.ts';
+export { encodedSize } from './image.ts';
+export { DEFAULT_CASCADE_MIN_WIDTH, DEFAULT_DETECTOR_SIDES, FaceTrack, formatDetectorSides, parseDetectorSides, ROI_SCALE, ROI_SIDE, TRACK_IOU } from './face-track.ts';
 
 // libvips' operation cache keeps decoded pixels of recent inputs for reuse; every frame here is
 // new, so it only holds memory (up to 50 MiB by default).
@@ -51,41 +54,6 @@ export interface CropRules {
   /** Frames with more pixels are refused (OVERSIZED_RECORD), read from the header before decoding. @defaultValue 4096 * 4096 */
   readonly maxFramePixels?: number;
 }
-
-export const DEFAULT_DETECTOR_SIDES: readonly number[] = [256];
-/** Faces at least this many input pixels wide are trusted at a cascade's first side (vision/README.md). */
-export const DEFAULT_CASCADE_MIN_WIDTH = 24;
-
-/** Parses a detector setting: one side (`256`) or a cascade (`128/256`). */
-export function parseDetectorSides(setting: string): number[] {
-  const sides = setting.split('/').map((s) => Number(s.trim()));
-  sides.forEach(checkDetectorSide);
-  return sides;
-}
-export const formatDetectorSides = (sides: readonly number[]): string => sides.join('/');
-
-/**
- * What the last frames of one camera stream found, so that the next frame looks for the face
- * near where it was: BlazeFace at `ROI_SIDE` on a square twice the face's size around its last
- * box, instead of the whole frame at the detector's side. The whole frame is searched again when
- * the window finds no face, and every `refreshFrames` frames (a larger face may have come in).
- * One per stream (an edge client's camera); frames of a stream must be cropped in order.
- */
-export class FaceTrack {
-  /** The face box of the last frame, in frame pixels. */
-  box: Box | null = null;
-  /** Frames since the whole frame was last searched. */
-  sinceFull = 0;
-  /** How many frames were found in a window and how many searched whole. */
-  readonly counts = { window: 0, whole: 0 };
-  constructor(readonly refreshFrames = 30) {}
-}
-
-/** Side of the window search's input, and the window's size relative to the last face. */
-export const ROI_SIDE = 128;
-export const ROI_SCALE = 2;
-/** A face found in the window is the followed one when it overlaps its last box by this IoU. */
-export const TRACK_IOU = 0.3;
 
 /** One image to crop a face from. `faceBox` (frame pixels) skips detection; `track` follows a stream's face. */
 export type CropSource =
@@ -138,33 +106,6 @@ const SHRINKS = [8, 4, 2, 1] as const;
 function trackOf(w: Work): FaceTrack | undefined {
   return 'grey' in w.source ? undefined : w.source.track;
 }
-
-/** The pixel size in a JPEG's SOF or a PNG's IHDR, without decoding; undefined when the header is not found. */
-export function encodedSize(data: Uint8Array, encoding: 'JPEG' | 'PNG'): { width: number; height: number } | undefined {
-  if (encoding === 'PNG') {
-    if (data.length < 24 || data[0] !== 0x89 || data[1] !== 0x50) return undefined;
-    const v = new DataView(data.buffer, data.byteOffset, data.byteLength);
-    return { width: v.getUint32(16), height: v.getUint32(20) };
-  }
-  if (data.length < 4 || data[0] !== 0xff || data[1] !== 0xd8) return undefined;
-  let i = 2;
-  while (i + 9 < data.length) {
-    if (data[i] !== 0xff) return undefined;
-    const marker = data[i + 1]!;
-    if (marker === 0xff) {
-      i++;
-      continue;
-    }
-    const len = (data[i + 2]! << 8) | data[i + 3]!;
-    // SOF0..SOF15, except DHT (C4), JPG (C8) and DAC (CC).
-    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
-      return { height: (data[i + 5]! << 8) | data[i + 6]!, width: (data[i + 7]! << 8) | data[i + 8]! };
-    }
-    i += 2 + len;
-  }
-  return undefined;
-}
-
 
 /** Detect, widen, crop, grey, resize (and CLAHE) for batches of frames; see {@link CropRules}. */
 export class FaceCropper {

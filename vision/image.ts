@@ -91,3 +91,29 @@ const NORMALISED = Float32Array.from({ length: 256 }, (_, p) => (p / 255 - 0.5) 
 export function normaliseInto(grey: Uint8Array, out: Float32Array, offset: number): void {
   for (let i = 0; i < grey.length; i++) out[offset + i] = NORMALISED[grey[i]!]!;
 }
+
+/** The pixel size in a JPEG's SOF or a PNG's IHDR, without decoding; undefined when the header is not found. */
+export function encodedSize(data: Uint8Array, encoding: 'JPEG' | 'PNG'): { width: number; height: number } | undefined {
+  if (encoding === 'PNG') {
+    if (data.length < 24 || data[0] !== 0x89 || data[1] !== 0x50) return undefined;
+    const v = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    return { width: v.getUint32(16), height: v.getUint32(20) };
+  }
+  if (data.length < 4 || data[0] !== 0xff || data[1] !== 0xd8) return undefined;
+  let i = 2;
+  while (i + 9 < data.length) {
+    if (data[i] !== 0xff) return undefined;
+    const marker = data[i + 1]!;
+    if (marker === 0xff) {
+      i++;
+      continue;
+    }
+    const len = (data[i + 2]! << 8) | data[i + 3]!;
+    // SOF0..SOF15, except DHT (C4), JPG (C8) and DAC (CC).
+    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+      return { height: (data[i + 5]! << 8) | data[i + 6]!, width: (data[i + 7]! << 8) | data[i + 8]! };
+    }
+    i += 2 + len;
+  }
+  return undefined;
+}
