@@ -34,6 +34,7 @@ import { FACE_PHOTOS, FER_PUBLIC_TEST } from '../sessions/faces.ts';
 import { drainLag, LOAD_CLASSES, loadServices, pipelineLag, SEGMENT_FRAMES } from './load.ts';
 import { machine, percentile, table } from './machine.ts';
 import { freePort, machineBusy, procStats } from './proc-stats.ts';
+import { STATE_VERSIONS } from '../processors/index.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const argv = process.argv.slice(2);
@@ -74,7 +75,7 @@ const RSS_LIMIT_MIB = 512;
 const MIN_LISTS = 20;
 const CLASSES = LOAD_CLASSES;
 const { brokers, redisUrl, prefix } = loadServices();
-const topology = buildTopology({ prefix, partitions });
+const topology = buildTopology({ prefix, partitions, stateVersions: STATE_VERSIONS });
 const security = loadConfig(securityOptions, { env: process.env, allowUnknownFlags: true });
 const kafka = createKafka({ brokers, clientId: 'emotionmuse-bench', security: kafkaSecurity(security, 'admin') });
 const admin = kafka.admin();

@@ -26,6 +26,7 @@ import { FER_PUBLIC_TEST } from '../sessions/faces.ts';
 import { LOAD_CLASSES, loadServices, SEGMENT_FRAMES } from './load.ts';
 import { checkFlags, machine, percentile, table } from './machine.ts';
 import { freePort, machineBusy, procStats } from './proc-stats.ts';
+import { STATE_VERSIONS } from '../processors/index.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const { flags } = parseArgv(process.argv.slice(2));
@@ -53,7 +54,7 @@ const CLASSES = LOAD_CLASSES;
 const { brokers, redisUrl, prefix } = loadServices();
 const admin = createKafka({ brokers, clientId: 'emotionmuse-bench' }).admin();
 await admin.connect();
-await applyTopology(admin, buildTopology({ prefix, partitions }));
+await applyTopology(admin, buildTopology({ prefix, partitions, stateVersions: STATE_VERSIONS }));
 await admin.disconnect();
 
 // A secret for this run only; the clients' tokens are signed with it.

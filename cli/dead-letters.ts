@@ -7,8 +7,9 @@ import { createKafka } from '../runtime/kafka.ts';
 import { kafkaSecurity } from '../runtime/security.ts';
 import type { DeadLetter } from '../schemas/generated/types.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
-import { buildTopology, topicName } from '../topology/topology.ts';
+import { topicName } from '../topology/topology.ts';
 import type { Command } from './command.ts';
+import { deploymentTopology } from './deployment.ts';
 
 const options = {
   ...commonOptions,
@@ -114,7 +115,7 @@ ${configHelp(options)}`,
       return 2;
     }
     const since = parseSince(c.since);
-    const topology = buildTopology({ prefix: c.topicPrefix, partitions: c.partitions });
+    const topology = deploymentTopology(c);
     const topics = (c.which === 'all' ? (['dead-letter', 'dead-letter-frames'] as const) : [c.which]).map((id) => topicName(topology, id));
     const registry = SchemaRegistry.load();
     const kafka = createKafka({ brokers: c.brokers, clientId: 'emotionmuse-dead-letters', security: kafkaSecurity(c, 'admin') });

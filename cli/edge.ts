@@ -17,16 +17,17 @@ import { emotionModelOption, recommenderOptions } from '../processors/index.ts';
 import { loadCatalogue } from '../processors/recommender/catalogue.ts';
 import { readRecording } from '../schemas/recording.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
-import { buildTopology, topicName } from '../topology/topology.ts';
+import { topicName } from '../topology/topology.ts';
 import type { Command } from './command.ts';
 import { formatList } from './recommendations.ts';
+import { deploymentTopology } from './deployment.ts';
 
 /** Raw frames that ffmpeg scaled down by `shrink`, as camera images (boxes come back in camera pixels). */
 async function* withShrink(frames: AsyncIterable<RawFrame>, shrink: number): AsyncGenerator<CameraImage> {
   for await (const f of frames) yield { ...f, shrink };
 }
 
-const topologyOf = (c: { topicPrefix: string; partitions: number; replicationFactor: number }) => buildTopology({ prefix: c.topicPrefix, partitions: c.partitions, replicationFactor: c.replicationFactor });
+const topologyOf = (c: { topicPrefix: string; partitions: number; replicationFactor: number }) => deploymentTopology(c);
 
 function progressLine(label: string): (sent: number, total: number | undefined, errors: number) => void {
   const started = Date.now();

@@ -10,8 +10,8 @@ import { createKafka } from '../runtime/kafka.ts';
 import { kafkaSecurity, metricsAuth, redisSecurity } from '../runtime/security.ts';
 import { createLogger } from '../runtime/log.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
-import { buildTopology } from '../topology/topology.ts';
 import type { Command } from './command.ts';
+import { deploymentTopology } from './deployment.ts';
 
 export const gatewayCommand: Command = {
   summary: 'serve HTTP and WebSocket clients (browsers, phones): frames in, their own events out',
@@ -43,7 +43,7 @@ ${configHelp(gatewayOptions)}`,
     const gateway = new Gateway({
       kafka: createKafka({ brokers: c.brokers, clientId: 'emotionmuse-gateway', security: kafkaSecurity(c, 'gateway') }),
       registry: SchemaRegistry.load(),
-      topology: buildTopology({ prefix: c.topicPrefix, partitions: c.partitions, replicationFactor: c.replicationFactor }),
+      topology: deploymentTopology(c),
       redisUrl: c.redisUrl,
       redisOptions: redisSecurity(c),
       metricsAuth: metricsAuth(c),

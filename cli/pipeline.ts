@@ -22,12 +22,13 @@ import { synthesizeSession } from '../sessions/synth.ts';
 import { fpsOption, parseTimeline } from '../sessions/timeline.ts';
 import { applyAcls } from '../topology/acls.ts';
 import { applyTopology, formatActions } from '../topology/apply.ts';
-import { buildTopology, topicName } from '../topology/topology.ts';
+import { topicName } from '../topology/topology.ts';
 import { percentile } from '../observability/format.ts';
 import { mintDevelopmentToken } from '../auth/tokens.ts';
 import type { Command } from './command.ts';
 import { formatList } from './recommendations.ts';
 import { latencyCommand } from './latency.ts';
+import { deploymentTopology } from './deployment.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const STAGES = ['classifier', 'smoother', 'recommender'] as const;
@@ -98,7 +99,7 @@ ${configHelp(pipelineOptions)}`,
       const up = spawnSync('bash', [path.join(ROOT, 'infra/local.sh'), 'up', 'kafka', 'redis'], { stdio: 'inherit' });
       if (up.status !== 0) return up.status ?? 1;
     }
-    const topology = buildTopology({ prefix: c.topicPrefix, partitions: c.partitions, replicationFactor: c.replicationFactor });
+    const topology = deploymentTopology(c);
     const kafka = createKafka({ brokers: c.brokers, clientId: 'emotionmuse-pipeline', security: kafkaSecurity(c, 'admin') });
     const admin = kafka.admin();
     await admin.connect();

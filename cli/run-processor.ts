@@ -1,6 +1,6 @@
 import { PROCESSORS } from '../processors/index.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
-import { buildTopology, processorSpec } from '../topology/topology.ts';
+import { processorSpec } from '../topology/topology.ts';
 import { loadConfig, type ConfigOf } from '../runtime/config.ts';
 import { processorOptions } from '../runtime/common-config.ts';
 import { errorMessage } from '../schemas/errors.ts';
@@ -11,6 +11,7 @@ import { createLogger } from '../runtime/log.ts';
 import { createMetrics } from '../runtime/metrics.ts';
 import { StreamRuntime } from '../runtime/stream-runtime.ts';
 import { Registry, collectDefaultMetrics } from 'prom-client';
+import { deploymentTopology } from './deployment.ts';
 
 export type ProcessorConfig = ConfigOf<typeof processorOptions>;
 
@@ -26,7 +27,7 @@ export async function runProcessor(name: string, argv: readonly string[]): Promi
   const all = loadConfig({ ...processorOptions, ...entry.options }, { argv });
   const config = all as unknown as ProcessorConfig;
   const logger = createLogger(config.logLevel, { processor: name, pid: process.pid });
-  const topology = buildTopology({ prefix: config.topicPrefix, partitions: config.partitions, replicationFactor: config.replicationFactor });
+  const topology = deploymentTopology(config);
   const spec = processorSpec(topology, name);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'emotionmuse_process_' });

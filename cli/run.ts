@@ -2,10 +2,10 @@ import { configHelp } from '../runtime/config.ts';
 import { processorOptions } from '../runtime/common-config.ts';
 import { runProcessor } from './run-processor.ts';
 import { PROCESSORS } from '../processors/index.ts';
-import { buildTopology } from '../topology/topology.ts';
 import type { Command } from './command.ts';
+import { deploymentTopology } from './deployment.ts';
 
-const topology = buildTopology();
+const topology = deploymentTopology();
 
 export const runCommand: Command = {
   summary: 'run one processor in this process (for production: one process per processor)',

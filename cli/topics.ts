@@ -5,8 +5,9 @@ import { createKafka } from '../runtime/kafka.ts';
 import { kafkaSecurity } from '../runtime/security.ts';
 import { aclRules, applyAcls, formatAclRules } from '../topology/acls.ts';
 import { applyTopology, describeTopology, formatActions } from '../topology/apply.ts';
-import { buildTopology, validateTopology } from '../topology/topology.ts';
+import { validateTopology } from '../topology/topology.ts';
 import type { Command } from './command.ts';
+import { deploymentTopology } from './deployment.ts';
 
 const applyOptions = { ...commonOptions, fixConfig: opt.bool('EM_FIX_CONFIG', 'fix-config', false, 'Also set drifted topic configs (retention, cleanup policy, timestamp type) back to the declared values') };
 
@@ -30,7 +31,7 @@ ${configHelp(applyOptions)}`,
       return 2;
     }
     const config = loadConfig(applyOptions, { argv: rest });
-    const topology = buildTopology({ prefix: config.topicPrefix, partitions: config.partitions, replicationFactor: config.replicationFactor });
+    const topology = deploymentTopology(config);
     const problems = validateTopology(topology);
     if (problems.length > 0) {
       console.error(`the topology is invalid:\n  ${problems.join('\n  ')}`);

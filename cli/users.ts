@@ -6,8 +6,9 @@ import { kafkaSecurity, redisSecurity } from '../runtime/security.ts';
 import { recommenderOptions } from '../processors/index.ts';
 import { UserStore } from '../processors/recommender/store.ts';
 import { SessionStore } from '../gateway/sessions.ts';
-import { allTopics, buildTopology } from '../topology/topology.ts';
+import { allTopics } from '../topology/topology.ts';
 import { verbConfig, type Command } from './command.ts';
+import { deploymentTopology } from './deployment.ts';
 
 const { ConfigResourceTypes } = kafkajs;
 
@@ -41,7 +42,7 @@ ${configHelp(forgetOptions)}`,
   async run(argv) {
     const c = verbConfig(argv, 'forget', forgetOptions, this.help, ['user']);
     if (typeof c === 'number') return c;
-    const topology = buildTopology({ prefix: c.topicPrefix, partitions: c.partitions, replicationFactor: c.replicationFactor });
+    const topology = deploymentTopology(c);
 
     const store = new UserStore(c.redisUrl, { prefix: c.redisPrefix, historySize: 1, ttlSeconds: 1 }, redisSecurity(c, 'admin'));
     await store.connect();

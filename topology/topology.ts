@@ -79,6 +79,12 @@ export interface TopologyOptions {
   readonly partitions?: number;
   /** @defaultValue 1 (single local broker) */
   readonly replicationFactor?: number;
+  /**
+   * State version of each stateful processor's default parameters (part of its changelog's name),
+   * as its core derives it; the processors' wiring supplies it (processors/index.ts). A processor
+   * whose parameters differ writes to a changelog of its own version. @defaultValue v1
+   */
+  readonly stateVersions?: Readonly<Record<string, string>>;
 }
 
 const HOUR = 3_600_000;
@@ -114,9 +120,9 @@ export function buildTopology(options: TopologyOptions = {}): Topology {
     ],
     processors: [
       { name: 'classifier', inputs: ['frames'], outputs: ['emotion-scores', 'dead-letter-frames'], stateful: false, guarantee: 'at-least-once', description: 'Stage 1: face detection, crop, grey, resize, (CLAHE), emotion CNN on ONNX Runtime; per-frame 7-class probabilities.' },
-      { name: 'smoother', inputs: ['emotion-scores'], outputs: ['emotion-changes', 'dead-letter'], stateful: true, stateVersion: 'v1-filter-r0.05-th0.98-a0.64-g5000', guarantee: 'at-least-once', description: 'Stage 2 (temporal): a forward filter over the seven classes (sticky transitions, time-based), a change when a new label\'s posterior reaches 0.98 (--scheme paper: the paper\'s T=10 windows and H=5); per-user state in a changelog.' },
+      { name: 'smoother', inputs: ['emotion-scores'], outputs: ['emotion-changes', 'dead-letter'], stateful: true, stateVersion: options.stateVersions?.smoother, guarantee: 'at-least-once', description: 'Stage 2 (temporal): a forward filter over the seven classes (sticky transitions, time-based), a change when a new label\'s posterior reaches 0.98 (--scheme paper: the paper\'s T=10 windows and H=5); per-user state in a changelog.' },
       { name: 'recommender', inputs: ['emotion-changes', 'listens'], outputs: ['recommendations', 'dead-letter'], stateful: false, guarantee: 'at-least-once', description: 'Stages 3 and 4: per-user state in Redis, Bi-LSTM scoring (ONNX) of the whole catalogue, emotion-compatibility reranking, top-K list per user.' },
-      { name: 'passthrough', inputs: ['frames'], outputs: ['passthrough', 'dead-letter-frames'], stateful: true, stateVersion: 'v1', guarantee: 'exactly-once', description: 'Validates frames and forwards them, counting frames per user in changelogged state (exercises the runtime).' },
+      { name: 'passthrough', inputs: ['frames'], outputs: ['passthrough', 'dead-letter-frames'], stateful: true, stateVersion: options.stateVersions?.passthrough ?? 'v1', guarantee: 'exactly-once', description: 'Validates frames and forwards them, counting frames per user in changelogged state (exercises the runtime).' },
     ],
     clients: [
       { name: 'gateway', writes: ['frames', 'listens'], reads: ['emotion-scores', 'emotion-changes', 'recommendations'], description: 'WebSocket and HTTP front door: frames and listens in, each user\'s own events out.' },

@@ -4,6 +4,9 @@ import { openSession, ort, type ExecutionProvider, type ModelSession } from '../
 import { MODEL_SPECS } from './model-specs.ts';
 import { normaliseInto } from './image.ts';
 
+/** Most faces in one emotion CNN run unless told otherwise (the classifier's --max-inference-batch). */
+export const DEFAULT_MAX_INFERENCE_BATCH = 16;
+
 /**
  * The emotion CNNs: the converted original at its 64x64 input (`float32`) and quantized (`int8`),
  * and the same network fine-tuned for 48x48 input (`float32-48`, models/finetune/) and quantized
@@ -25,7 +28,7 @@ export interface EmotionCnnOptions {
   readonly providers?: readonly ExecutionProvider[];
   readonly threads?: number;
   readonly inferenceThreads?: number;
-  /** Largest inference batch. @defaultValue 64 */
+  /** Largest inference batch. @defaultValue {@link DEFAULT_MAX_INFERENCE_BATCH} */
   readonly maxBatch?: number;
   readonly logger?: Logger;
 }
@@ -49,7 +52,7 @@ export class EmotionCnn {
       inferenceThreads: options.inferenceThreads,
       logger: options.logger,
     });
-    return new EmotionCnn(session, provider, model.version, model.input, options.maxBatch ?? 64);
+    return new EmotionCnn(session, provider, model.version, model.input, options.maxBatch ?? DEFAULT_MAX_INFERENCE_BATCH);
   }
 
   /** Runs the CNN over grey inputs of its size (inputSide squared) in batches of at most maxBatch. */

@@ -3,11 +3,14 @@ import { EmotionMuseError } from '../../schemas/errors.ts';
 import type { Metrics } from '../../runtime/metrics.ts';
 import type { InputRecord, ProcessorCore } from '../../runtime/processor.ts';
 import type { EmotionScore, Frame } from '../../schemas/generated/types.ts';
+import { DEFAULT_MAX_INFERENCE_BATCH } from '../../vision/emotion-cnn.ts';
 import { checkEdgeScores } from '../../vision/scores.ts';
 import type { ClassifierEngine, FrameResult } from './engine.ts';
 
 /** What the classifier makes of one frame: the engine's result, or an edge client's own verdict. */
 type Verdict = (FrameResult & { readonly scoredAt: 'SERVER' | 'EDGE'; readonly modelVersion: string }) | EmotionMuseError;
+/** Later batches of a partition that may be at the model while one is (the classifier's --prepare-ahead). */
+export const DEFAULT_PREPARE_AHEAD = 4;
 const NO_TIMINGS = { decodeMs: 0, detectMs: 0, preprocessMs: 0, inferMs: 0 };
 
 /**
@@ -35,7 +38,7 @@ export function edgeVerdict(frame: Frame): Verdict | undefined {
  * dead-lettered); invalid edge scores are dead-lettered as INVALID_RECORD.
  */
 export function createClassifierCore(engine: ClassifierEngine, metrics?: Metrics, options: { maxBatch?: number; concurrency?: number; prepareAhead?: number } = {}): ProcessorCore<never, Verdict> {
-  const engineBatch = coalesce((frames: Frame[]) => engine.classify(frames), options.maxBatch ?? 64, options.concurrency ?? 1);
+  const engineBatch = coalesce((frames: Frame[]) => engine.classify(frames), options.maxBatch ?? DEFAULT_MAX_INFERENCE_BATCH, options.concurrency ?? 1);
   const classify = async (frames: Frame[]): Promise<Verdict[]> => {
     const verdicts = frames.map(edgeVerdict);
     const images = frames.filter((_, i) => verdicts[i] === undefined);
@@ -50,7 +53,7 @@ export function createClassifierCore(engine: ClassifierEngine, metrics?: Metrics
   return {
     name: 'classifier',
     // Inference is stateless: a partition's next frames may go to the model while its last ones are still there.
-    prepareAhead: options.prepareAhead ?? 4,
+    prepareAhead: options.prepareAhead ?? DEFAULT_PREPARE_AHEAD,
     async prepare(records) {
       const results = await classify(records.map((r) => r.value as Frame));
       if (metrics) {

@@ -21,7 +21,7 @@ export interface ClassifierEngineOptions {
   readonly threads?: number;
   /** Apply CLAHE (clip 2.0, 8x8 tiles) before normalising; off by default: this model was trained without it. @defaultValue false */
   readonly clahe?: boolean;
-  /** Largest inference batch. @defaultValue 64 */
+  /** Largest inference batch. @defaultValue DEFAULT_MAX_INFERENCE_BATCH (vision/emotion-cnn.ts) */
   readonly maxBatch?: number;
   /** The face detector's input side, or a cascade of sides (vision/face-crop.ts; recall of each in vision/README.md). @defaultValue [256] */
   readonly detectorSides?: readonly number[];

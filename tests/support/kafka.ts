@@ -15,6 +15,7 @@ import { freePort } from '../../runtime/net.ts';
 export { freePort };
 import { applyTopology } from '../../topology/apply.ts';
 import { buildTopology, type Topology } from '../../topology/topology.ts';
+import { STATE_VERSIONS } from '../../processors/index.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/emotionmuse.js', import.meta.url));
 
@@ -91,7 +92,7 @@ export function randomPrefix(suite: string): string {
 }
 
 export async function createTopology(admin: Admin, prefix: string, partitions = 3): Promise<Topology> {
-  const topology = buildTopology({ prefix, partitions });
+  const topology = buildTopology({ prefix, partitions, stateVersions: STATE_VERSIONS });
   await applyTopology(admin, topology);
   await applyAcls(admin, topology, { required: securedRun() });
   return topology;

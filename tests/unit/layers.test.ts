@@ -47,8 +47,15 @@ function violationsIn(files: ReadonlyArray<{ rel: string; source: string }>): st
       const targetRel = path.posix.normalize(path.posix.join(path.posix.dirname(rel), m[1]!));
       const [to, toSub] = targetRel.split('/');
       if (to === from) {
-        // processors/<stage>/ files do not reach into another stage (processors/index.ts wires them)
-        if (from === 'processors' && sub !== 'index.ts' && toSub !== sub && toSub !== 'index.ts') found.push(`${rel} -> ${targetRel} (another stage)`);
+        // processors/<stage>/ files reach neither into another stage nor up to processors/index.ts
+        // (which wires the stages); the shared files at processors/ reach into no stage.
+        if (from === 'processors') {
+          const stage = (x: string | undefined) => (x && !x.endsWith('.ts') ? x : undefined);
+          const [fromStage, toStage] = [stage(sub), stage(toSub)];
+          if (fromStage && toStage && toStage !== fromStage) found.push(`${rel} -> ${targetRel} (another stage)`);
+          else if (fromStage && toSub === 'index.ts') found.push(`${rel} -> ${targetRel} (up: the wiring)`);
+          else if (!fromStage && sub !== 'index.ts' && toStage) found.push(`${rel} -> ${targetRel} (a shared file into a stage)`);
+        }
         continue;
       }
       if (rank(to!) === -1) found.push(`${rel} -> ${targetRel} (a folder of no layer)`);
@@ -80,12 +87,17 @@ describe('import direction', () => {
       { rel: 'runtime/x.ts', source: "import { PROCESSORS } from '../processors/index.ts';" },
       { rel: 'sessions/x.ts', source: "import { quantile } from '../observability/histogram.ts';" },
       { rel: 'processors/recommender/x.ts', source: "import { smooth } from '../smoother/core.ts';" },
+      { rel: 'processors/smoother/wiring.ts', source: "import { PROCESSORS } from '../index.ts';\nimport { entry } from '../options.ts';" },
+      { rel: 'processors/options.ts', source: "import { smooth } from './smoother/core.ts';" },
+      { rel: 'processors/index.ts', source: "import { smoother } from './smoother/wiring.ts';" },
       { rel: 'bench/x.ts', source: "import { FACES } from '../tests/support/x.ts';" },
       { rel: 'cli/x.ts', source: "import { a } from './y.ts';\nimport { b } from '../runtime/config.ts';\nimport { c } from '../processors/index.ts';" },
     ])).toEqual([
       'runtime/x.ts -> processors/index.ts (up)',
       'sessions/x.ts -> observability/histogram.ts (sideways)',
       'processors/recommender/x.ts -> processors/smoother/core.ts (another stage)',
+      'processors/smoother/wiring.ts -> processors/index.ts (up: the wiring)',
+      'processors/options.ts -> processors/smoother/core.ts (a shared file into a stage)',
       'bench/x.ts -> tests/support/x.ts (a folder of no layer)',
     ]);
   });

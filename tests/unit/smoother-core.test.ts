@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_SMOOTHER_CONFIG, LEFT_SESSIONS_KEPT, smooth, smootherStateVersion, TABLE_II, valenceArousal, type SmootherConfig, type SmootherState } from '../../processors/smoother/core.ts';
 import { EMOTIONS, type EmotionLabel } from '../../schemas/kinds.ts';
 import { buildTopology } from '../../topology/topology.ts';
+import { STATE_VERSIONS } from '../../processors/index.ts';
 import type { EmotionChange, EmotionScore } from '../../schemas/generated/types.ts';
 
 /** The paper's scheme (the default is the filter: smoother-filter.test.ts). */
@@ -148,7 +149,8 @@ describe('smoother core: sessions, gaps, late frames, frames without a face', ()
   it('derives the state version from its parameters', () => {
     expect(smootherStateVersion(PAPER)).toBe('v2-t10-h5-g5000-skip');
     expect(smootherStateVersion({ ...PAPER, hysteresis: 3 })).not.toBe(smootherStateVersion(PAPER));
-    // `topics apply` creates the changelog of the default parameters.
-    expect(buildTopology().processors.find((p) => p.name === 'smoother')?.stateVersion).toBe(smootherStateVersion(DEFAULT_SMOOTHER_CONFIG));
+    // `topics apply` creates the changelog of the default parameters: the wiring derives its version once.
+    expect(STATE_VERSIONS.smoother).toBe(smootherStateVersion(DEFAULT_SMOOTHER_CONFIG));
+    expect(buildTopology({ stateVersions: STATE_VERSIONS }).processors.find((p) => p.name === 'smoother')?.stateVersion).toBe(smootherStateVersion(DEFAULT_SMOOTHER_CONFIG));
   });
 });

@@ -1,0 +1,43 @@
+import { opt } from '../../runtime/config.ts';
+import { DEFAULT_MAX_INFERENCE_BATCH } from '../../vision/emotion-cnn.ts';
+import { DEFAULT_DETECTOR_SIDES, formatDetectorSides, parseDetectorSides } from '../../vision/face-crop.ts';
+import { emotionModelOption, entry, inferenceOptions, providersOf } from '../options.ts';
+import { createClassifierCore, DEFAULT_PREPARE_AHEAD } from './core.ts';
+import { ClassifierEngine } from './engine.ts';
+
+export const classifierOptions = {
+  ...inferenceOptions,
+  ...emotionModelOption,
+  clahe: opt.bool('EM_CLAHE', 'clahe', false, 'Apply CLAHE (clip 2.0, 8x8 tiles) to the face crop, as the paper does (lowers this model\'s accuracy: see models/emotion.card.json)'),
+  inferenceThreads: opt.int('EM_INFERENCE_THREADS', 'inference-threads', 2, 'Worker threads that run the models (each with its own copy), so that fetching and producing go on during inference and one batch need not wait for the previous one; 0 runs them on the main thread', { min: 0, max: 16 }),
+  maxInferenceBatch: opt.int('EM_MAX_INFERENCE_BATCH', 'max-inference-batch', DEFAULT_MAX_INFERENCE_BATCH, 'Most frames in one classifier run, and the largest emotion CNN batch (a larger backlog runs as several, on the inference threads in parallel)', { min: 1 }),
+  maxDetectBatch: opt.int('EM_MAX_DETECT_BATCH', 'max-detect-batch', 4, 'Largest face detector batch (full frames): its arena in every inference thread keeps the largest batch\'s memory', { min: 1 }),
+  detector: opt.string('EM_DETECTOR', 'detector', formatDetectorSides(DEFAULT_DETECTOR_SIDES), 'Face detector input side (longer side, a multiple of 32), or a cascade tried in order on the frames still without a face (128/256); recall of each in vision/README.md'),
+  prepareAhead: opt.int('EM_PREPARE_AHEAD', 'prepare-ahead', DEFAULT_PREPARE_AHEAD, 'Batches of a partition that may go to the model while its previous batch is still there (0: one at a time)', { min: 0, max: 64 }),
+  minFaceScore: opt.number('EM_MIN_FACE_SCORE', 'min-face-score', 0.6, 'Face detector score threshold', { min: 0, max: 1 }),
+  maxFramePixels: opt.int('EM_MAX_FRAME_PIXELS', 'max-frame-pixels', 4096 * 4096, 'Frames with more pixels go to the dead-letter topic (OVERSIZED_RECORD)', { min: 1 }),
+};
+
+/** frames -> emotion-scores: the engine (detector and emotion CNN on the inference threads) and its model-info metric. */
+export const classifier = entry({
+  name: 'classifier',
+  port: 9101,
+  options: classifierOptions,
+  create: async ({ metrics, logger, config }) => {
+    const engine = await ClassifierEngine.create({
+      emotionModel: config.emotionModel,
+      inferenceThreads: config.inferenceThreads,
+      providers: providersOf(config.providers),
+      threads: config.threads,
+      clahe: config.clahe,
+      maxBatch: config.maxInferenceBatch,
+      maxDetectBatch: config.maxDetectBatch,
+      detectorSides: parseDetectorSides(config.detector),
+      minFaceScore: config.minFaceScore,
+      maxFramePixels: config.maxFramePixels,
+      logger,
+    });
+    metrics.modelInfo.set({ stage: 'classifier', model: 'emotion', version: engine.modelVersion, provider: engine.provider }, 1);
+    return createClassifierCore(engine, metrics, { maxBatch: config.maxInferenceBatch, concurrency: Math.max(1, config.inferenceThreads), prepareAhead: config.prepareAhead });
+  },
+});

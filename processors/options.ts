@@ -1,0 +1,51 @@
+import type { OptionTable } from '../runtime/config.ts';
+import { opt } from '../runtime/config.ts';
+import type { Logger } from '../runtime/log.ts';
+import type { Metrics } from '../runtime/metrics.ts';
+import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../runtime/onnx.ts';
+import type { ProcessorCore } from '../runtime/processor.ts';
+import type { SecurityConfig } from '../runtime/security.ts';
+import { DEFAULT_EMOTION_MODEL, EMOTION_MODELS, type EmotionModel } from '../vision/emotion-cnn.ts';
+
+/** What a processor's wiring gets to build its core. */
+export interface ProcessorContext<C> {
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  /** The processor's own options (the entry's `options` table), validated. */
+  readonly config: C;
+  /** The options every processor takes (brokers, Redis, ...). */
+  readonly common: { readonly redisUrl: string } & SecurityConfig;
+}
+
+/** A processor `emotionmuse run <name>` can start: its port, options, and how its core is built with its metric hooks. */
+export interface ProcessorEntry<T extends OptionTable = OptionTable> {
+  /** The processor's name in the topology. */
+  readonly name: string;
+  /** Default HTTP port of /metrics, /healthz, /readyz. */
+  readonly port: number;
+  /** Options of this processor only; shown by `emotionmuse run <name> --help`. */
+  readonly options: T;
+  /** The state version of the default options (part of the changelog's name), for stateful processors. */
+  readonly stateVersion?: string;
+  readonly create: (ctx: ProcessorContext<{ readonly [K in keyof T]: T[K] extends { default: infer D } ? D : never }>) => Promise<ProcessorCore<any, any>> | ProcessorCore<any, any>;
+}
+
+export function entry<T extends OptionTable>(e: ProcessorEntry<T>): ProcessorEntry<T> {
+  return e;
+}
+
+/** Options of the model-serving processors and commands. */
+export const inferenceOptions = {
+  providers: opt.list('EM_EXECUTION_PROVIDERS', 'providers', ['cuda', 'cpu'], `ONNX Runtime execution providers to try in order (${EXECUTION_PROVIDERS.join(', ')})`),
+  threads: opt.int('EM_ORT_THREADS', 'threads', 1, 'ONNX Runtime intra-op threads of each model session (0: one per core); a processor runs beside the others and the broker, so one each', { min: 0 }),
+};
+
+export const emotionModelOption = {
+  emotionModel: opt.oneOf('EM_EMOTION_MODEL', 'emotion-model', DEFAULT_EMOTION_MODEL, Object.keys(EMOTION_MODELS) as EmotionModel[], 'Emotion CNN: int8-48 (fine-tuned for 48x48 crops, quantized), float32-48 (the same in float), int8 or float32 (the converted original at 64x64); accuracy in each models/*.card.json'),
+};
+
+export function providersOf(list: readonly string[]): ExecutionProvider[] {
+  const bad = list.filter((p) => !(EXECUTION_PROVIDERS as readonly string[]).includes(p));
+  if (bad.length > 0) throw new Error(`unknown execution provider(s): ${bad.join(', ')} (known: ${EXECUTION_PROVIDERS.join(', ')})`);
+  return list as ExecutionProvider[];
+}
