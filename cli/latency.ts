@@ -1,6 +1,6 @@
 import { configHelp, loadConfig, opt } from '../runtime/config.ts';
 import { basicAuthHeaders } from '../runtime/http.ts';
-import { METRICS } from '../runtime/metrics.ts';
+import { LABELS, METRICS, type StepName } from '../runtime/metrics.ts';
 import { metricsAuth, securityOptions } from '../runtime/security.ts';
 import { PROCESSORS } from '../processors/index.ts';
 import { quantile, readHistogram } from '../observability/histogram.ts';
@@ -16,22 +16,25 @@ const latencyOptions = {
 };
 
 /** The rows of the paper's Section VI-E breakdown, each from one histogram of one processor. */
+type Port = 'classifierPort' | 'smootherPort' | 'recommenderPort';
+const step = (label: string, port: Port, stage: string, name: StepName) => ({ label, port, metric: METRICS.stepSeconds.name, where: { stage, step: name } });
+const total = (label: string, port: Port, path: (typeof LABELS.path)[number]) => ({ label, port, metric: METRICS.endToEnd.name, where: { path } });
 const ROWS = [
-  { label: 'decode', port: 'classifierPort', metric: METRICS.stepSeconds.name, where: { stage: 'classifier', step: 'decode' } },
-  { label: 'face detection', port: 'classifierPort', metric: METRICS.stepSeconds.name, where: { stage: 'classifier', step: 'detect' } },
-  { label: 'preprocess (crop, grey, resize)', port: 'classifierPort', metric: METRICS.stepSeconds.name, where: { stage: 'classifier', step: 'preprocess' } },
-  { label: 'CNN inference (per batch)', port: 'classifierPort', metric: METRICS.stepSeconds.name, where: { stage: 'classifier', step: 'infer' } },
-  { label: 'smoothing and valence-arousal', port: 'smootherPort', metric: METRICS.stepSeconds.name, where: { stage: 'smoother', step: 'smooth' } },
-  { label: 'Redis (per operation)', port: 'recommenderPort', metric: METRICS.stepSeconds.name, where: { stage: 'recommender', step: 'redis' } },
-  { label: 'scoring (Bi-LSTM, emotion embedding, top-100)', port: 'recommenderPort', metric: METRICS.stepSeconds.name, where: { stage: 'recommender', step: 'score' } },
-  { label: 'reranking', port: 'recommenderPort', metric: METRICS.stepSeconds.name, where: { stage: 'recommender', step: 'rerank' } },
-  { label: 'classifier: Kafka, producer to processor', port: 'classifierPort', metric: METRICS.stepSeconds.name, where: { stage: 'classifier', step: 'fetch' } },
-  { label: 'classifier: waiting to go to the model', port: 'classifierPort', metric: METRICS.stepSeconds.name, where: { stage: 'classifier', step: 'queue' } },
-  { label: 'classifier: produce and commit', port: 'classifierPort', metric: METRICS.stepSeconds.name, where: { stage: 'classifier', step: 'commit' } },
-  { label: 'total: capture -> emotion score',  port: 'classifierPort', metric: METRICS.endToEnd.name, where: { path: 'score' } },
-  { label: 'total: capture -> emotion change', port: 'smootherPort', metric: METRICS.endToEnd.name, where: { path: 'change' } },
-  { label: 'total: capture -> recommendation list', port: 'recommenderPort', metric: METRICS.endToEnd.name, where: { path: 'list' } },
-] as const;
+  step('decode', 'classifierPort', 'classifier', 'decode'),
+  step('face detection', 'classifierPort', 'classifier', 'detect'),
+  step('preprocess (crop, grey, resize)', 'classifierPort', 'classifier', 'preprocess'),
+  step('CNN inference (per batch)', 'classifierPort', 'classifier', 'infer'),
+  step('smoothing and valence-arousal', 'smootherPort', 'smoother', 'smooth'),
+  step('Redis (per operation)', 'recommenderPort', 'recommender', 'redis'),
+  step('scoring (Bi-LSTM, emotion embedding, top-100)', 'recommenderPort', 'recommender', 'score'),
+  step('reranking', 'recommenderPort', 'recommender', 'rerank'),
+  step('classifier: Kafka, producer to processor', 'classifierPort', 'classifier', 'fetch'),
+  step('classifier: waiting to go to the model', 'classifierPort', 'classifier', 'queue'),
+  step('classifier: produce and commit', 'classifierPort', 'classifier', 'commit'),
+  total('total: capture -> emotion score', 'classifierPort', 'score'),
+  total('total: capture -> emotion change', 'smootherPort', 'change'),
+  total('total: capture -> recommendation list', 'recommenderPort', 'list'),
+];
 
 export const latencyCommand: Command = {
   summary: 'print the per-stage p50/p95/p99 latency of the running pipeline',

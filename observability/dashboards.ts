@@ -1,4 +1,7 @@
-import { METRICS } from '../runtime/metrics.ts';
+import { LABELS, METRICS, type StepName } from '../runtime/metrics.ts';
+
+/** A step selector's value (one step, or an alternation), of steps the metrics table names. */
+const steps = (...names: StepName[]): string => names.join('|');
 
 interface Panel {
   readonly title: string;
@@ -19,13 +22,14 @@ export const DASHBOARDS: Record<string, { uid: string; title: string; panels: Pa
     panels: [
       { title: 'Records in per stage', unit: 'ops', targets: [{ expr: `sum by (stage) (rate(${m.recordsIn.name}[1m]))`, legend: '{{stage}}' }] },
       { title: 'Records out per stage and topic', unit: 'ops', targets: [{ expr: `sum by (stage, topic) (rate(${m.recordsOut.name}[1m]))`, legend: '{{stage}} -> {{topic}}' }] },
-      { title: 'Step latency p50 / p95 / p99 (decode, detect, preprocess, infer, smooth, score, rerank, redis)', unit: 's', targets: quantiles(m.stepSeconds.name, 'stage, step', '{{stage}} {{step}}') },
+      { title: `Step latency p50 / p95 / p99 (${LABELS.step.join(', ')})`, unit: 's', targets: quantiles(m.stepSeconds.name, 'stage, step', '{{stage}} {{step}}') },
       { title: 'End-to-end latency from capture (score, change, list)', unit: 's', targets: quantiles(m.endToEnd.name, 'path', '{{path}}') },
       { title: 'Transaction latency per stage', unit: 's', targets: quantiles(m.transactionSeconds.name, 'stage', '{{stage}}') },
       { title: 'Consumer lag per topic and partition', unit: 'short', targets: [{ expr: `sum by (stage, topic, partition) (${m.consumerLag.name})`, legend: '{{stage}} {{topic}}[{{partition}}]' }] },
       { title: 'Dead letters by stage and code', unit: 'ops', targets: [{ expr: `sum by (stage, code) (rate(${m.deadLetters.name}[5m]))`, legend: '{{stage}} {{code}}' }] },
       { title: 'Stalled partitions (batches failing for longer than the stall timeout)', unit: 'short', targets: [{ expr: `max by (stage) (${m.partitionsStalled.name})`, legend: '{{stage}}' }] },
-      { title: 'Skipped records by reason', unit: 'ops', targets: [{ expr: `sum by (stage, reason) (rate(${m.skipped.name}[5m]))`, legend: '{{stage}} {{reason}}' }] },
+      { title: `Skipped records by reason (${LABELS.skipReason.join(', ')})`, unit: 'ops', targets: [{ expr: `sum by (stage, reason) (rate(${m.skipped.name}[5m]))`, legend: '{{stage}} {{reason}}' }] },
+      { title: `State resets by reason (${LABELS.resetReason.join(', ')})`, unit: 'ops', targets: [{ expr: `sum by (stage, reason) (rate(${m.stateResets.name}[5m]))`, legend: '{{stage}} {{reason}}' }] },
       { title: 'Processors up', unit: 'short', kind: 'stat', targets: [{ expr: 'sum by (processor) (up{job="emotionmuse"})', legend: '{{processor}}' }] },
     ],
   },
@@ -34,8 +38,8 @@ export const DASHBOARDS: Record<string, { uid: string; title: string; panels: Pa
     title: 'EmotionMuse: models',
     panels: [
       { title: 'Batch sizes (records per transaction)', unit: 'short', targets: quantiles(m.batchSize.name, 'stage', '{{stage}}') },
-      { title: 'Inference time per batch (classifier)', unit: 's', targets: quantiles(m.stepSeconds.name, 'step', '{{step}}', '{stage="classifier",step=~"infer|detect"}') },
-      { title: 'Frames without a face', unit: 'ops', targets: [{ expr: `sum (rate(${m.skipped.name}{stage="classifier",reason="no-face"}[5m]))`, legend: 'no face' }] },
+      { title: 'Inference time per batch (classifier)', unit: 's', targets: quantiles(m.stepSeconds.name, 'step', '{{step}}', `{stage="classifier",step=~"${steps('infer', 'detect')}"}`) },
+      { title: `Frames without a face, by who looked (${LABELS.faceSource.join(', ')})`, unit: 'ops', targets: [{ expr: `sum by (source) (rate(${m.facelessFrames.name}{stage="classifier"}[5m]))`, legend: '{{source}}' }] },
       { title: 'Model and execution provider', unit: 'short', kind: 'table', targets: [{ expr: `max by (stage, model, version, provider) (${m.modelInfo.name})`, legend: '{{stage}} {{model}} {{version}} {{provider}}' }] },
     ],
   },
@@ -55,8 +59,8 @@ export const DASHBOARDS: Record<string, { uid: string; title: string; panels: Pa
     uid: 'emotionmuse-recommender',
     title: 'EmotionMuse: recommender',
     panels: [
-      { title: 'Redis operation latency', unit: 's', targets: quantiles(m.stepSeconds.name, 'step', 'redis', '{stage="recommender",step="redis"}') },
-      { title: 'Scoring and reranking latency', unit: 's', targets: quantiles(m.stepSeconds.name, 'step', '{{step}}', '{stage="recommender",step=~"score|rerank|record"}') },
+      { title: 'Redis operation latency', unit: 's', targets: quantiles(m.stepSeconds.name, 'step', 'redis', `{stage="recommender",step="${steps('redis')}"}`) },
+      { title: 'Scoring and reranking latency', unit: 's', targets: quantiles(m.stepSeconds.name, 'step', '{{step}}', `{stage="recommender",step=~"${steps('score', 'rerank', 'record')}"}`) },
       { title: 'Lists published by trigger', unit: 'ops', targets: [{ expr: `sum by (trigger) (rate(${m.recommendations.name}[5m]))`, legend: '{{trigger}}' }] },
       { title: 'Cold starts', unit: 'ops', targets: [{ expr: `sum (rate(${m.coldStarts.name}[5m]))`, legend: 'cold starts' }] },
     ],

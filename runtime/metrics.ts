@@ -14,6 +14,30 @@ interface MetricSpec {
 }
 
 /**
+ * Label values, each written once: the code that counts, the dashboards (observability/
+ * dashboards.ts), the alert and recording rules, the latency table and the metrics' help texts
+ * take them from here, and a unit test checks that none uses another.
+ */
+export const LABELS = {
+  /** emotionmuse_stage_step_seconds: the runtime's own steps, then the stages'. */
+  step: ['fetch', 'queue', 'commit', 'decode', 'detect', 'preprocess', 'infer', 'smooth', 'score', 'rerank', 'redis', 'record'],
+  /** emotionmuse_records_skipped_total: records deliberately not processed. */
+  skipReason: ['already-committed', 'late-or-duplicate', 'repeated-change'],
+  /** emotionmuse_recommendations_total. */
+  trigger: ['EMOTION_CHANGE', 'LISTEN', 'REQUEST'],
+  /** emotionmuse_end_to_end_seconds. */
+  path: ['score', 'change', 'list'],
+  /** emotionmuse_frames_without_face_total: who found no face (the classifier's detector, or the edge client's). */
+  faceSource: ['server', 'edge'],
+  /** emotionmuse_state_resets_total: why a user's smoothing state started over. */
+  resetReason: ['new-session', 'gap'],
+} as const;
+
+export type StepName = (typeof LABELS.step)[number];
+export type SkipReason = (typeof LABELS.skipReason)[number];
+export type ResetReason = (typeof LABELS.resetReason)[number];
+
+/**
  * The one table of metrics. Code registers from it and the dashboards are written against these
  * names. No label ever carries a user id.
  */
@@ -21,10 +45,12 @@ export const METRICS = {
   recordsIn: { kind: 'counter', name: 'emotionmuse_records_in_total', help: 'Records consumed, by stage and source topic.', labels: ['stage', 'topic'] },
   recordsOut: { kind: 'counter', name: 'emotionmuse_records_out_total', help: 'Records produced, by stage and destination topic.', labels: ['stage', 'topic'] },
   deadLetters: { kind: 'counter', name: 'emotionmuse_dead_letters_total', help: 'Records sent to the dead-letter topic, by stage and error code.', labels: ['stage', 'code'] },
-  skipped: { kind: 'counter', name: 'emotionmuse_records_skipped_total', help: 'Records deliberately skipped (late, duplicate, already processed), by stage and reason.', labels: ['stage', 'reason'] },
+  skipped: { kind: 'counter', name: 'emotionmuse_records_skipped_total', help: `Records deliberately not processed, by stage and reason (${LABELS.skipReason.join(', ')}).`, labels: ['stage', 'reason'] },
+  facelessFrames: { kind: 'counter', name: 'emotionmuse_frames_without_face_total', help: `Frames processed in which no face was found (scored as faceless, not skipped), by stage and who looked (${LABELS.faceSource.join(', ')}).`, labels: ['stage', 'source'] },
+  stateResets: { kind: 'counter', name: 'emotionmuse_state_resets_total', help: `Users whose state started over (the record itself is processed), by stage and reason (${LABELS.resetReason.join(', ')}).`, labels: ['stage', 'reason'] },
   batchSize: { kind: 'histogram', name: 'emotionmuse_batch_size', help: 'Records per processed batch (one transaction).', labels: ['stage'], buckets: BATCH_BUCKETS },
   transactionSeconds: { kind: 'histogram', name: 'emotionmuse_transaction_seconds', help: 'Time to process one batch and commit it (its transaction under exactly once, the acknowledgement of its outputs under at least once).', labels: ['stage'], buckets: LATENCY_BUCKETS },
-  stepSeconds: { kind: 'histogram', name: 'emotionmuse_stage_step_seconds', help: 'Per-step latency inside a stage (decode, detect, preprocess, infer, smooth, score, rerank, redis), and the runtime\'s own steps of every stage: fetch (a record\'s timestamp to its hand-over to its partition\'s task), queue (hand-over to the start of its batch), commit (batch processed to outputs committed or acknowledged).', labels: ['stage', 'step'], buckets: LATENCY_BUCKETS },
+  stepSeconds: { kind: 'histogram', name: 'emotionmuse_stage_step_seconds', help: `Per-step latency, by stage and step (${LABELS.step.join(', ')}): the runtime's fetch (a record's timestamp to its hand-over to its partition's task), queue (hand-over to the start of its batch) and commit (batch processed to outputs committed or acknowledged), and each stage's own steps.`, labels: ['stage', 'step'], buckets: LATENCY_BUCKETS },
   endToEnd: { kind: 'histogram', name: 'emotionmuse_end_to_end_seconds', help: 'From a frame\'s capture time to: its emotion score (path="score"), the emotion change of its window (path="change"), the recommendation list that change caused (path="list").', labels: ['path'], buckets: [0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10] },
   modelInfo: { kind: 'gauge', name: 'emotionmuse_model_info', help: 'The model a processor serves: always 1, labelled by model name, version and execution provider.', labels: ['stage', 'model', 'version', 'provider'] },
   consumerLag: { kind: 'gauge', name: 'emotionmuse_consumer_lag', help: 'Records between the last processed offset and the high watermark, per topic and partition.', labels: ['stage', 'topic', 'partition'] },
@@ -33,7 +59,7 @@ export const METRICS = {
   partitionsStalled: { kind: 'gauge', name: 'emotionmuse_partitions_stalled', help: 'Input partitions whose batches have failed for longer than the stall timeout (/readyz fails while any is).', labels: ['stage'] },
   rebalances: { kind: 'counter', name: 'emotionmuse_rebalances_total', help: 'Consumer-group joins seen by this instance.', labels: ['stage'] },
   transactionsAborted: { kind: 'counter', name: 'emotionmuse_transactions_aborted_total', help: 'Batches that could not be committed (a transaction aborted, or outputs not acknowledged): the task starts over from its committed offsets.', labels: ['stage'] },
-  recommendations: { kind: 'counter', name: 'emotionmuse_recommendations_total', help: 'Recommendation lists published, by trigger.', labels: ['trigger'] },
+  recommendations: { kind: 'counter', name: 'emotionmuse_recommendations_total', help: `Recommendation lists published, by trigger (${LABELS.trigger.join(', ')}).`, labels: ['trigger'] },
   coldStarts: { kind: 'counter', name: 'emotionmuse_cold_starts_total', help: 'Lists made for users with no listening history (emotion-aware popularity).', labels: [] },
   gatewayConnections: { kind: 'gauge', name: 'emotionmuse_gateway_connections', help: 'Open /v1/stream sockets of this gateway instance.', labels: [] },
   gatewayFramesIn: { kind: 'counter', name: 'emotionmuse_gateway_frames_in_total', help: 'Frames a gateway read from its sockets and accepted for Kafka, by kind (GRAY8, SCORES, NONE, JPEG, PNG).', labels: ['kind'] },

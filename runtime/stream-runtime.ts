@@ -83,6 +83,7 @@ export class StreamRuntime<S> {
       if (!e.payload.restart && !this.stopping) this.crashed?.(e.payload.error);
     });
     o.metrics.partitionsStalled.set({ stage: this.stage }, 0);
+    o.metrics.skipped.inc({ stage: this.stage, reason: 'already-committed' }, 0);
     await this.admin.connect();
     this.deadLetterValueMax = await deadLetterValueLimit(this.admin, this.inputs, this.s.maxDeadLetterValueBytes, this.s.maxRecordBytes, o.logger);
     if (this.changelogSpec) await ensureChangelog(this.admin, this.changelogSpec, o.logger);

@@ -60,14 +60,14 @@ export function createClassifierCore(engine: ClassifierEngine, metrics?: Metrics
         for (const r of results) {
           if (r instanceof EmotionMuseError) continue;
           if (r.scoredAt === 'EDGE') {
-            if (!r.faceFound) metrics.skipped.inc({ stage: 'classifier', reason: 'no-face' });
+            if (!r.faceFound) metrics.facelessFrames.inc({ stage: 'classifier', source: 'edge' });
             continue;
           }
           metrics.stepSeconds.observe({ stage: 'classifier', step: 'decode' }, r.timings.decodeMs / 1000);
           metrics.stepSeconds.observe({ stage: 'classifier', step: 'preprocess' }, r.timings.preprocessMs / 1000);
           if (r.timings.detectMs > 0) metrics.stepSeconds.observe({ stage: 'classifier', step: 'detect' }, r.timings.detectMs / 1000);
           if (r.faceFound) metrics.stepSeconds.observe({ stage: 'classifier', step: 'infer' }, r.timings.inferMs / 1000);
-          else metrics.skipped.inc({ stage: 'classifier', reason: 'no-face' });
+          else metrics.facelessFrames.inc({ stage: 'classifier', source: 'server' });
         }
       }
       return results;

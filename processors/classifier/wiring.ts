@@ -1,4 +1,5 @@
 import { opt } from '../../runtime/config.ts';
+import { LABELS } from '../../runtime/metrics.ts';
 import { DEFAULT_MAX_INFERENCE_BATCH } from '../../vision/emotion-cnn.ts';
 import { DEFAULT_DETECTOR_SIDES, formatDetectorSides, parseDetectorSides } from '../../vision/face-crop.ts';
 import { emotionModelOption, entry, inferenceOptions, providersOf } from '../options.ts';
@@ -38,6 +39,7 @@ export const classifier = entry({
       logger,
     });
     metrics.modelInfo.set({ stage: 'classifier', model: 'emotion', version: engine.modelVersion, provider: engine.provider }, 1);
+    for (const source of LABELS.faceSource) metrics.facelessFrames.inc({ stage: 'classifier', source }, 0);
     return createClassifierCore(engine, metrics, { maxBatch: config.maxInferenceBatch, concurrency: Math.max(1, config.inferenceThreads), prepareAhead: config.prepareAhead });
   },
 });

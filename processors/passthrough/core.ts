@@ -1,6 +1,7 @@
 import { EmotionMuseError } from '../../schemas/errors.ts';
 import type { ProcessorCore } from '../../runtime/processor.ts';
 import type { Frame } from '../../schemas/generated/types.ts';
+import type { SkipReason } from '../../runtime/metrics.ts';
 
 /** Per user: the session in progress, the newest sequence number seen in it, frames forwarded. */
 export interface PassthroughState {
@@ -15,7 +16,7 @@ export interface PassthroughState {
  * duplicate frame: it is dropped and counted, never forwarded twice. Empty frames and GRAY8
  * frames whose size does not match width x height go to the dead-letter topic.
  */
-export function createPassthroughCore(options: { onSkip?: (reason: string) => void } = {}): ProcessorCore<PassthroughState> {
+export function createPassthroughCore(options: { onSkip?: (reason: SkipReason) => void } = {}): ProcessorCore<PassthroughState> {
   return {
     name: 'passthrough',
     process(state, record) {

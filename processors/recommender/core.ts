@@ -2,7 +2,7 @@ import { EmotionMuseError } from '../../schemas/errors.ts';
 import { authorizeUser } from '../../auth/http.ts';
 import type { TokenVerifier } from '../../auth/tokens.ts';
 import type { RouteHandler } from '../../runtime/http.ts';
-import type { Metrics } from '../../runtime/metrics.ts';
+import type { Metrics, StepName } from '../../runtime/metrics.ts';
 import type { InputRecord, ProcessorCore } from '../../runtime/processor.ts';
 import type { EmotionChange, Listen, Recommendation } from '../../schemas/generated/types.ts';
 import { checkListen, composeList, listenRefreshes, redelivered, sourceOf } from './decisions.ts';
@@ -32,7 +32,7 @@ const UNIFORM = Array.from({ length: 7 }, () => 1 / 7);
 export function createRecommenderCore(deps: { scorer: Scorer; store: UserStore; config?: RecommenderConfig; metrics?: Metrics; verifier?: TokenVerifier }): ProcessorCore<never, Recommendation | null> & { routes: RouteHandler[] } {
   const { scorer, store, metrics } = deps;
   const config = deps.config ?? DEFAULT_RECOMMENDER_CONFIG;
-  const step = (name: string, ms: number) => metrics?.stepSeconds.observe({ stage: 'recommender', step: name }, ms / 1000);
+  const step = (name: StepName, ms: number) => metrics?.stepSeconds.observe({ stage: 'recommender', step: name }, ms / 1000);
 
   async function buildList(record: InputRecord, trigger: Recommendation['trigger']): Promise<Recommendation> {
     const state = await store.read(record.key);

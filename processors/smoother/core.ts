@@ -4,6 +4,7 @@ import { TABLE_II, valenceArousal } from '../../schemas/emotions.ts';
 export { TABLE_II, valenceArousal };
 import type { EmotionChange, EmotionScore } from '../../schemas/generated/types.ts';
 import type { ProcessorCore } from '../../runtime/processor.ts';
+import type { ResetReason, SkipReason } from '../../runtime/metrics.ts';
 
 
 /**
@@ -215,7 +216,7 @@ export function smootherStateVersion(config: SmootherConfig): string {
 }
 
 /** emotion-scores -> emotion-changes, per user, with the state in the runtime's changelog. */
-export function createSmootherCore(config: SmootherConfig = DEFAULT_SMOOTHER_CONFIG, hooks: { onDrop?: (reason: string) => void; onReset?: (why: string) => void; onStep?: (ms: number) => void; onChange?: (change: EmotionChange) => void } = {}): ProcessorCore<SmootherState> {
+export function createSmootherCore(config: SmootherConfig = DEFAULT_SMOOTHER_CONFIG, hooks: { onDrop?: (reason: SkipReason) => void; onReset?: (why: ResetReason) => void; onStep?: (ms: number) => void; onChange?: (change: EmotionChange) => void } = {}): ProcessorCore<SmootherState> {
   return {
     name: 'smoother',
     stateVersion: smootherStateVersion(config),

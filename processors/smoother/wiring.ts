@@ -1,4 +1,5 @@
 import { opt } from '../../runtime/config.ts';
+import { LABELS } from '../../runtime/metrics.ts';
 import { entry } from '../options.ts';
 import { createSmootherCore, DEFAULT_SMOOTHER_CONFIG, SMOOTHER_SCHEMES, smootherStateVersion } from './core.ts';
 
@@ -20,11 +21,14 @@ export const smoother = entry({
   port: 9102,
   options: smootherOptions,
   stateVersion: smootherStateVersion(DEFAULT_SMOOTHER_CONFIG),
-  create: ({ metrics, config }) =>
-    createSmootherCore(config, {
+  create: ({ metrics, config }) => {
+    // Every reason's series exists from the start (at 0), so that a dashboard shows none as none.
+    for (const reason of LABELS.resetReason) metrics.stateResets.inc({ stage: 'smoother', reason }, 0);
+    return createSmootherCore(config, {
       onDrop: (reason) => metrics.skipped.inc({ stage: 'smoother', reason }),
-      onReset: (why) => metrics.skipped.inc({ stage: 'smoother', reason: `state-reset-${why}` }),
+      onReset: (why) => metrics.stateResets.inc({ stage: 'smoother', reason: why }),
       onStep: (ms) => metrics.stepSeconds.observe({ stage: 'smoother', step: 'smooth' }, ms / 1000),
       onChange: (change) => metrics.endToEnd.observe({ path: 'change' }, Math.max(0, change.emittedTimeMs - change.captureTimeMs) / 1000),
-    }),
+    });
+  },
 });

@@ -44,7 +44,8 @@ describe('classifier processor on the real broker', () => {
         expect(s.timings.decodeMs).toBeGreaterThan(0);
       }
       const metrics = await metricsText(p.port);
-      expect(metricSum(metrics, 'emotionmuse_records_skipped_total', 'reason="no-face"')).toBe(1);
+      expect(metricSum(metrics, 'emotionmuse_frames_without_face_total', 'source="server"')).toBe(1);
+      expect(metricSum(metrics, 'emotionmuse_records_skipped_total', '')).toBe(0);
       expect(metricSum(metrics, 'emotionmuse_stage_step_seconds_count', 'step="infer"')).toBe(scores.length - 1);
       expect(p.logs.join('')).toMatch(/runs on the (CPU|CUDA) execution provider/);
     } finally {
