@@ -104,8 +104,9 @@ for (const [stage, port] of Object.entries(ports)) {
 }
 process.stderr.write('waiting for the processors to be ready\n');
 for (const [stage, port] of Object.entries(ports)) {
-  for (let i = 0; i < 600 && !(await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false)); i++) {
+  for (let i = 0; !(await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false)); i++) {
     if (procs[stage]!.exitCode !== null) throw new Error(`the ${stage} exited with ${procs[stage]!.exitCode} before it was ready (see its log above)`);
+    if (i >= 600) throw new Error(`the ${stage} was not ready on port ${port} within 60 s (see its log above)`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }

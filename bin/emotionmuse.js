@@ -4,4 +4,8 @@ import { register } from 'tsx/esm/api';
 
 register();
 const { main } = await import('../cli/main.ts');
-process.exitCode = await main(process.argv.slice(2));
+const code = await main(process.argv.slice(2));
+// A command that failed exits now: what it had opened before failing (a Redis connection, model
+// worker threads, a Kafka client) must not keep a half-started process alive.
+if (code !== 0) process.exit(code);
+process.exitCode = code;
