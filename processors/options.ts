@@ -34,10 +34,13 @@ export function entry<T extends OptionTable>(e: ProcessorEntry<T>): ProcessorEnt
   return e;
 }
 
+/** ONNX Runtime's intra-op threads of each model session; each user of the option says its own default and why. */
+export const ortThreadsOption = (def: number, why: string) => opt.int('EM_ORT_THREADS', 'threads', def, `ONNX Runtime intra-op threads of each model session (0: one per core); ${why}`, { min: 0 });
+
 /** Options of the model-serving processors and commands. */
 export const inferenceOptions = {
   providers: opt.list('EM_EXECUTION_PROVIDERS', 'providers', ['cuda', 'cpu'], `ONNX Runtime execution providers to try in order (${EXECUTION_PROVIDERS.join(', ')})`),
-  threads: opt.int('EM_ORT_THREADS', 'threads', 1, 'ONNX Runtime intra-op threads of each model session (0: one per core); a processor runs beside the others and the broker, so one each', { min: 0 }),
+  threads: ortThreadsOption(0, 'one per core suits a model that runs one request at a time (the recommender\'s scoring, the evaluations)'),
 };
 
 export const emotionModelOption = {

@@ -2,13 +2,14 @@ import { opt } from '../../runtime/config.ts';
 import { LABELS } from '../../runtime/metrics.ts';
 import { DEFAULT_MAX_INFERENCE_BATCH } from '../../vision/emotion-cnn.ts';
 import { DEFAULT_DETECTOR_SIDES, formatDetectorSides, parseDetectorSides } from '../../vision/face-crop.ts';
-import { emotionModelOption, entry, inferenceOptions, providersOf } from '../options.ts';
+import { emotionModelOption, entry, inferenceOptions, ortThreadsOption, providersOf } from '../options.ts';
 import { createClassifierCore, DEFAULT_PREPARE_AHEAD } from './core.ts';
 import { ClassifierEngine } from './engine.ts';
 
 export const classifierOptions = {
   ...inferenceOptions,
   ...emotionModelOption,
+  threads: ortThreadsOption(1, 'the classifier runs a session in each of its inference threads, so one each'),
   clahe: opt.bool('EM_CLAHE', 'clahe', false, 'Apply CLAHE (clip 2.0, 8x8 tiles) to the face crop, as the paper does (lowers this model\'s accuracy: see models/emotion.card.json)'),
   inferenceThreads: opt.int('EM_INFERENCE_THREADS', 'inference-threads', 2, 'Worker threads that run the models (each with its own copy), so that fetching and producing go on during inference and one batch need not wait for the previous one; 0 runs them on the main thread', { min: 0, max: 16 }),
   maxInferenceBatch: opt.int('EM_MAX_INFERENCE_BATCH', 'max-inference-batch', DEFAULT_MAX_INFERENCE_BATCH, 'Most frames in one classifier run, and the largest emotion CNN batch (a larger backlog runs as several, on the inference threads in parallel)', { min: 1 }),
