@@ -74,7 +74,7 @@ export function processBatch<S>(core: ProcessorCore<S>, io: BatchIo, partition: 
       for (const e of encoded) push(e.topic, e.message);
     } catch (err) {
       const decision = decideFailure(err);
-      if (decision.action === 'retry') throw new EmotionMuseError('SERVICE_UNAVAILABLE', `retrying batch of ${input.name}[${partition}]: ${decision.message}`, { retriable: true, cause: err });
+      if (decision.action === 'retry') throw new EmotionMuseError(decision.code, `retrying batch of ${input.name}[${partition}]: ${decision.message}`, { retriable: true, cause: err });
       push(input.deadLetters, io.deadLetter(input, partition, message, decision.code, decision.message));
     }
   }

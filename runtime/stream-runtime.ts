@@ -1,6 +1,7 @@
 import type { Admin, Consumer, EachBatchPayload } from 'kafkajs';
 import { changelogTopic, type Guarantee, type TopicSpec } from '../topology/topology.ts';
-import { errorMessage } from '../schemas/errors.ts';
+import { EmotionMuseError, errorMessage } from '../schemas/errors.ts';
+import { batchAttempts, failureCode } from './failure-policy.ts';
 import { prepareBatch, processBatch, type BatchIo, type Prepared } from './batch-step.ts';
 import { ensureChangelog } from './changelog.ts';
 import { CommitFailed, commitProtocol, type CommitProtocol } from './commit-protocol.ts';
@@ -10,7 +11,7 @@ import type { Metrics } from './metrics.ts';
 import type { ProcessorCore } from './processor.ts';
 import { deadLetterValueLimit, inputsOf, recordIo, type Input } from './records.ts';
 import type { RuntimeOptions, RuntimeSettings } from './runtime-options.ts';
-import { admit, type Task } from './task.ts';
+import { admit, closeTaskWork, type Task } from './task.ts';
 import { TaskManager } from './task-manager.ts';
 
 export type { RuntimeOptions, RuntimeSettings } from './runtime-options.ts';
@@ -76,7 +77,7 @@ export class StreamRuntime<S> {
       const assignment = e.payload.memberAssignment as Record<string, number[]>;
       const next = new Set<number>();
       for (const input of this.inputs) for (const p of assignment[input.name] ?? []) next.add(p);
-      this.onAssignment(next);
+      this.tasks.assign(next);
     });
     consumer.on(consumer.events.CRASH, (e) => {
       o.logger.error('consumer crashed', { error: errorMessage(e.payload.error), restart: e.payload.restart });
@@ -96,17 +97,12 @@ export class StreamRuntime<S> {
     o.logger.info('stream runtime started', { guarantee: this.guarantee, maxBatchRecords: this.s.maxBatchRecords });
   }
 
-  /** Partitions whose batches have failed for longer than the stall timeout. */
-  stalled(now = Date.now()): number[] {
-    return this.tasks.stalled(now);
-  }
-
   readiness(): { ready: boolean; reason?: string } {
     if (this.stopping) return { ready: false, reason: 'stopping' };
     if (!this.joined) return { ready: false, reason: 'not yet in the consumer group' };
     const waiting = this.tasks.starting();
     if (waiting.length > 0) return { ready: false, reason: `partition(s) ${waiting.join(', ')} restoring their state or offsets` };
-    const stalled = this.stalled();
+    const stalled = this.tasks.stalled();
     if (stalled.length > 0) return { ready: false, reason: `partition(s) ${stalled.join(', ')} have made no progress for ${Math.round(this.s.stallTimeoutMs / 1000)} s or more` };
     return this.o.core.ready?.() ?? { ready: true };
   }
@@ -130,14 +126,6 @@ export class StreamRuntime<S> {
     await Promise.all(tasks.map((t) => t.producer?.disconnect().catch(() => undefined)));
     await this.admin.disconnect().catch(() => undefined);
     await this.o.core.close?.();
-  }
-
-  private onAssignment(next: Set<number>): void {
-    for (const partition of this.tasks.assigned) if (!next.has(partition)) void this.tasks.close(partition, 'revoked');
-    this.tasks.assigned = next;
-    this.o.metrics.assignedPartitions.set({ stage: this.stage }, next.size * this.inputs.length);
-    for (const partition of next) void this.tasks.task(partition).catch(() => undefined);
-    this.o.logger.info('partitions assigned', { partitions: [...next].sort((a, b) => a - b) });
   }
 
   /** kafkajs's fetch loop: hands the batch to its task and returns, so that fetching goes on. */
@@ -215,16 +203,28 @@ export class StreamRuntime<S> {
     }
   }
 
-  /** A service the core needs being away (a retriable error) retries the same batch with backoff; nothing is committed meanwhile. */
+  /**
+   * A retriable failure (a service the core needs) retries the same batch with backoff, nothing
+   * committed meanwhile, and the partition counts as failing (stalled after --stall-timeout-ms);
+   * after the attempts its code allows (runtime/failure-policy.ts) the processor stops.
+   */
   private async processWithRetry(task: Task<S>, batch: Chunk[], ready?: Promise<Prepared>): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
+    for (let attempt = 1; ; attempt++) {
       try {
-        await this.runBatch(task, batch, attempt === 0 && ready ? ready : this.prepare(task, batch));
+        await this.runBatch(task, batch, attempt === 1 && ready ? ready : this.prepare(task, batch));
         return;
       } catch (err) {
         if (err instanceof CommitFailed || task.closed || this.stopping) throw err;
-        const wait = Math.min(2000, 50 * 2 ** attempt) * (0.8 + 0.4 * Math.random());
-        this.o.logger.warn('batch failed with a retriable error; retrying it', { partition: task.partition, attempt: attempt + 1, inMs: Math.round(wait), error: errorMessage(err) });
+        const code = failureCode(err);
+        this.tasks.failing(task.partition);
+        if (attempt >= batchAttempts(code, this.s.maxBatchRetries)) {
+          this.o.logger.error('a batch failed as often as its error allows; stopping the processor', { partition: task.partition, attempts: attempt, code, error: errorMessage(err) });
+          closeTaskWork(task);
+          this.crashed?.(new EmotionMuseError('PROCESSING_FAILED', `partition ${task.partition}: a batch failed ${attempt} times with ${code}: ${errorMessage(err)}`, { cause: err }));
+          return;
+        }
+        const wait = Math.min(2000, 50 * 2 ** (attempt - 1)) * (0.8 + 0.4 * Math.random());
+        this.o.logger.warn('batch failed with a retriable error; retrying it', { partition: task.partition, attempt, code, inMs: Math.round(wait), error: errorMessage(err) });
         await sleep(wait);
       }
     }

@@ -36,7 +36,7 @@ export interface TaskManagerOptions<S> {
  */
 export class TaskManager<S> {
   private readonly tasks = new Map<number, Promise<Task<S>>>();
-  assigned = new Set<number>();
+  private assigned = new Set<number>();
   /** Partitions whose task has restored its state and found its offsets. */
   private readonly initialized = new Set<number>();
   /** Per partition: failed attempts since its last committed batch, and when the first failed. */
@@ -62,9 +62,24 @@ export class TaskManager<S> {
     return [...this.failures].filter(([, f]) => now - f.since >= this.o.limits.stallTimeoutMs).map(([p]) => p);
   }
 
+  /** A batch of the partition failed and is tried again: the stall timer runs from its first failure. */
+  failing(partition: number): void {
+    if (!this.failures.has(partition)) this.failures.set(partition, { count: 0, since: Date.now() });
+    this.o.metrics.partitionsStalled.set({ stage: this.o.stage }, this.stalled().length);
+  }
+
   /** A batch of the partition committed: it is no longer failing. */
   succeeded(partition: number): void {
     if (this.failures.delete(partition)) this.o.metrics.partitionsStalled.set({ stage: this.o.stage }, this.stalled().length);
+  }
+
+  /** A new assignment: the tasks of revoked partitions close, those of new ones start. */
+  assign(next: Set<number>): void {
+    for (const partition of this.assigned) if (!next.has(partition)) void this.close(partition, 'revoked');
+    this.assigned = next;
+    this.o.metrics.assignedPartitions.set({ stage: this.o.stage }, next.size * this.o.inputs.length);
+    for (const partition of next) void this.task(partition).catch(() => undefined);
+    this.o.logger.info('partitions assigned', { partitions: [...next].sort((a, b) => a - b) });
   }
 
   /** The partition's task; `resetAfterMs`: a task that starts over after a failed batch, after that long. */

@@ -3,6 +3,7 @@ import type { MessageKind } from '../schemas/kinds.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
 import { processorSpec, topicSpec, type ProcessorSpec, type TopicId, type Topology } from '../topology/topology.ts';
 import { applyStaged, prepareBatch, processBatch, type BatchIo } from './batch-step.ts';
+import { batchAttempts, failureCode } from './failure-policy.ts';
 import type { Chunk } from './inbox.ts';
 import type { ProcessorCore } from './processor.ts';
 import { deadLetterMessage, decodeRecord, encodeOutput, inputsOf, type Input } from './records.ts';
@@ -60,7 +61,7 @@ const partitioner = kafkajs.Partitioners.DefaultPartitioner();
  * what a core writes lands in in-memory topics that the cores reading them take in turn. Records
  * are partitioned as kafkajs's default partitioner would; each partition keeps its own state.
  * Every batch commits atomically (as under exactly-once). A retriable failure retries the batch
- * (`onRetry` is told), a rejected record is dead-lettered, and a core that writes to a topic its
+ * (`onRetry` is told) as often as its code allows (runtime/failure-policy.ts) and `maxAttempts`, a rejected record is dead-lettered, and a core that writes to a topic its
  * topology does not declare fails the run.
  *
  * @example
@@ -170,7 +171,7 @@ export class TopologyTestDriver {
         for (const [topic, next] of outcome.next) r.positions.set(`${topic}/${partition}`, Number(next));
         return true;
       } catch (err) {
-        if (attempt >= (this.o.maxAttempts ?? 5)) throw err;
+        if (attempt >= Math.min(this.o.maxAttempts ?? 5, batchAttempts(failureCode(err), 0))) throw err;
         this.retries.set(r.spec.name, (this.retries.get(r.spec.name) ?? 0) + 1);
         await this.o.onRetry?.(r.spec.name, attempt, err);
       }

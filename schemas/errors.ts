@@ -14,6 +14,7 @@ export const ErrorCodes = [
   'PROCESSING_FAILED',
   'CONFIG_INVALID',
   'SERVICE_UNAVAILABLE',
+  'SERVICE_REFUSED',
 ] as const;
 
 export type ErrorCode = (typeof ErrorCodes)[number];

@@ -1,4 +1,4 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis, ReplyError, type RedisOptions } from 'ioredis';
 import { EmotionMuseError, errorMessage } from '../../schemas/errors.ts';
 import type { Recommendation } from '../../schemas/generated/types.ts';
 
@@ -115,7 +115,11 @@ export class UserStore {
       try {
         return await fn();
       } catch (err) {
-        throw new EmotionMuseError('SERVICE_UNAVAILABLE', `redis ${op}: ${errorMessage(err)}`, { retriable: true, cause: err });
+        // Every Redis error is retriable: a valid record never goes to the dead letters for it. A
+        // refusal (no permission, a wrong password) is told apart: it stops the processor after a
+        // few attempts instead of waiting for ever (runtime/failure-policy.ts).
+        const refused = err instanceof ReplyError && /^(NOPERM|NOAUTH|WRONGPASS)/.test((err as Error).message);
+        throw new EmotionMuseError(refused ? 'SERVICE_REFUSED' : 'SERVICE_UNAVAILABLE', `redis ${op}: ${errorMessage(err)}`, { retriable: true, cause: err });
       } finally {
         this.options.onOperation?.(op, performance.now() - t0);
       }

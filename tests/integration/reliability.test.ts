@@ -109,4 +109,37 @@ describe('reliability: poison pills and invalid values never stall a partition o
       await reader.stop();
     }
   });
+
+  it('stops the recommender when Redis refuses it (an ACL user without the permission): retried 5 times, then a clean exit 1, nothing dead-lettered, the listen still unread', async () => {
+    const prefix = randomPrefix('refused');
+    const topology = await createTopology(fx.admin, prefix, 1);
+    const user = `reader-${prefix.split('.')[2]}`;
+    const root = testRedis();
+    await root.call('ACL', 'SETUSER', user, 'on', '>refused-pw', `~${prefix}*`, '+@read', '-@scripting');
+    const catalogue = loadCatalogue(process.env.EM_RECOMMENDER_MODEL ?? recommenderOptions.modelDir.default);
+    const listen: Listen = { listenId: 'l1', userId: 'rf', trackId: catalogue.ids[0]!, startTimeMs: 1, listenedMs: 1000, outcome: 'COMPLETED' };
+    await produce(fx.kafka, topicName(topology, 'listens'), [{ key: 'rf', value: registry.encode('listen', listen) }]);
+    const reader = await collect(fx.kafka, [topicName(topology, 'dead-letter'), topicName(topology, 'recommendations')]);
+    const started = Date.now();
+    const p = await startProcessor('recommender', { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '1', EM_REDIS_URL: inject('redisUrl'), EM_REDIS_PREFIX: prefix, EM_REDIS_USERNAME: user, EM_REDIS_PASSWORD: 'refused-pw' });
+    try {
+      const exit = await Promise.race([p.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 60_000))]);
+      expect(exit, `the processor stops by itself; its log:\n${p.logs.join('').slice(-3000)}`).toMatchObject({ code: 1 });
+      const log = p.logs.join('');
+      expect(log).toMatch(/a batch failed as often as its error allows/);
+      expect(log).toMatch(/SERVICE_REFUSED/);
+      expect((log.match(/batch failed with a retriable error; retrying it/g) ?? []).length).toBe(4);
+      console.log(`[refused] the recommender stopped ${((Date.now() - started) / 1000).toFixed(1)} s after it started, after 5 attempts`);
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(reader.records).toEqual([]);
+      // Nothing was committed: the listen waits for a recommender that Redis lets in.
+      const committed = await fx.admin.fetchOffsets({ groupId: `${prefix}recommender`, topics: [topicName(topology, 'listens')] });
+      expect(Number(committed[0]!.partitions[0]!.offset)).toBeLessThanOrEqual(0);
+    } finally {
+      p.proc.kill('SIGKILL');
+      await reader.stop();
+      await root.call('ACL', 'DELUSER', user).catch(() => undefined);
+      root.disconnect();
+    }
+  });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { EmotionMuseError } from '../../schemas/errors.ts';
-import { decideFailure } from '../../runtime/failure-policy.ts';
+import { EmotionMuseError, ErrorCodes } from '../../schemas/errors.ts';
+import { batchAttempts, decideFailure, FAILURE_POLICY, failureCode } from '../../runtime/failure-policy.ts';
 import type { InputRecord } from '../../runtime/processor.ts';
 import { createPassthroughCore, type PassthroughState } from '../../processors/passthrough/core.ts';
 import type { Frame } from '../../schemas/generated/types.ts';
@@ -39,9 +39,27 @@ describe('passthrough core', () => {
 describe('failure policy', () => {
   it.each([
     [new EmotionMuseError('UNDECODABLE_FRAME', 'x'), { action: 'dead-letter', code: 'UNDECODABLE_FRAME' }],
-    [new EmotionMuseError('SERVICE_UNAVAILABLE', 'redis away', { retriable: true }), { action: 'retry' }],
+    [new EmotionMuseError('SERVICE_UNAVAILABLE', 'redis away', { retriable: true }), { action: 'retry', code: 'SERVICE_UNAVAILABLE' }],
+    [new EmotionMuseError('SERVICE_REFUSED', 'NOPERM'), { action: 'retry', code: 'SERVICE_REFUSED' }],
     [new TypeError('bug'), { action: 'dead-letter', code: 'PROCESSING_FAILED' }],
   ])('%s', (err, expected) => {
     expect(decideFailure(err)).toMatchObject(expected);
+  });
+
+  it('escalates per code: a service away waits as configured (0: for ever), a refusal stops after 5 attempts, bad configuration at once', () => {
+    expect(batchAttempts('SERVICE_UNAVAILABLE', 0)).toBe(Infinity);
+    expect(batchAttempts('SERVICE_UNAVAILABLE', 7)).toBe(7);
+    expect(batchAttempts('SERVICE_REFUSED', 0)).toBe(5);
+    expect(batchAttempts('CONFIG_INVALID', 0)).toBe(1);
+    // every code has a policy, and only service and configuration errors retry a record's batch
+    expect(Object.keys(FAILURE_POLICY).sort()).toEqual([...ErrorCodes].sort());
+    expect(ErrorCodes.filter((c) => FAILURE_POLICY[c].record === 'retry')).toEqual(['CONFIG_INVALID', 'SERVICE_UNAVAILABLE', 'SERVICE_REFUSED']);
+  });
+
+  it('finds the code a batch failed with in the cause chain', () => {
+    const inner = new EmotionMuseError('SERVICE_REFUSED', 'redis apply-listen: NOPERM', { retriable: true });
+    expect(failureCode(new Error('outer', { cause: new EmotionMuseError('SERVICE_UNAVAILABLE', 'retrying', { cause: inner }) }))).toBe('SERVICE_UNAVAILABLE');
+    expect(failureCode(new Error('outer', { cause: inner }))).toBe('SERVICE_REFUSED');
+    expect(failureCode(new TypeError('bug'))).toBe('PROCESSING_FAILED');
   });
 });

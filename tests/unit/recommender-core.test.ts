@@ -126,6 +126,31 @@ describe('recommender core through the in-memory driver (real Redis of its own, 
     expect(await store.read('ana')).toMatchObject({ history: [t3, t2, t1], emotion: { label: 'sad' } });
   }, 30_000);
 
+  it('a Redis that refuses (an ACL user without the permission) is SERVICE_REFUSED: retried, never dead-lettered, and the run stops after the 5 attempts its code allows', async () => {
+    const admin = new UserStore(`redis://127.0.0.1:${redis.port}`, { prefix: 't:', historySize: 5, ttlSeconds: 60 });
+    await admin.connect();
+    // The same server as an ACL user that may read the keys but not run scripts or write.
+    const { Redis } = await import('ioredis');
+    const root = new Redis(redis.port, '127.0.0.1');
+    await root.call('ACL', 'SETUSER', 'reader', 'on', '>reader-pw', '~t:*', '+@read', '-@scripting');
+    root.disconnect();
+    await admin.close();
+    const limited = new UserStore(`redis://reader:reader-pw@127.0.0.1:${redis.port}`, { prefix: 't:', historySize: 5, ttlSeconds: 60 });
+    await limited.connect();
+    try {
+      const err = await limited.applyListen('cara', 'listens:0', '1', scorer.catalogue.ids[0]!).then(() => undefined, (e: unknown) => e);
+      expect(err).toMatchObject({ code: 'SERVICE_REFUSED', retriable: true });
+      const attempts: number[] = [];
+      const driver = new TopologyTestDriver({ topology, cores: { recommender: createRecommenderCore({ scorer, store: limited }) }, maxAttempts: 50, onRetry: (_s, attempt) => void attempts.push(attempt) });
+      driver.pipe('listens', 'cara', listen('cara', scorer.catalogue.ids[0]!, 1));
+      await expect(driver.run()).rejects.toMatchObject({ code: 'SERVICE_REFUSED' });
+      expect(attempts).toEqual([1, 2, 3, 4]);
+      expect(driver.read('dead-letter')).toEqual([]);
+    } finally {
+      await limited.close();
+    }
+  }, 30_000);
+
   it('retries a batch whose Redis goes away in the middle of a list (after reading the user, before saving the list): one list, nothing dead-lettered', async () => {
     let killed = false;
     afterOperation = (op) => {

@@ -112,3 +112,28 @@ describe('produce requests', () => {
     expect(parts.map((p) => p.flatMap((t) => t.messages.map((x) => (x.value as Buffer).length)))).toEqual([[400, 400], [5000], [10]]);
   });
 });
+
+describe('task manager: a partition whose batches keep failing', () => {
+  it('counts as stalled once its first failure is older than the stall timeout, and not after a batch commits', async () => {
+    const { TaskManager } = await import('../../runtime/task-manager.ts');
+    const { createMetrics } = await import('../../runtime/metrics.ts');
+    const { createLogger } = await import('../../runtime/log.ts');
+    const metrics = createMetrics();
+    // Only the failure bookkeeping runs here: no task starts, so no client is needed.
+    const none = undefined as never;
+    const tasks = new TaskManager<unknown>({
+      kafka: none, admin: none, consumer: none, protocol: none, inputs: [frames!], changelog: undefined, groupId: 'g', stage: 'recommender', metrics, logger: createLogger('error'),
+      limits: { maxBatchRecords: 10, maxBacklog: 10, maxBacklogBytes: 1 << 20, stallTimeoutMs: 1000, maxBatchRetries: 0, restoreTimeoutMs: 1000 },
+      resume: () => undefined, stopping: () => false, crash: () => undefined,
+    });
+    const t0 = Date.now();
+    tasks.failing(2);
+    tasks.failing(2); // the timer runs from the first failure
+    expect(tasks.stalled(t0 + 500)).toEqual([]);
+    expect(tasks.stalled(t0 + 1500)).toEqual([2]);
+    const gauge = async () => (await metrics.partitionsStalled.get()).values.find((v) => v.labels.stage === 'recommender')?.value;
+    tasks.succeeded(2);
+    expect(tasks.stalled(t0 + 1500)).toEqual([]);
+    expect(await gauge()).toBe(0);
+  });
+});
