@@ -9,6 +9,7 @@ import { createKafka, producerIsBroken } from '../../runtime/kafka.ts';
 import { applyTopology } from '../../topology/apply.ts';
 import { buildTopology, topicName } from '../../topology/topology.ts';
 import { keyedFrames, registry } from '../support/frames.ts';
+import { readCommittedWithJava } from '../support/committed-reader.ts';
 import { collect, startProcessor, waitFor } from '../support/kafka.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -166,8 +167,17 @@ describe('a 3-broker cluster (replication factor 3, min.insync.replicas 2)', () 
       await new Promise((r) => setTimeout(r, 2000));
       const outCount = counts(reader.records);
       const lostByClient = frames.length - inCount.size;
+      const sentKeys = frames.map((m) => id({ value: m.value as Buffer }).key);
+      const missing = sentKeys.filter((k) => !inCount.has(k));
       const repeated = [...outCount].filter(([k, n]) => n > inCount.get(k)!);
-      console.log(`[cluster] ${faults.join('; ')}; the frames topic holds ${inputs.records.length} records (${inCount.size} distinct of ${frames.length} sent: ${lostByClient} acked sends missing, lost by the load generator's client); ${reader.records.length} outputs; ${repeated.length} records out more often than in (${repeated.slice(0, 5).map(([k, n]) => `${k} x${n}`).join(', ') || 'none'})`);
+      // The Java client's read_committed view of both topics: a second opinion on what was lost or repeated.
+      mkdirSync(ARTIFACTS, { recursive: true });
+      writeFileSync(path.join(ARTIFACTS, 'cluster-passthrough.log'), p.logs.join(''));
+      const javaIn = counts(readCommittedWithJava(cluster.brokers, topicName(topology, 'frames')));
+      const javaOut = counts(readCommittedWithJava(cluster.brokers, topicName(topology, 'passthrough')));
+      const javaRepeated = [...javaOut].filter(([k, n]) => n > (javaIn.get(k) ?? 0));
+      console.log(`[cluster] Java read_committed view: frames ${[...javaIn.values()].reduce((a, b) => a + b, 0)} records (${javaIn.size} distinct), passthrough ${[...javaOut.values()].reduce((a, b) => a + b, 0)} (${javaOut.size} distinct), ${javaRepeated.length} out more often than in, ${[...javaIn.keys()].filter((k) => !javaOut.has(k)).length} in but not out`);
+      console.log(`[cluster] ${faults.join('; ')}; the frames topic holds ${inputs.records.length} records (${inCount.size} distinct of ${frames.length} sent: ${lostByClient} acked sends missing, lost by the load generator's client${missing.length > 0 ? `: ${missing.slice(0, 6).join(', ')}${missing.length > 6 ? ', ...' : ''}, chunks ${[...new Set(missing.map((k) => Math.floor(sentKeys.indexOf(k) / 100)))].join(', ')}` : ''}); ${reader.records.length} outputs; ${repeated.length} records out more often than in (${repeated.slice(0, 5).map(([k, n]) => `${k} x${n}`).join(', ') || 'none'})`);
       // Nothing the topic held is lost and nothing is made up. Records that come out more often
       // than they went in are counted above, not failed on: under a broker failover, kafkajs's
       // transactional producer has committed some twice in one run of three (README, Reliability;
