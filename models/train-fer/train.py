@@ -1,0 +1,183 @@
+"""Trains the paper's VGG-16+SE emotion CNN (vgg_se.py) on FER-2013 train with the paper's recipe
+(Section IV-D), validates on PublicTest (the paper's protocol), and exports the served graph.
+
+Recipe: inverse-frequency class weights w_c = N / (C n_c) in the cross-entropy; horizontal flips
+(p = 0.5), rotation within +-15 degrees, brightness +-0.2 and zoom 0.85-1.15, drawn per image;
+Adam at 1e-4 with weight decay 1e-5; ReduceLROnPlateau on validation accuracy (patience 5, factor
+0.5); batch 64; at most 80 epochs; early stopping after 15 epochs without a better validation
+accuracy, keeping the best. No ImageNet weights can be had offline: the network starts from
+scratch (Kaiming initialisation), which the paper does not do.
+
+Every epoch ends in a checkpoint (<out>/checkpoint.pt); a run started again with the same --out
+goes on from it. --max-minutes stops after the epoch that passes the limit (resume later).
+
+  python3 models/train-fer/train.py --width 0.25 --out .cache/fer-vgg-w025          # train
+  python3 models/train-fer/train.py --width 1.0 --time-batches 10                   # epoch time here
+  python3 models/train-fer/train.py --smoke --out .cache/fer-vgg-smoke              # CI: 384 faces, 1 epoch
+  python3 models/train-fer/train.py --packed fer.npz --device cuda --width 1.0 ...  # a GPU machine
+"""
+import argparse, json, math, os, platform, sys, time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from vgg_se import LABELS, Served, VggSe  # noqa: E402
+from data import load_split  # noqa: E402
+from report import curve_svg, per_class  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+SHARED = os.path.abspath(os.path.join(ROOT, '..', 'shared', 'data', 'fer2013'))
+
+
+def normalise(u8: torch.Tensor) -> torch.Tensor:
+    """uint8 faces [B, 48, 48] -> NCHW floats in [-1, 1], as the classifier feeds the models."""
+    return (u8.float().unsqueeze(1) / 255.0 - 0.5) * 2.0
+
+
+def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """The paper's augmentations, drawn per image: flip, rotation +-15 deg, zoom 0.85-1.15, brightness +-0.2."""
+    b = x.shape[0]
+    u = lambda lo, hi: torch.rand(b, generator=g) * (hi - lo) + lo
+    angle = u(-15, 15) * math.pi / 180
+    zoom = u(0.85, 1.15)
+    flip = torch.where(torch.rand(b, generator=g) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos * flip, -sin, torch.zeros(b)], 1), torch.stack([sin * flip, cos, torch.zeros(b)], 1)], 1)
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, padding_mode='border', align_corners=False)
+    # brightness +-0.2 of the [0, 1] range is +-0.4 in [-1, 1]
+    return (out + (u(-0.4, 0.4)).to(x.device)[:, None, None, None]).clamp(-1, 1)
+
+
+def evaluate(net, x_u8, y, device, batch=512):
+    net.eval()
+    preds = []
+    with torch.no_grad():
+        for i in range(0, len(x_u8), batch):
+            preds.append(net(normalise(x_u8[i:i + batch]).to(device)).argmax(1).cpu())
+    p = torch.cat(preds).numpy()
+    return float((p == y.numpy()).mean()), p
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--train', default=os.path.join(SHARED, 'train'), help='FER-2013 train folder (<class>/*.jpg)')
+    ap.add_argument('--val', default=os.path.join(SHARED, 'public-test'), help='validation folder: PublicTest, the paper\'s protocol')
+    ap.add_argument('--packed', help='an .npz made by pack.py instead of the folders (for a machine without ../shared)')
+    ap.add_argument('--width', type=float, default=1.0, help='width multiplier of every channel count (1.0: the paper)')
+    ap.add_argument('--epochs', type=int, default=80)
+    ap.add_argument('--batch', type=int, default=64)
+    ap.add_argument('--lr', type=float, default=1e-4)
+    ap.add_argument('--weight-decay', type=float, default=1e-5)
+    ap.add_argument('--patience', type=int, default=15, help='early stopping: epochs without a better validation accuracy')
+    ap.add_argument('--limit', type=int, default=0, help='use only this many training (and a quarter as many validation) faces')
+    ap.add_argument('--smoke', action='store_true', help='CI: 384 faces, one epoch, width 0.25')
+    ap.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    ap.add_argument('--threads', type=int, default=0, help='torch threads (0: one per core)')
+    ap.add_argument('--time-batches', type=int, default=0, help='only time this many training batches and print the epoch time they imply')
+    ap.add_argument('--max-minutes', type=float, default=0, help='stop after the epoch that passes this many minutes (the checkpoint stays)')
+    ap.add_argument('--seed', type=int, default=1)
+    ap.add_argument('--out', default=os.path.join(ROOT, '.cache', 'fer-vgg'))
+    a = ap.parse_args()
+    if a.smoke:
+        a.width, a.epochs, a.limit = 0.25, 1, a.limit or 384
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    device = torch.device(a.device)
+    os.makedirs(a.out, exist_ok=True)
+    cache = os.path.join(ROOT, '.cache', 'fer-train-faces')
+    xtr, ytr = load_split(a.packed, 'train', a.train, cache, a.limit, a.seed)
+    xva, yva = load_split(a.packed, 'val', a.val, cache, a.limit // 4 if a.limit else 0, a.seed)
+    counts = np.bincount(ytr.numpy(), minlength=7)
+    weights = torch.tensor(len(ytr) / (7 * np.maximum(counts, 1)), dtype=torch.float32)
+    print(f'[train-fer] {len(ytr)} training and {len(yva)} validation faces; class weights {", ".join(f"{l} {w:.2f}" for l, w in zip(LABELS, weights.tolist()))}', file=sys.stderr)
+
+    net = VggSe(a.width).to(device)
+    params = sum(p.numel() for p in net.parameters())
+    opt = torch.optim.Adam(net.parameters(), lr=a.lr, weight_decay=a.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode='max', patience=5, factor=0.5)
+    lossf = torch.nn.CrossEntropyLoss(weight=weights.to(device))
+    g = torch.Generator().manual_seed(a.seed)
+    state = {'epoch': 0, 'best': -1.0, 'best_epoch': 0, 'history': [], 'seconds': 0.0}
+    ckpt = os.path.join(a.out, 'checkpoint.pt')
+    if os.path.exists(ckpt) and not a.time_batches:
+        c = torch.load(ckpt, map_location=device)
+        if c['width'] != a.width:
+            raise SystemExit(f'{ckpt} is of width {c["width"]}, not {a.width}: use another --out')
+        net.load_state_dict(c['model']); opt.load_state_dict(c['opt']); sched.load_state_dict(c['sched']); state = c['state']; g.set_state(c['rng'])
+        print(f'[train-fer] resuming after epoch {state["epoch"]} (best {state["best"]:.4f} at {state["best_epoch"]})', file=sys.stderr)
+
+    steps = math.ceil(len(ytr) / a.batch)
+    started = time.time()
+    while state['epoch'] < a.epochs and state['epoch'] - state['best_epoch'] < a.patience:
+        net.train()
+        t0 = time.time()
+        order = torch.randperm(len(ytr), generator=g)
+        total, right, seen = 0.0, 0, 0
+        for k in range(steps):
+            idx = order[k * a.batch:(k + 1) * a.batch]
+            x = augment(normalise(xtr[idx]).to(device), g)
+            y = ytr[idx].to(device)
+            out = net(x)
+            loss = lossf(out, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx); right += int((out.argmax(1) == y).sum()); seen += len(idx)
+            if a.time_batches and k + 1 >= a.time_batches:
+                per = (time.time() - t0) / (k + 1)
+                print(json.dumps({'width': a.width, 'params': params, 'seconds_per_batch': round(per, 4), 'batch': a.batch, 'epoch_seconds_estimate': round(per * math.ceil(28709 / a.batch)), 'threads': torch.get_num_threads(), 'device': a.device}))
+                return
+            if k % 50 == 0:
+                print(f'\r[train-fer] epoch {state["epoch"] + 1}: batch {k + 1}/{steps}, loss {total / seen:.3f}', end='', file=sys.stderr)
+        acc, _ = evaluate(net, xva, yva, device)
+        sched.step(acc)
+        state['epoch'] += 1
+        state['seconds'] += time.time() - t0
+        state['history'].append({'epoch': state['epoch'], 'train_loss': total / seen, 'train_acc': right / seen, 'val_acc': acc, 'lr': opt.param_groups[0]['lr'], 'seconds': time.time() - t0})
+        if acc > state['best']:
+            state['best'], state['best_epoch'] = acc, state['epoch']
+            torch.save(net.state_dict(), os.path.join(a.out, 'best.pt'))
+        torch.save({'width': a.width, 'model': net.state_dict(), 'opt': opt.state_dict(), 'sched': sched.state_dict(), 'state': state, 'rng': g.get_state()}, ckpt)
+        print(f'\r[train-fer] epoch {state["epoch"]}: train loss {total / seen:.3f} acc {right / seen:.3f}, validation acc {acc:.4f} (best {state["best"]:.4f} at {state["best_epoch"]}), {time.time() - t0:.0f} s', file=sys.stderr)
+        if a.max_minutes and (time.time() - started) / 60 >= a.max_minutes:
+            print(f'[train-fer] stopping after {a.max_minutes} minutes; run again with the same --out to go on', file=sys.stderr)
+            break
+    finished = state['epoch'] >= a.epochs or state['epoch'] - state['best_epoch'] >= a.patience
+    export(a, net, device, xva, yva, state, params, finished, len(ytr))
+
+
+def export(a, net, device, xva, yva, state, params, finished, n_train):
+    net.load_state_dict(torch.load(os.path.join(a.out, 'best.pt'), map_location=device))
+    net.eval()
+    acc, preds = evaluate(net, xva, yva, device)
+    served = Served(net.cpu()).eval()
+    onnx_path = os.path.join(a.out, 'model.onnx')
+    dummy = torch.zeros(2, 48, 48, 1)
+    torch.onnx.export(served, dummy, onnx_path, input_names=['input'], output_names=['probabilities'], dynamic_axes={'input': {0: 'batch'}, 'probabilities': {0: 'batch'}}, opset_version=13)
+    # Parity reference: PyTorch's probabilities on 16 validation faces, for the onnxruntime-node test.
+    faces = xva[:16]
+    with torch.no_grad():
+        ref = served((faces.float().unsqueeze(3) / 255.0 - 0.5) * 2.0).numpy()
+    json.dump({'faces': faces.numpy().astype(int).tolist(), 'probabilities': ref.tolist()}, open(os.path.join(a.out, 'parity.json'), 'w'))
+    table = per_class(yva.numpy(), preds)
+    card = {
+        'name': f'vgg16-se-w{a.width:g}', 'architecture': 'VGG-16 + squeeze-and-excitation (r=16) after each block, GAP, FC-512 + dropout 0.5, 7 outputs (models/train-fer/vgg_se.py)',
+        'width': a.width, 'parameters': params, 'input': 'NHWC [batch, 48, 48, 1], (p / 255 - 0.5) * 2', 'output': 'softmax over ' + ', '.join(LABELS),
+        'initialisation': 'from scratch (no ImageNet weights can be had offline)', 'training_faces': n_train,
+        'validation': 'FER-2013 PublicTest' + (f' (first {len(yva)} faces)' if a.limit else ''), 'validation_accuracy': round(acc, 4), 'macro_f1': round(table['macro_f1'], 4), 'per_class': table['classes'],
+        'epochs': state['epoch'], 'best_epoch': state['best_epoch'], 'finished': finished, 'training_seconds': round(state['seconds']),
+        'hardware': {'device': a.device, 'gpu': torch.cuda.get_device_name(0) if a.device == 'cuda' else None, 'cpu': platform.processor() or platform.machine(), 'threads': torch.get_num_threads()},
+        'recipe': {'optimizer': f'Adam lr {a.lr} weight decay {a.weight_decay}', 'scheduler': 'ReduceLROnPlateau(max, patience 5, factor 0.5) on validation accuracy', 'batch': a.batch, 'max_epochs': a.epochs, 'early_stopping_patience': a.patience, 'class_weights': 'N / (C n_c)', 'augmentation': 'flip p=0.5, rotation +-15 deg, brightness +-0.2, zoom 0.85-1.15'},
+        'torch': torch.__version__, 'history': state['history'],
+    }
+    json.dump(card, open(os.path.join(a.out, 'card.json'), 'w'), indent=2)
+    open(os.path.join(a.out, 'curve.svg'), 'w').write(curve_svg(state['history'], f'VGG-16+SE width {a.width:g}, {a.device}'))
+    print(f'[train-fer] exported {onnx_path}: validation accuracy {acc:.4f}, macro-F1 {table["macro_f1"]:.4f}, {state["epoch"]} epochs ({"finished" if finished else "stopped early; resumable"})', file=sys.stderr)
+
+
+if __name__ == '__main__':
+    main()
