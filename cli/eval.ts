@@ -27,6 +27,7 @@ const classifierEvalOptions = {
   ...inferenceOptions,
   ...emotionModelOption,
   data: opt.string('EM_EVAL_DATA', 'data', path.resolve(ROOT, '../shared/data/fer2013/public-test'), 'Folder with one subfolder of face images per FER class'),
+  emotionModelFile: opt.string('EM_EMOTION_MODEL_FILE', 'emotion-model-file', '', 'Evaluate this ONNX emotion model instead of --emotion-model (same shape: NHWC [batch, 48, 48, 1] in, 7 probabilities out), e.g. one trained by models/train-fer'),
   clahe: classifierOptions.clahe,
   limit: opt.int('EM_EVAL_LIMIT', 'limit', 0, 'Evaluate an evenly spread subset of this many images (0: all)', { min: 0 }),
   json: opt.bool('EM_JSON', 'json', false, 'Print the report as JSON'),
@@ -139,6 +140,7 @@ ${configHelp(classifierEvalOptions)}`,
     const config = loadConfig(classifierEvalOptions, { argv: argv.filter((a) => a !== what) });
     const engine = await ClassifierEngine.create({
       emotionModel: config.emotionModel,
+      emotionModelFile: config.emotionModelFile || undefined,
       providers: config.providers as Array<'cuda' | 'cpu'>,
       threads: config.threads,
       clahe: config.clahe,

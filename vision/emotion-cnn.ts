@@ -22,9 +22,14 @@ export const EMOTION_MODELS = {
 export type EmotionModel = keyof typeof EMOTION_MODELS;
 export const DEFAULT_EMOTION_MODEL: EmotionModel = 'int8-48';
 
+/** Input side of an emotion model given by file (models/train-fer exports 48x48). */
+export const MODEL_FILE_INPUT = 48;
+
 export interface EmotionCnnOptions {
   readonly modelsDir: string;
   readonly emotionModel?: EmotionModel;
+  /** An ONNX emotion model of the same shape (NHWC [batch, 48, 48, 1] in, 7 probabilities out) instead of `emotionModel`; its version is its folder's name. */
+  readonly modelFile?: string;
   readonly providers?: readonly ExecutionProvider[];
   readonly threads?: number;
   readonly inferenceThreads?: number;
@@ -45,8 +50,10 @@ export class EmotionCnn {
   ) {}
 
   static async create(options: EmotionCnnOptions): Promise<EmotionCnn> {
-    const model = EMOTION_MODELS[options.emotionModel ?? DEFAULT_EMOTION_MODEL];
-    const { session, provider } = await openSession(path.join(options.modelsDir, model.file), {
+    const model = options.modelFile
+      ? { file: path.resolve(options.modelFile), input: MODEL_FILE_INPUT, version: path.basename(path.dirname(path.resolve(options.modelFile))) }
+      : EMOTION_MODELS[options.emotionModel ?? DEFAULT_EMOTION_MODEL];
+    const { session, provider } = await openSession(path.resolve(options.modelsDir, model.file), {
       providers: options.providers ?? ['cuda', 'cpu'],
       threads: options.threads,
       inferenceThreads: options.inferenceThreads,

@@ -75,7 +75,7 @@ def main():
     ap.add_argument('--limit', type=int, default=0, help='use only this many training (and a quarter as many validation) faces')
     ap.add_argument('--smoke', action='store_true', help='CI: 384 faces, one epoch, width 0.25')
     ap.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
-    ap.add_argument('--threads', type=int, default=0, help='torch threads (0: one per core)')
+    ap.add_argument('--threads', type=int, default=0, help='torch threads (0: one per core; Debian\'s torch starts with one)')
     ap.add_argument('--time-batches', type=int, default=0, help='only time this many training batches and print the epoch time they imply')
     ap.add_argument('--max-minutes', type=float, default=0, help='stop after the epoch that passes this many minutes (the checkpoint stays)')
     ap.add_argument('--seed', type=int, default=1)
@@ -83,8 +83,7 @@ def main():
     a = ap.parse_args()
     if a.smoke:
         a.width, a.epochs, a.limit = 0.25, 1, a.limit or 384
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    torch.set_num_threads(a.threads or os.cpu_count() or 1)
     torch.manual_seed(a.seed)
     device = torch.device(a.device)
     os.makedirs(a.out, exist_ok=True)

@@ -3,7 +3,7 @@ import { EmotionMuseError } from '../../schemas/errors.ts';
 import type { Logger } from '../../runtime/log.ts';
 import type { ExecutionProvider } from '../../runtime/onnx.ts';
 import type { Frame, StageTimings } from '../../schemas/generated/types.ts';
-import { DEFAULT_EMOTION_MODEL, EMOTION_MODELS, EmotionCnn, type EmotionModel } from '../../vision/emotion-cnn.ts';
+import { DEFAULT_EMOTION_MODEL, EMOTION_MODELS, EmotionCnn, MODEL_FILE_INPUT, type EmotionModel } from '../../vision/emotion-cnn.ts';
 import { DEFAULT_DETECTOR_SIDES, FaceCropper, widen, type Box, type CropSource, type FaceCrop } from '../../vision/face-crop.ts';
 import type { GreyImage } from '../../vision/image.ts';
 
@@ -13,6 +13,8 @@ export const MODELS_DIR = fileURLToPath(new URL('../../models/', import.meta.url
 export interface ClassifierEngineOptions {
   /** Which emotion CNN to run (same outputs; each resizes faces to its own input). @defaultValue 'int8-48' */
   readonly emotionModel?: EmotionModel;
+  /** An ONNX emotion model file of the same shape instead (vision/emotion-cnn.ts). */
+  readonly emotionModelFile?: string;
   /** Run both models in this many inference threads, off the event loop (see runtime/onnx.ts); 0 runs them in this thread. @defaultValue 0 */
   readonly inferenceThreads?: number;
   /** Execution providers to try in order. @defaultValue ['cuda', 'cpu'] */
@@ -79,10 +81,10 @@ export class ClassifierEngine {
     const emotionModel = options.emotionModel ?? DEFAULT_EMOTION_MODEL;
     const common = { modelsDir, providers: options.providers ?? ['cuda', 'cpu'], threads: options.threads, inferenceThreads: options.inferenceThreads, logger: options.logger };
     const [cnn, cropper] = await Promise.all([
-      EmotionCnn.create({ ...common, emotionModel, maxBatch: options.maxBatch }),
+      EmotionCnn.create({ ...common, emotionModel, modelFile: options.emotionModelFile, maxBatch: options.maxBatch }),
       FaceCropper.create({
         ...common,
-        inputSide: EMOTION_MODELS[emotionModel].input,
+        inputSide: options.emotionModelFile ? MODEL_FILE_INPUT : EMOTION_MODELS[emotionModel].input,
         detectorSides: options.detectorSides ?? DEFAULT_DETECTOR_SIDES,
         clahe: options.clahe,
         maxDetectBatch: options.maxDetectBatch,
