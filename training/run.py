@@ -28,7 +28,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from emotionmuse_train.autoencoder import train_embeddings  # noqa: E402
 from emotionmuse_train.catalogue import load_catalogue, subset  # noqa: E402
 from emotionmuse_train.export import export, write_catalogue_files  # noqa: E402
+from emotionmuse_train.knn import ItemKnn  # noqa: E402
 from emotionmuse_train.labels import MOOD_VA, propagate  # noqa: E402
+from emotionmuse_train.logs import FORMATS, load_sequences  # noqa: E402
+from emotionmuse_train.proxy import proxy_emotions  # noqa: E402
 from emotionmuse_train.report import markdown, svg  # noqa: E402
 from emotionmuse_train.simulate import simulate  # noqa: E402
 from emotionmuse_train.train import KINDS, build_model, evaluate, popularity_scores, prepare, train  # noqa: E402
@@ -71,6 +74,10 @@ def main() -> int:
     ap.add_argument("--pop-weight", type=float, default=0.5, help="simulator: weight of the popularity prior in a user's taste")
     ap.add_argument("--batch", type=int, help="training batch size (default by size)")
     ap.add_argument("--models", default=",".join(KINDS), help="comma-separated subset of: " + ", ".join(KINDS))
+    ap.add_argument("--interactions", help="real listening logs instead of simulated users: a file, folder or glob (training/emotionmuse_train/logs.py)")
+    ap.add_argument("--format", choices=FORMATS, default="csv", help="format of --interactions (default csv: sequence_id, position, track_uri)")
+    ap.add_argument("--gap-minutes", type=float, default=30, help="timestamped logs: a longer gap starts a new session")
+    ap.add_argument("--min-ms", type=int, default=30_000, help="timestamped logs: plays shorter than this are dropped")
     ap.add_argument("--out", help="output folder (default models/recommender-<size>; the report goes beside it)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per training job (default 1)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="models trained at once, in separate processes (default: the number of cores)")
@@ -94,17 +101,42 @@ def main() -> int:
     labels_full = propagate(full_cat, os.path.join(args.data, "mood-reference", "data_moods.csv"))
     log(f"labels: {labels_full.passed} tracks pass the cosine gate, {labels_full.fallback} use the fallback")
     cat, va, gated = full_cat, labels_full.va, labels_full.gated
+    real = None
+    if args.interactions:
+        sequences, real = load_sequences(args.interactions, args.format, full_cat, gap_minutes=args.gap_minutes, min_ms=args.min_ms, min_length=3)
+        log(f"interactions: {real.plays} plays in {args.interactions} ({args.format}), {real.short} under {args.min_ms} ms dropped, match rate {real.match_rate:.1%} ({real.by_uri} by Spotify id, {real.by_name} by artist and title, {real.unmatched} unmatched), {len(sequences)} sequences of 3 plays or more")
+        if not sequences:
+            ap.error(f"no sequence of 3 or more catalogue tracks in {args.interactions}; unmatched for example: {real.examples_unmatched}")
     if preset["catalogue"]:
-        keep = np.random.default_rng(11).choice(len(full_cat), size=preset["catalogue"], replace=False)
+        rng = np.random.default_rng(11)
+        if real is not None:
+            # every track the logs play, then a seeded sample up to the preset's size
+            used = np.unique(np.concatenate(sequences))
+            rest = np.setdiff1d(np.arange(len(full_cat)), used)
+            keep = np.concatenate([used, rng.choice(rest, size=max(0, min(len(rest), preset["catalogue"] - len(used))), replace=False)])
+        else:
+            keep = rng.choice(len(full_cat), size=preset["catalogue"], replace=False)
         keep.sort()
         cat, va, gated = subset(full_cat, keep), labels_full.va[keep], labels_full.gated[keep]
+        if real is not None:
+            position = {int(old): new for new, old in enumerate(keep)}
+            sequences = [np.array([position[int(i)] for i in seq]) for seq in sequences]
     music_emb, mse = train_embeddings(cat.z, seed=5)
     log(f"music emotion embeddings: 64-d, reconstruction MSE {mse:.4f}")
 
-    sim = simulate(cat.z, va, users=users, seed=2026, stay=args.stay, pop_weight=args.pop_weight)
-    n_plays = sum(len(s) for s in sim.items)
-    log(f"simulated {users} users, {n_plays} completed plays, {sim.skips} skips")
-    data = prepare(len(cat), sim.items, sim.emotions, music_emb)
+    if real is None:
+        sim = simulate(cat.z, va, users=users, seed=2026, stay=args.stay, pop_weight=args.pop_weight)
+        n_plays = sum(len(s) for s in sim.items)
+        log(f"simulated {users} users, {n_plays} completed plays, {sim.skips} skips")
+        data = prepare(len(cat), sim.items, sim.emotions, music_emb)
+        interactions = f"{users} simulated users, {n_plays} completed plays ({n_plays / users:.0f} per user), {sim.skips} skipped plays (not in histories); simulator: emotional state stays with probability {args.stay} per play, popularity weight {args.pop_weight}; emotion: the simulated faces' probabilities"
+    else:
+        items = [np.asarray(seq, dtype=np.int64) for seq in sequences]
+        data = prepare(len(cat), items, proxy_emotions(items, va), music_emb)
+        n_plays = sum(len(s) for s in items)
+        interactions = (f"real logs: {args.interactions} ({args.format}), {real.plays} plays, {real.short} under {args.min_ms} ms dropped, match rate {real.match_rate:.1%} "
+                        f"({real.by_uri} by Spotify id, {real.by_name} by normalised artist and title, {real.unmatched} unmatched), {len(items)} sequences (sessions cut at {args.gap_minutes:g} min), {n_plays} plays in them; "
+                        "emotion: a proxy, the valence-arousal of the last 3 tracks with noise 0.1 as seven probabilities (training/emotionmuse_train/proxy.py)")
     pop = popularity_scores(data)
 
     results, histories, best_va = {}, {}, None
@@ -115,8 +147,11 @@ def main() -> int:
     if "popularity" in kinds:
         results[KINDS["popularity"]] = [evaluate(None, data, "test", pop=pop)]
         log(f"  {KINDS['popularity']}: {results[KINDS['popularity']][0]}")
+    if "item-knn" in kinds:
+        results[KINDS["item-knn"]] = [evaluate(ItemKnn(data.n_items, data.items), data, "test")]
+        log(f"  {KINDS['item-knn']}: {results[KINDS['item-knn']][0]}")
     # Bi-LSTMs first: they take longest, so the pool ends with the quick baselines.
-    jobs = sorted(((k, s) for k in kinds if k != "popularity" for s in range(seeds)), key=lambda j: (not j[0].startswith("bilstm"), j[1]))
+    jobs = sorted(((k, s) for k in kinds if k not in ("popularity", "item-knn") for s in range(seeds)), key=lambda j: (not j[0].startswith("bilstm"), j[1]))
     global _JOB_CONTEXT
     _JOB_CONTEXT = (data, dict(max_epochs=max_epochs, patience=patience, targets_per_user=targets, batch=batch), args.threads)
     if args.jobs > 1 and len(jobs) > 1:
@@ -126,7 +161,7 @@ def main() -> int:
         done = [_train_job(j) for j in jobs]
     by_job = dict(zip(jobs, done))
     for kind in kinds:
-        for seed in range(seeds) if kind != "popularity" else ():
+        for seed in range(seeds) if kind not in ("popularity", "item-knn") else ():
             metrics, history, state = by_job[(kind, seed)]
             results.setdefault(KINDS[kind], []).append({"sampled": metrics["sampled"], "full": metrics["full"]})
             for lam in RERANK_LAMBDAS if kind == "bilstm-va" else ():
@@ -142,7 +177,7 @@ def main() -> int:
         "catalogue": f"{len(cat)} tracks ({'all' if not preset['catalogue'] else 'a seeded sample'} of {len(full_cat)} distinct Spotify tracks in ../shared/data/music/catalogue), 13 features z-scored; ids are Spotify track ids, indices follow their sorted order",
         "labels": f"{labels_full.passed} of {len(full_cat)} tracks pass the cosine gate 0.75 (k = 5, distance-weighted, L2-normalised z-scored features, 12 features shared with the reference set); the other {labels_full.fallback} take their own Spotify valence and energy as valence and arousal. Mood coordinates: " + ", ".join(f"{k} {v}" for k, v in MOOD_VA.items()),
         "autoencoder": f"tied-weight autoencoder 13 -> 64 (tanh), reconstruction MSE {mse:.4f} on z-scored features",
-        "interactions": f"{users} simulated users, {n_plays} completed plays ({n_plays / users:.0f} per user), {sim.skips} skipped plays (not in histories); simulator: emotional state stays with probability {args.stay} per play, popularity weight {args.pop_weight}",
+        "interactions": interactions,
         "seeds": seeds,
         "negatives": 4,
         "max_epochs": max_epochs,

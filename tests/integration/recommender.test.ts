@@ -234,6 +234,41 @@ describe('recommender processor on the real broker and Redis', () => {
     }
   });
 
+  it('serves a model trained on listening logs (the csv interchange format): lists drawn from that model\'s tracks', async () => {
+    // The CI's training step exports it; without it, the toolkit's smoke run makes it here (seconds).
+    const dir = path.join(ROOT, '.cache', 'recommender-logs-smoke');
+    try {
+      readFileSync(path.join(dir, 'card.json'));
+    } catch {
+      const { spawnSync } = await import('node:child_process');
+      const r = spawnSync('bash', ['training/run.sh', '--size', 'smoke', '--interactions', 'training/tests/fixtures/playlists-smoke.csv', '--format', 'csv', '--out', dir], { cwd: ROOT, encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`the training smoke run on listening logs failed: ${r.stderr.slice(-2000)}`);
+    }
+    const card = JSON.parse(readFileSync(path.join(dir, 'card.json'), 'utf8')) as { context: { interactions: string } };
+    expect(card.context.interactions).toMatch(/^real logs: .*playlists-smoke\.csv \(csv\).*match rate 100\.0%/);
+    const trained = loadCatalogue(dir);
+    const prefix = randomPrefix('recommender-logs');
+    const topology = await createTopology(admin, prefix, 1);
+    const reader = await collect(kafka, [topicName(topology, 'recommendations')]);
+    const p = await startProcessor('recommender', { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '1', EM_REDIS_URL: inject('redisUrl'), EM_REDIS_PREFIX: `${prefix}r:`, EM_RECOMMENDER_MODEL: dir });
+    try {
+      await send(topology, [
+        ...trained.ids.slice(0, 3).map((id, n) => ({ topic: 'listens' as const, value: listen('lg', id, n) })),
+        { topic: 'emotion-changes', value: change('lg', 'happy', Date.now()) },
+      ]);
+      await waitFor('the change\'s list', () => lists(reader.records, topology).some((l) => l.trigger === 'EMOTION_CHANGE'), 60_000);
+      const list = lists(reader.records, topology).find((l) => l.trigger === 'EMOTION_CHANGE')!;
+      expect(list.modelVersion).toMatch(/^bilstm-va-smoke-/);
+      expect(list.items.length).toBe(10);
+      for (const it of list.items) expect(trained.indexOf.has(it.trackId)).toBe(true);
+      expect(list.items.map((i) => i.trackId)).not.toContain(trained.ids[0]);
+    } finally {
+      p.proc.kill('SIGTERM');
+      await p.exited;
+      await reader.stop();
+    }
+  });
+
   it('stops consuming while its Redis restarts, says so on /readyz, and loses no input', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'em-redis-'));
     const port = await freePort();

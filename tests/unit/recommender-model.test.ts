@@ -8,8 +8,8 @@ import { Scorer, scoringFile } from '../../processors/recommender/scorer.ts';
 import { ort } from '../../runtime/onnx.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-// The committed small model, and the one the CI's training smoke run exports (when present).
-const MODELS = [recommenderOptions.modelDir.default, path.join(ROOT, '.cache', 'recommender-smoke')].filter((d, i) => i === 0 || existsSync(path.join(d, 'parity.json')));
+// The committed small model, and those the CI's training smoke runs export (when present): simulated users, and real-log format (training/tests/fixtures/playlists-smoke.csv).
+const MODELS = [recommenderOptions.modelDir.default, path.join(ROOT, '.cache', 'recommender-smoke'), path.join(ROOT, '.cache', 'recommender-logs-smoke')].filter((d, i) => i === 0 || existsSync(path.join(d, 'parity.json')));
 
 interface ParityCase {
   history: number[];

@@ -11,6 +11,7 @@ from .models import BPRMF, GRU4Rec, N_HISTORY, SASRec, BiLSTMRecommender
 
 KINDS = {
     "popularity": "Popularity",
+    "item-knn": "Item-kNN (co-occurrence cosine)",
     "bpr-mf": "BPR-MF",
     "gru4rec": "GRU4Rec-style GRU",
     "sasrec": "SASRec-style self-attention",
