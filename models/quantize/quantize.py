@@ -88,7 +88,7 @@ def main() -> None:
     softmax = [n.name for n in onnx.load(prepared).graph.node if n.op_type == 'Softmax']
     try:
         quantize_static(
-            prepared, args.out, FaceBatches(files, 'input_1', input_side(args.src)),
+            prepared, args.out, FaceBatches(files, onnx.load(args.src).graph.input[0].name, input_side(args.src)),
             quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=softmax,
