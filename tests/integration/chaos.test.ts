@@ -99,9 +99,11 @@ describe('chaos: the whole pipeline through processor kills, a Redis restart and
     await admin.disconnect();
     const env = { ...process.env, EM_SECURITY: 'off', EM_KAFKA_BROKERS: `127.0.0.1:${KAFKA_PORT}`, EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '3', EM_REDIS_URL: `redis://127.0.0.1:${redisPort}`, EM_REDIS_PREFIX: `${prefix}r:`, EM_LOG_LEVEL: 'warn' };
     const procs: Record<string, ChildProcess> = {};
+    const ports: Record<string, number> = {};
     const logs: string[] = [];
     const start = async (stage: string) => {
       const port = await freePort();
+      ports[stage] = port;
       const p = spawn(process.execPath, [BIN, 'run', stage], { env: { ...env, EM_HTTP_PORT: String(port) }, stdio: ['ignore', 'ignore', 'pipe'] });
       p.stderr!.on('data', (d: Buffer) => logs.push(`[${stage}] ${d.toString()}`));
       procs[stage] = p;
@@ -144,9 +146,14 @@ describe('chaos: the whole pipeline through processor kills, a Redis restart and
         ]).catch(() => [false]);
         const o = outcome(topology, reader.records);
         return inputs.every(Boolean) && o.size > 0 && [...o.values()].every((lists) => lists.size > 0);
-      }, 150_000, 500).finally(() => watcher.disconnect()).catch((err: Error) => {
-        throw new Error(`${err.message}\n${logs.join('').slice(-4000)}`);
-      });
+      }, 150_000, 500).catch(async (err: Error) => {
+        // What each stage says of itself, and what its group has left to do, for the next reader of a failure.
+        const states = await Promise.all(STAGES.map(async (stage) => {
+          const ready = await fetch(`http://127.0.0.1:${ports[stage]}/readyz`).then(async (r) => `${r.status} ${await r.text()}`, (e: Error) => `unreachable (${e.message})`);
+          return `${stage}: pid ${procs[stage]?.pid} exit ${procs[stage]?.exitCode ?? 'running'}, /readyz ${ready.slice(0, 200)}`;
+        }));
+        throw new Error(`${err.message}\n${states.join('\n')}\n${logs.join('').slice(-4000)}`);
+      }).finally(() => watcher.disconnect());
       return outcome(topology, reader.records);
     } finally {
       for (const p of Object.values(procs)) p.kill('SIGTERM');
