@@ -61,8 +61,9 @@ const partitioner = kafkajs.Partitioners.DefaultPartitioner();
  * what a core writes lands in in-memory topics that the cores reading them take in turn. Records
  * are partitioned as kafkajs's default partitioner would; each partition keeps its own state.
  * Every batch commits atomically (as under exactly-once). A retriable failure retries the batch
- * (`onRetry` is told) as often as its code allows (runtime/failure-policy.ts) and `maxAttempts`, a rejected record is dead-lettered, and a core that writes to a topic its
- * topology does not declare fails the run.
+ * (`onRetry` is told) as often as its code allows (runtime/failure-policy.ts) and `maxAttempts`;
+ * a rejected record is dead-lettered; a core that writes to a topic its topology does not
+ * declare fails the run.
  *
  * @example
  * const driver = new TopologyTestDriver({ topology, cores: { passthrough: createPassthroughCore() } });
