@@ -3,6 +3,8 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Admin } from 'kafkajs';
+import { commonOptions } from '../runtime/common-config.ts';
+import { loadConfig } from '../runtime/config.ts';
 import { topicName, type Topology } from '../topology/topology.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -17,10 +19,9 @@ export const LOAD_CLASSES = ['happy', 'sad', 'neutral', 'angry'] as const;
  * or the local ones, started when needed; and a fresh topic prefix for this run.
  */
 export function loadServices(): { brokers: string[]; redisUrl: string; prefix: string } {
-  const brokers = (process.env.EM_KAFKA_BROKERS ?? '127.0.0.1:9092').split(',');
-  const redisUrl = process.env.EM_REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const { brokers, redisUrl } = loadConfig({ brokers: commonOptions.brokers, redisUrl: commonOptions.redisUrl }, { env: process.env, allowUnknownFlags: true });
   spawnSync('bash', [path.join(ROOT, 'infra/local.sh'), 'up', 'kafka', 'redis'], { stdio: 'inherit' });
-  return { brokers, redisUrl, prefix: `bench.${randomUUID().slice(0, 8)}.` };
+  return { brokers: [...brokers], redisUrl, prefix: `bench.${randomUUID().slice(0, 8)}.` };
 }
 
 /** Records the three stages have not yet committed, over their input topics (the consumer groups `<prefix><stage>`). */
