@@ -51,6 +51,18 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return (out + (u(-0.4, 0.4)).to(x.device)[:, None, None, None]).clamp(-1, 1)
 
 
+def load_teacher(path, device):
+    """An ONNX emotion model run in PyTorch (models/finetune's graph runner): logits, and its input side."""
+    import onnx
+    sys.path.insert(0, os.path.join(ROOT, 'models', 'finetune'))
+    from finetune import OnnxGraph
+    model = onnx.load(path)
+    net = OnnxGraph(model).to(device).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net, model.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+
+
 def evaluate(net, x_u8, y, device, batch=512):
     net.eval()
     preds = []
@@ -78,6 +90,9 @@ def main():
     ap.add_argument('--threads', type=int, default=0, help='torch threads (0: one per core; Debian\'s torch starts with one)')
     ap.add_argument('--time-batches', type=int, default=0, help='only time this many training batches and print the epoch time they imply')
     ap.add_argument('--max-minutes', type=float, default=0, help='stop after the epoch that passes this many minutes (the checkpoint stays)')
+    ap.add_argument('--teacher', help='also distil from this ONNX emotion model (soft targets at its own input size), e.g. models/emotion.onnx')
+    ap.add_argument('--alpha', type=float, default=0.5, help='with --teacher: weight of the labels; the rest is the teacher')
+    ap.add_argument('--temperature', type=float, default=2.0, help='with --teacher: softens both answers in the distillation term')
     ap.add_argument('--seed', type=int, default=1)
     ap.add_argument('--out', default=os.path.join(ROOT, '.cache', 'fer-vgg'))
     a = ap.parse_args()
@@ -99,6 +114,7 @@ def main():
     opt = torch.optim.Adam(net.parameters(), lr=a.lr, weight_decay=a.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode='max', patience=5, factor=0.5)
     lossf = torch.nn.CrossEntropyLoss(weight=weights.to(device))
+    teacher, teacher_side = load_teacher(a.teacher, device) if a.teacher else (None, 0)
     g = torch.Generator().manual_seed(a.seed)
     state = {'epoch': 0, 'best': -1.0, 'best_epoch': 0, 'history': [], 'seconds': 0.0}
     ckpt = os.path.join(a.out, 'checkpoint.pt')
@@ -122,6 +138,13 @@ def main():
             y = ytr[idx].to(device)
             out = net(x)
             loss = lossf(out, y)
+            if teacher is not None:
+                with torch.no_grad():
+                    t_in = x if teacher_side == 48 else F.interpolate(x, size=(teacher_side, teacher_side), mode='bilinear', align_corners=False)
+                    target = teacher(t_in.permute(0, 2, 3, 1))
+                T = a.temperature
+                distil = F.kl_div(F.log_softmax(out / T, 1), F.softmax(target / T, 1), reduction='batchmean') * T * T
+                loss = a.alpha * loss + (1 - a.alpha) * distil
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -170,6 +193,7 @@ def export(a, net, device, xva, yva, state, params, finished, n_train):
         'validation': 'FER-2013 PublicTest' + (f' (first {len(yva)} faces)' if a.limit else ''), 'validation_accuracy': round(acc, 4), 'macro_f1': round(table['macro_f1'], 4), 'per_class': table['classes'],
         'epochs': state['epoch'], 'best_epoch': state['best_epoch'], 'finished': finished, 'training_seconds': round(state['seconds']),
         'hardware': {'device': a.device, 'gpu': torch.cuda.get_device_name(0) if a.device == 'cuda' else None, 'cpu': platform.processor() or platform.machine(), 'threads': torch.get_num_threads()},
+        'teacher': {'file': os.path.relpath(a.teacher, ROOT), 'alpha': a.alpha, 'temperature': a.temperature} if a.teacher else None,
         'recipe': {'optimizer': f'Adam lr {a.lr} weight decay {a.weight_decay}', 'scheduler': 'ReduceLROnPlateau(max, patience 5, factor 0.5) on validation accuracy', 'batch': a.batch, 'max_epochs': a.epochs, 'early_stopping_patience': a.patience, 'class_weights': 'N / (C n_c)', 'augmentation': 'flip p=0.5, rotation +-15 deg, brightness +-0.2, zoom 0.85-1.15'},
         'torch': torch.__version__, 'history': state['history'],
     }
