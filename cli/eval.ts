@@ -30,6 +30,7 @@ const classifierEvalOptions = {
   emotionModelFile: opt.string('EM_EMOTION_MODEL_FILE', 'emotion-model-file', '', 'Evaluate this ONNX emotion model instead of --emotion-model (same shape: NHWC [batch, 48, 48, 1] in, 7 probabilities out), e.g. one trained by models/train-fer'),
   clahe: classifierOptions.clahe,
   limit: opt.int('EM_EVAL_LIMIT', 'limit', 0, 'Evaluate an evenly spread subset of this many images (0: all)', { min: 0 }),
+  flip: opt.bool('EM_EVAL_FLIP', 'flip', false, 'Test-time flip averaging: classify each face and its mirror image and average the probabilities (twice the CNN work)'),
   json: opt.bool('EM_JSON', 'json', false, 'Print the report as JSON'),
 };
 
@@ -146,11 +147,11 @@ ${configHelp(classifierEvalOptions)}`,
       clahe: config.clahe,
       logger: createLogger('warn'),
     });
-    const report = await evaluateFolder(engine, config.data, { limit: config.limit || undefined, onProgress: config.json ? undefined : progressBar('classifying') });
+    const report = await evaluateFolder(engine, config.data, { limit: config.limit || undefined, flip: config.flip, onProgress: config.json ? undefined : progressBar('classifying') });
     if (config.json) {
-      console.log(JSON.stringify({ data: config.data, clahe: config.clahe, provider: engine.provider, model: engine.modelVersion, ...report }, null, 2));
+      console.log(JSON.stringify({ data: config.data, clahe: config.clahe, flip: config.flip, provider: engine.provider, model: engine.modelVersion, ...report }, null, 2));
     } else {
-      console.log(formatReport(report, `emotion classifier ${engine.modelVersion} on ${config.data} (CLAHE ${config.clahe ? 'on' : 'off'}, ${engine.provider})`));
+      console.log(formatReport(report, `emotion classifier ${engine.modelVersion} on ${config.data} (CLAHE ${config.clahe ? 'on' : 'off'}${config.flip ? ', flip averaging' : ''}, ${engine.provider})`));
     }
     return 0;
   },

@@ -85,7 +85,7 @@ export function listLabelledImages(root: string): Array<{ file: string; label: n
 export async function evaluateFolder(
   engine: ClassifierEngine,
   root: string,
-  options: { batch?: number; limit?: number; onProgress?: (done: number, total: number) => void } = {},
+  options: { batch?: number; limit?: number; flip?: boolean; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<EvaluationReport> {
   let items = listLabelledImages(root);
   if (options.limit) items = items.filter((_x, i) => i % Math.ceil(items.length / options.limit!) === 0);
@@ -99,8 +99,21 @@ export async function evaluateFolder(
         return { data: new Uint8Array(data.buffer, data.byteOffset, info.width * info.height), width: info.width, height: info.height };
       }),
     );
-    for (const p of await engine.classifyCrops(crops)) predicted.push(p.indexOf(Math.max(...p)));
+    const probs = await engine.classifyCrops(crops);
+    // Test-time flip averaging: each face and its mirror image, probabilities averaged.
+    const mirrored = options.flip ? await engine.classifyCrops(crops.map(mirror)) : undefined;
+    probs.forEach((p, k) => {
+      const q = mirrored ? Array.from(p, (v, c) => v + mirrored[k]![c]!) : Array.from(p);
+      predicted.push(q.indexOf(Math.max(...q)));
+    });
     options.onProgress?.(Math.min(items.length, i + batch), items.length);
   }
   return scoreClassification(items.map((x) => x.label), predicted, EMOTIONS);
+}
+
+/** A grey image mirrored left to right. */
+export function mirror(img: { data: Uint8Array; width: number; height: number }): { data: Uint8Array; width: number; height: number } {
+  const out = new Uint8Array(img.data.length);
+  for (let y = 0; y < img.height; y++) for (let x = 0; x < img.width; x++) out[y * img.width + x] = img.data[y * img.width + img.width - 1 - x]!;
+  return { data: out, width: img.width, height: img.height };
 }

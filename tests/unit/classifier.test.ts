@@ -236,3 +236,12 @@ describe('inference threads', () => {
     }
   });
 });
+
+describe('test-time flip averaging', () => {
+  it('mirrors a grey face left to right', async () => {
+    const { mirror } = await import('../../processors/classifier/evaluate.ts');
+    const img = { data: Uint8Array.from([1, 2, 3, 4, 5, 6]), width: 3, height: 2 };
+    expect(Array.from(mirror(img).data)).toEqual([3, 2, 1, 6, 5, 4]);
+    expect(Array.from(mirror(mirror(img)).data)).toEqual(Array.from(img.data));
+  });
+});
