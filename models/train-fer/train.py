@@ -90,6 +90,7 @@ def main():
     ap.add_argument('--threads', type=int, default=0, help='torch threads (0: one per core; Debian\'s torch starts with one)')
     ap.add_argument('--time-batches', type=int, default=0, help='only time this many training batches and print the epoch time they imply')
     ap.add_argument('--max-minutes', type=float, default=0, help='stop after the epoch that passes this many minutes (the checkpoint stays)')
+    ap.add_argument('--export-only', action='store_true', help='export the best model of the checkpoint in --out without training further')
     ap.add_argument('--teacher', help='also distil from this ONNX emotion model (soft targets at its own input size), e.g. models/emotion.onnx')
     ap.add_argument('--alpha', type=float, default=0.5, help='with --teacher: weight of the labels; the rest is the teacher')
     ap.add_argument('--temperature', type=float, default=2.0, help='with --teacher: softens both answers in the distillation term')
@@ -127,7 +128,7 @@ def main():
 
     steps = math.ceil(len(ytr) / a.batch)
     started = time.time()
-    while state['epoch'] < a.epochs and state['epoch'] - state['best_epoch'] < a.patience:
+    while not a.export_only and state['epoch'] < a.epochs and state['epoch'] - state['best_epoch'] < a.patience:
         net.train()
         t0 = time.time()
         order = torch.randperm(len(ytr), generator=g)
