@@ -34,23 +34,47 @@ from emotionmuse_train.logs import FORMATS, load_sequences  # noqa: E402
 from emotionmuse_train.proxy import proxy_emotions  # noqa: E402
 from emotionmuse_train.report import markdown, svg  # noqa: E402
 from emotionmuse_train.simulate import simulate  # noqa: E402
-from emotionmuse_train.train import KINDS, build_model, evaluate, popularity_scores, prepare, train  # noqa: E402
+from emotionmuse_train.train import KINDS, LOSSES, build_model, evaluate, popularity_scores, prepare, train  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RERANK_LAMBDAS = (0.3, 0.5, 0.7, 0.9)
+BPR_MF_LR = 5e-3
+PACK_ABOVE = 10_000  # exports over more tracks are packed (emotionmuse_train/pack.py)
 _JOB_CONTEXT = None  # (data, training options, threads): set before the pool forks
 
 
 def _train_job(job):
-    """Trains and evaluates one (model, seed); runs in a forked worker that shares the data."""
-    kind, seed = job
+    """Trains one (model, seed, settings) and evaluates it on validation and test; runs in a
+    forked worker that shares the data. A tuning trial is seed 0: the chosen one stands as
+    that seed's final run."""
+    kind, seed, settings, trial = job
     data, options, threads = _JOB_CONTEXT
     torch.set_num_threads(threads)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
-    model, history = train(kind, data, seed, log=log, **options)
+    # BPR-MF's own default learning rate (its embeddings learn nothing at the sequence models' rate)
+    model, history = train(kind, data, seed, log=log, **{**options, **({"lr": BPR_MF_LR} if kind == "bpr-mf" else {}), **settings})
+    val = evaluate(model, data, "val")
     metrics = evaluate(model, data, "test", rerank=RERANK_LAMBDAS if kind == "bilstm-va" else ())
-    log(f"  {KINDS[kind]} seed {seed}: sampled {metrics['sampled']}, full {metrics['full']}")
-    return metrics, history, model.state_dict() if kind == "bilstm-va" else None
+    log(f"  {'tuning ' if trial else ''}{KINDS[kind]} seed {seed} {settings}: validation NDCG@10 full {val['full']['ndcg']:.4f}; test sampled {metrics['sampled']}, full {metrics['full']}")
+    return {"val": val, "test": metrics, "history": history, "state": model.state_dict() if kind == "bilstm-va" else None}
+
+
+# Tried on the validation split with seed 0 when --tune is given; the best by full-catalogue
+# NDCG@10 trains every seed. Epochs are tuned by early stopping in every trial. The sequence
+# models train with the full softmax (every other track is a negative), so the number of
+# negatives applies to BPR-MF only; the history length is the served model's input (50).
+TUNE_GRID = {
+    "item-knn": [{"window": w, "recent": r} for w in (2, 5, 10) for r in (3, 5, 10)],
+    "bpr-mf": [{"lr": lr, "negatives": n} for lr in (2e-3, 5e-3, 1e-2) for n in (4, 16)],
+    "sequence": [{"lr": lr} for lr in (5e-4, 1e-3, 2e-3)],
+}
+
+
+def _run_pool(jobs, processes):
+    if processes > 1 and len(jobs) > 1:
+        with multiprocessing.get_context("fork").Pool(min(processes, len(jobs))) as pool:
+            return pool.map(_train_job, jobs, chunksize=1)
+    return [_train_job(j) for j in jobs]
 
 
 SIZES = {
@@ -73,11 +97,15 @@ def main() -> int:
     ap.add_argument("--stay", type=float, default=0.85, help="simulator: probability that the emotional state stays at each play")
     ap.add_argument("--pop-weight", type=float, default=0.5, help="simulator: weight of the popularity prior in a user's taste")
     ap.add_argument("--batch", type=int, help="training batch size (default by size)")
+    ap.add_argument("--loss", choices=LOSSES, default="softmax", help="training loss of the sequence models: softmax (cross-entropy over the whole catalogue, default) or bpr (the paper's, 4 uniform negatives); BPR-MF always uses bpr")
+    ap.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate of the sequence models (default 5e-4)")
+    ap.add_argument("--tune", action="store_true", help="tune every model on the validation split first (seed 0; grids in TUNE_GRID), then train every seed with the best settings")
     ap.add_argument("--models", default=",".join(KINDS), help="comma-separated subset of: " + ", ".join(KINDS))
     ap.add_argument("--interactions", help="real listening logs instead of simulated users: a file, folder or glob (training/emotionmuse_train/logs.py)")
     ap.add_argument("--format", choices=FORMATS, default="csv", help="format of --interactions (default csv: sequence_id, position, track_uri)")
     ap.add_argument("--gap-minutes", type=float, default=30, help="timestamped logs: a longer gap starts a new session")
     ap.add_argument("--min-ms", type=int, default=30_000, help="timestamped logs: plays shorter than this are dropped")
+    ap.add_argument("--pack", action=argparse.BooleanOptionalAction, default=None, help=f"pack the export (int8 catalogue tensors, rebuilt at first start; default: when the catalogue has over {PACK_ABOVE:,} tracks)")
     ap.add_argument("--out", help="output folder (default models/recommender-<size>; the report goes beside it)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per training job (default 1)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="models trained at once, in separate processes (default: the number of cores)")
@@ -147,27 +175,40 @@ def main() -> int:
     if "popularity" in kinds:
         results[KINDS["popularity"]] = [evaluate(None, data, "test", pop=pop)]
         log(f"  {KINDS['popularity']}: {results[KINDS['popularity']][0]}")
+    tuning, chosen = [], {}
     if "item-knn" in kinds:
-        results[KINDS["item-knn"]] = [evaluate(ItemKnn(data.n_items, data.items), data, "test")]
-        log(f"  {KINDS['item-knn']}: {results[KINDS['item-knn']][0]}")
-    # Bi-LSTMs first: they take longest, so the pool ends with the quick baselines.
-    jobs = sorted(((k, s) for k in kinds if k not in ("popularity", "item-knn") for s in range(seeds)), key=lambda j: (not j[0].startswith("bilstm"), j[1]))
+        knn_settings = {"window": 5, "recent": 5}
+        if args.tune:
+            trials = [(t, evaluate(ItemKnn(data.n_items, data.items, **t), data, "val")["full"]["ndcg"]) for t in TUNE_GRID["item-knn"]]
+            tuning += [{"model": KINDS["item-knn"], "settings": t, "val_ndcg10_full": v} for t, v in trials]
+            knn_settings = max(trials, key=lambda x: x[1])[0]
+            chosen["item-knn"] = knn_settings
+        results[KINDS["item-knn"]] = [evaluate(ItemKnn(data.n_items, data.items, **knn_settings), data, "test")]
+        log(f"  {KINDS['item-knn']} {knn_settings}: {results[KINDS['item-knn']][0]}")
+    trained = [k for k in kinds if k not in ("popularity", "item-knn")]
     global _JOB_CONTEXT
-    _JOB_CONTEXT = (data, dict(max_epochs=max_epochs, patience=patience, targets_per_user=targets, batch=batch), args.threads)
-    if args.jobs > 1 and len(jobs) > 1:
-        with multiprocessing.get_context("fork").Pool(min(args.jobs, len(jobs))) as pool:
-            done = pool.map(_train_job, jobs, chunksize=1)
-    else:
-        done = [_train_job(j) for j in jobs]
-    by_job = dict(zip(jobs, done))
+    _JOB_CONTEXT = (data, dict(max_epochs=max_epochs, patience=patience, targets_per_user=targets, batch=batch, loss=args.loss, lr=args.lr), args.threads)
+    by_job = {}
+    if args.tune and trained:
+        trials = [(k, 0, t, True) for k in trained for t in TUNE_GRID["bpr-mf" if k == "bpr-mf" else "sequence"]]
+        log(f"tuning: {len(trials)} trials on the validation split (seed 0)")
+        for (kind, _, settings, _), done in zip(trials, _run_pool(trials, args.jobs)):
+            score = done["val"]["full"]["ndcg"]
+            tuning.append({"model": KINDS[kind], "settings": settings, "val_ndcg10_full": score, "epochs": len(done["history"])})
+            if kind not in chosen or score > by_job[(kind, 0)]["val"]["full"]["ndcg"]:
+                chosen[kind], by_job[(kind, 0)] = settings, done
+    # Bi-LSTMs first: they take longest, so the pool ends with the quick baselines.
+    jobs = sorted(((k, s, chosen.get(k, {}), False) for k in trained for s in range(seeds) if (k, s) not in by_job), key=lambda j: (not j[0].startswith("bilstm"), j[1]))
+    by_job.update({(j[0], j[1]): r for j, r in zip(jobs, _run_pool(jobs, args.jobs))})
     for kind in kinds:
         for seed in range(seeds) if kind not in ("popularity", "item-knn") else ():
-            metrics, history, state = by_job[(kind, seed)]
+            done = by_job[(kind, seed)]
+            metrics, history, state = done["test"], done["history"], done["state"]
             results.setdefault(KINDS[kind], []).append({"sampled": metrics["sampled"], "full": metrics["full"]})
             for lam in RERANK_LAMBDAS if kind == "bilstm-va" else ():
                 results.setdefault(f"{KINDS[kind]} + reranking, lambda {lam}", []).append(metrics[f"rerank-{lam}"])
             histories[f"{kind}/{seed}"] = history
-            best_val = max(h["val_ndcg10_sampled"] for h in history)
+            best_val = max(h["val_ndcg10_full"] for h in history)
             if kind == "bilstm-va" and (best_va is None or best_val > best_va[1]):
                 model = build_model(kind, data.n_items, len(data.items))
                 model.load_state_dict(state)
@@ -179,7 +220,12 @@ def main() -> int:
         "autoencoder": f"tied-weight autoencoder 13 -> 64 (tanh), reconstruction MSE {mse:.4f} on z-scored features",
         "interactions": interactions,
         "seeds": seeds,
+        "loss": args.loss,
+        "lr": args.lr,
         "negatives": 4,
+        "real": real is not None,
+        "tuning": tuning,
+        "chosen": {KINDS[k]: v for k, v in chosen.items()},
         "max_epochs": max_epochs,
         "patience": patience,
         "targets": targets,
@@ -196,10 +242,13 @@ def main() -> int:
     card = {"name": f"emotionmuse-bilstm-va-{size}", "version": f"bilstm-va-{size}-{time.strftime('%Y%m%d')}", "size": size,
             "items": len(cat), "history": 50, "context": context, "results": results, "training": histories}
     if best_va is not None:
-        card["export"] = export(best_va[0], out, len(cat), card["version"])
+        packed = args.pack if args.pack is not None else len(cat) > PACK_ABOVE
+        card["export"] = export(best_va[0], out, len(cat), card["version"], packed_music_emb=music_emb if packed else None)
         card["export"]["seed"] = best_va[2]
-        write_catalogue_files(out, cat, va, gated, music_emb, np.expm1(pop.numpy()) / max(1.0, float(np.expm1(pop.numpy()).sum())))
+        write_catalogue_files(out, cat, va, gated, None if packed else music_emb, np.expm1(pop.numpy()) / max(1.0, float(np.expm1(pop.numpy()).sum())))
         card["files"] = {"scoring": "scoring.onnx", "tracks": "tracks.tsv", "music_emb": "music_emb.f32 (float32 little-endian, items x 64)", "parity": "parity.json"}
+        if packed:
+            card["files"]["packed"] = "weights.q8 + packed.json: the item embedding, output layer and music embeddings as int8 with row scales; weights.bin and music_emb.f32 are rebuilt from them at the first start (training/emotionmuse_train/pack.py)"
         card["inputs"] = {"history": "int64 [batch, 50]: track index + 1, left-padded with 0", "mask": "float32 [batch, 50]: 1 where a track is", "probabilities": "float32 [batch, 7]: smoothed FER-order probabilities"}
         card["outputs"] = {"top_ids": "int64 [batch, 100]: track indices (history excluded)", "top_scores": "float32 [batch, 100]: preference scores", "emotion_embedding": "float32 [batch, 64]"}
     with open(os.path.join(out, "card.json"), "w") as f:

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { unpackedModelDir } from './unpack.ts';
 
 /** The tracks a recommender model scores, with what reranking and cold start need. */
 export interface TrackCatalogue {
@@ -15,8 +16,9 @@ export interface TrackCatalogue {
   readonly size: number;
 }
 
-/** Reads tracks.tsv and music_emb.f32 of an exported model folder. */
-export function loadCatalogue(dir: string): TrackCatalogue {
+/** Reads tracks.tsv and music_emb.f32 of an exported model folder (unpacked first if packed). */
+export function loadCatalogue(modelDir: string): TrackCatalogue {
+  const dir = unpackedModelDir(modelDir);
   const lines = readFileSync(path.join(dir, 'tracks.tsv'), 'utf8').trimEnd().split('\n');
   const header = lines.shift()!.split('\t');
   const col = (name: string) => {

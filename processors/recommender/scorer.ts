@@ -4,6 +4,7 @@ import type { Logger } from '../../runtime/log.ts';
 import { openSession, ort, type ExecutionProvider, type ModelSession } from '../../runtime/onnx.ts';
 import { valenceArousal } from '../../schemas/emotions.ts';
 import { loadCatalogue, type TrackCatalogue } from './catalogue.ts';
+import { unpackedModelDir } from './unpack.ts';
 
 export const HISTORY = 50;
 
@@ -48,7 +49,8 @@ export class Scorer {
     readonly graphFile: string,
   ) {}
 
-  static async open(dir: string, options: { providers: readonly ExecutionProvider[]; threads?: number; graph?: ScoringGraph; logger?: Logger }): Promise<Scorer> {
+  static async open(modelDir: string, options: { providers: readonly ExecutionProvider[]; threads?: number; graph?: ScoringGraph; logger?: Logger }): Promise<Scorer> {
+    const dir = unpackedModelDir(modelDir);
     const card = JSON.parse(readFileSync(path.join(dir, 'card.json'), 'utf8')) as { version: string };
     const file = scoringFile(dir, options.graph ?? 'auto');
     const { session, provider } = await openSession(path.join(dir, file), options);

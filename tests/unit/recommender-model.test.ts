@@ -5,10 +5,11 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { recommenderOptions } from '../../processors/index.ts';
 import { Scorer, scoringFile } from '../../processors/recommender/scorer.ts';
+import { unpackedModelDir } from '../../processors/recommender/unpack.ts';
 import { ort } from '../../runtime/onnx.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-// The committed small model, and those the CI's training smoke runs export (when present): simulated users, and real-log format (training/tests/fixtures/playlists-smoke.csv).
+// The committed (packed) model, and those the CI's training smoke runs export (when present): simulated users, and real-log format (training/tests/fixtures/playlists-smoke.csv).
 const MODELS = [recommenderOptions.modelDir.default, path.join(ROOT, '.cache', 'recommender-smoke'), path.join(ROOT, '.cache', 'recommender-logs-smoke')].filter((d, i) => i === 0 || existsSync(path.join(d, 'parity.json')));
 
 interface ParityCase {
@@ -26,7 +27,8 @@ const GRAPHS = MODELS.flatMap((dir) => ['scoring.onnx', 'scoring-int8.onnx'].fil
 describe.each(GRAPHS)('exported recommender $dir/$file', ({ dir, file }) => {
   it('gives in onnxruntime-node the scores and top-100 that PyTorch gave (max abs difference <= 1e-4)', async () => {
     const { cases } = JSON.parse(readFileSync(path.join(dir, 'parity.json'), 'utf8')) as { cases: ParityCase[] };
-    const session = await ort.InferenceSession.create(path.join(dir, file));
+    // A packed folder (the served model) gets its float32 weights rebuilt first, as the recommender does.
+    const session = await ort.InferenceSession.create(path.join(unpackedModelDir(dir), file));
     expect(cases.length).toBeGreaterThanOrEqual(3);
     for (const c of cases) {
       const out = await session.run({

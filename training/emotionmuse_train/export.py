@@ -3,11 +3,16 @@ import json
 import os
 
 import numpy as np
+import onnx
 import torch
+from onnx import numpy_helper
 from torch import nn
 
 from .models import N_HISTORY
-from .two_stage import two_stage
+from .pack import Packer, dequantize, externalize, quantize_rows, write_packed
+from .two_stage import OUTPUT_WEIGHT, two_stage
+
+ITEM_WEIGHT = "model.item_emb.weight"
 
 
 class ServingModel(nn.Module):
@@ -28,8 +33,28 @@ class ServingModel(nn.Module):
         return top_ids, top_scores, e
 
 
-def export(model, out_dir: str, n_items: int, version: str) -> dict:
+def _quantize_catalogue_tensors(model, packer: Packer) -> None:
+    """The item embedding (8 bits) and the output layer (7 bits) per row, in place (pack.py)."""
+    with torch.no_grad():
+        for name, param, levels in (("item_emb", model.item_emb.weight, 127), ("out", model.out.weight, 63)):
+            q, scale = quantize_rows(param.numpy(), levels)
+            param.copy_(torch.from_numpy(dequantize(q, scale)))
+            packer.add(name, q, scale, levels)
+
+
+def export(model, out_dir: str, n_items: int, version: str, packed_music_emb=None) -> dict:
+    """scoring.onnx, scoring-int8.onnx and parity.json. With `packed_music_emb` (the music
+    emotion embeddings, [items, 64]) the export is packed (pack.py): the catalogue-sized
+    tensors are quantized first, live in weights.bin as ONNX external data, and weights.q8 +
+    packed.json are what is committed."""
     os.makedirs(out_dir, exist_ok=True)
+    packer = None
+    if packed_music_emb is not None:
+        packer = Packer()
+        _quantize_catalogue_tensors(model, packer)
+        q, scale = quantize_rows(packed_music_emb, 127)
+        packer.add("music_emb", q, scale, 127)
+        packer.region("music_emb.f32", "music_emb", "rows")
     serving = ServingModel(model, k=min(100, n_items)).eval()
     rng = np.random.default_rng(3)
     samples = []
@@ -55,15 +80,29 @@ def export(model, out_dir: str, n_items: int, version: str) -> dict:
                            "top_ids": ids[0].tolist(), "top_scores": scores[0].tolist(), "emotion_embedding": e[0].tolist()})
     with open(os.path.join(out_dir, "parity.json"), "w") as f:
         json.dump({"model": version, "note": "outputs of the PyTorch model on these inputs, for the onnxruntime-node parity test", "cases": parity}, f)
-    fast = two_stage(path, os.path.join(out_dir, "scoring-int8.onnx"))
-    return {"file": "scoring.onnx", "opset": 16, "bytes": os.path.getsize(path), "two_stage": fast}
+    fast_path = os.path.join(out_dir, "scoring-int8.onnx")
+    fast = two_stage(path, fast_path)
+    info = {"file": "scoring.onnx", "opset": 16, "bytes": os.path.getsize(path), "two_stage": fast}
+    if packer is not None:
+        # The two-stage graph's 7-bit copy is the packed output layer itself, transposed.
+        w_q = next(numpy_helper.to_array(i) for i in onnx.load(fast_path).graph.initializer if i.name == "ts.w_q")
+        if not np.array_equal(w_q, packer.tensors["out"][0].T):
+            raise AssertionError("two-stage 7-bit weights differ from the packed output layer")
+        rows = {ITEM_WEIGHT: ("item_emb", "rows"), OUTPUT_WEIGHT: ("out", "rows")}
+        externalize(path, packer, rows)
+        externalize(fast_path, packer, {**rows, "ts.w_q": ("out", "transposed-int8")})
+        info["packed"] = write_packed(out_dir, packer, version)
+        info["bytes"], fast["bytes"] = os.path.getsize(path), os.path.getsize(fast_path)
+    return info
 
 
-def write_catalogue_files(out_dir: str, cat, va: np.ndarray, gated: np.ndarray, music_emb: np.ndarray, popularity: np.ndarray) -> None:
+def write_catalogue_files(out_dir: str, cat, va: np.ndarray, gated: np.ndarray, music_emb, popularity: np.ndarray) -> None:
+    """tracks.tsv, and music_emb.f32 unless `music_emb` is None (a packed export writes it)."""
     with open(os.path.join(out_dir, "tracks.tsv"), "w", encoding="utf-8") as f:
         f.write("index\tid\ttitle\tartist\tvalence\tarousal\tva_source\tpopularity\n")
         for i, track_id in enumerate(cat.ids):
             title = cat.titles[i].replace("\t", " ").replace("\n", " ")
             artist = cat.artists[i].replace("\t", " ").replace("\n", " ")
             f.write(f"{i}\t{track_id}\t{title}\t{artist}\t{va[i, 0]:.4f}\t{va[i, 1]:.4f}\t{'knn' if gated[i] else 'fallback'}\t{popularity[i]:.6f}\n")
-    np.asarray(music_emb, dtype="<f4").tofile(os.path.join(out_dir, "music_emb.f32"))
+    if music_emb is not None:
+        np.asarray(music_emb, dtype="<f4").tofile(os.path.join(out_dir, "music_emb.f32"))

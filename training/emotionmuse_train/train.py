@@ -79,23 +79,35 @@ def popularity_scores(data: Data) -> torch.Tensor:
     return torch.tensor(np.log1p(counts), dtype=torch.float32)
 
 
-def compat_loss(scores: torch.Tensor, candidates: torch.Tensor, e: torch.Tensor, music_emb: torch.Tensor) -> torch.Tensor:
+def compat_loss(scores: torch.Tensor, candidates, e: torch.Tensor, music_emb: torch.Tensor) -> torch.Tensor:
     """The paper's L_compat, differentiably: the cosine distance between the current emotion
     embedding and the music emotion embeddings of the candidates, weighted by the softmax of
-    their scores (the 'top-ranked' tracks carry the weight)."""
-    w = torch.softmax(scores, dim=1).unsqueeze(2)
-    mixed = (w * music_emb[candidates]).sum(dim=1)
+    their scores (the 'top-ranked' tracks carry the weight). `candidates` None: the whole
+    catalogue, `scores` [B, items]."""
+    w = torch.softmax(scores, dim=1)
+    mixed = w @ music_emb if candidates is None else (w.unsqueeze(2) * music_emb[candidates]).sum(dim=1)
     return (1 - torch.nn.functional.cosine_similarity(mixed, e, dim=1)).mean()
 
 
+LOSSES = ("softmax", "bpr")
+
+
 def train(kind: str, data: Data, seed: int, max_epochs: int = 12, patience: int = 3, targets_per_user: int = 6,
-          negatives: int = 4, beta: float = 0.1, lr: float = 5e-4, batch: int = 256, log=print):
+          negatives: int = 4, beta: float = 0.1, lr: float = 5e-4, batch: int = 256, loss: str = "softmax", log=print):
+    """`loss` softmax: cross-entropy of the held-out track against the whole catalogue (what
+    full-catalogue ranking asks for); bpr: the pairwise BPR loss against `negatives` uniform
+    negatives (the paper's). BPR-MF always trains with BPR. Early stopping on the validation
+    split's full-catalogue NDCG@10."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss {loss!r}: one of {', '.join(LOSSES)}")
+    if kind == "bpr-mf":
+        loss = "bpr"
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     n_users = len(data.items)
     model = build_model(kind, data.n_items, n_users)
     weight_decay = 0.0 if kind == "bpr-mf" else 1e-6
-    opt = torch.optim.Adam(model.parameters(), lr=lr if kind != "bpr-mf" else 5e-3, weight_decay=weight_decay)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     best, best_state, bad, history = -1.0, None, 0, []
     for epoch in range(max_epochs):
         started = time.time()
@@ -112,21 +124,27 @@ def train(kind: str, data: Data, seed: int, max_epochs: int = 12, patience: int 
             users = torch.tensor([u for u, _ in chunk])
             hist, mask = history_tensor([data.items[u] for u, _ in chunk], [p for _, p in chunk])
             probs = torch.tensor(np.stack([data.emotions[u][p] for u, p in chunk]))
-            pos = torch.tensor([int(data.items[u][p]) for u, p in chunk]).unsqueeze(1)
-            neg = torch.randint(0, data.n_items, (len(chunk), negatives))
-            candidates = torch.cat([pos, neg], dim=1)
-            scores, e = model.score_items(hist, mask, probs, candidates, users)
-            loss = -torch.nn.functional.logsigmoid(scores[:, :1] - scores[:, 1:]).mean()
+            pos = torch.tensor([int(data.items[u][p]) for u, p in chunk])
+            if loss == "softmax":
+                candidates = None
+                scores, e = model.score_all(hist, mask, probs, users)
+                value = torch.nn.functional.cross_entropy(scores, pos)
+            else:
+                neg = torch.randint(0, data.n_items, (len(chunk), negatives))
+                candidates = torch.cat([pos.unsqueeze(1), neg], dim=1)
+                scores, e = model.score_items(hist, mask, probs, candidates, users)
+                value = -torch.nn.functional.logsigmoid(scores[:, :1] - scores[:, 1:]).mean()
             if e is not None and beta > 0:
-                loss = loss + beta * compat_loss(scores, candidates, e, data.music_emb)
+                value = value + beta * compat_loss(scores, candidates, e, data.music_emb)
             opt.zero_grad()
-            loss.backward()
+            value.backward()
             opt.step()
-            total += float(loss) * len(chunk)
+            total += float(value) * len(chunk)
         metrics = evaluate(model, data, "val", max_users=2000)
-        ndcg = metrics["sampled"]["ndcg"]
-        history.append({"epoch": epoch + 1, "loss": total / len(samples), "val_ndcg10_sampled": ndcg, "seconds": time.time() - started})
-        log(f"    {kind} seed {seed} epoch {epoch + 1}: loss {total / len(samples):.4f}, val NDCG@10 (sampled) {ndcg:.4f}, {time.time() - started:.0f}s")
+        ndcg = metrics["full"]["ndcg"]
+        history.append({"epoch": epoch + 1, "loss": total / len(samples), "val_ndcg10_full": ndcg,
+                        "val_ndcg10_sampled": metrics["sampled"]["ndcg"], "seconds": time.time() - started})
+        log(f"    {kind} seed {seed} epoch {epoch + 1}: {loss} loss {total / len(samples):.4f}, val NDCG@10 full {ndcg:.4f} (sampled {metrics['sampled']['ndcg']:.4f}), {time.time() - started:.0f}s")
         if ndcg > best:
             best, bad = ndcg, 0
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
