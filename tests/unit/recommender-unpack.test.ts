@@ -51,7 +51,7 @@ describe('packed model folder', () => {
     unpackedModelDir(dir);
     const file = path.join(dir, 'music_emb.f32');
     const bytes = readFileSync(file);
-    bytes[100] ^= 0xff;
+    bytes[100] = bytes[100]! ^ 0xff;
     writeFileSync(file, bytes);
     utimesSync(file, new Date(), new Date(Date.now() + 5000));
     unpackedModelDir(dir);
@@ -61,7 +61,7 @@ describe('packed model folder', () => {
   it('refuses a damaged weights.q8 with the file and digest named, and marks nothing as unpacked', () => {
     const dir = freshCopy();
     const q8 = readFileSync(path.join(dir, index.data));
-    q8[q8.length >> 1] ^= 0x01;
+    q8[q8.length >> 1] = q8[q8.length >> 1]! ^ 0x01;
     writeFileSync(path.join(dir, index.data), q8);
     expect(() => unpackedModelDir(dir)).toThrow(/unpacked (weights\.bin|music_emb\.f32) does not match the export's digest/);
     expect(existsSync(path.join(dir, '.unpacked.json'))).toBe(false);
