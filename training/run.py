@@ -66,7 +66,7 @@ def _train_job(job):
 TUNE_GRID = {
     "item-knn": [{"window": w, "recent": r} for w in (2, 5, 10) for r in (3, 5, 10)],
     "bpr-mf": [{"lr": lr, "negatives": n} for lr in (2e-3, 5e-3, 1e-2) for n in (4, 16)],
-    "sequence": [{"lr": lr} for lr in (5e-4, 1e-3, 2e-3)],
+    "sequence": [{"lr": lr} for lr in (1e-3, 2e-3)],
 }
 
 
@@ -78,8 +78,8 @@ def _run_pool(jobs, processes):
 
 
 SIZES = {
-    "full": {"catalogue": 0, "users": 5000, "seeds": 3, "max_epochs": 10, "targets": 8, "patience": 2, "batch": 64},
-    "small": {"catalogue": 3000, "users": 1500, "seeds": 3, "max_epochs": 10, "targets": 8, "patience": 2, "batch": 64},
+    "full": {"catalogue": 0, "users": 5000, "seeds": 3, "max_epochs": 6, "targets": 16, "patience": 2, "batch": 128},
+    "small": {"catalogue": 3000, "users": 1500, "seeds": 3, "max_epochs": 10, "targets": 24, "patience": 3, "batch": 128},
     "smoke": {"catalogue": 1000, "users": 200, "seeds": 1, "max_epochs": 1, "targets": 2, "patience": 1, "batch": 64},
 }
 
@@ -98,7 +98,7 @@ def main() -> int:
     ap.add_argument("--pop-weight", type=float, default=0.5, help="simulator: weight of the popularity prior in a user's taste")
     ap.add_argument("--batch", type=int, help="training batch size (default by size)")
     ap.add_argument("--loss", choices=LOSSES, default="softmax", help="training loss of the sequence models: softmax (cross-entropy over the whole catalogue, default) or bpr (the paper's, 4 uniform negatives); BPR-MF always uses bpr")
-    ap.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate of the sequence models (default 5e-4)")
+    ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the sequence models (default 1e-3; --tune tries others)")
     ap.add_argument("--tune", action="store_true", help="tune every model on the validation split first (seed 0; grids in TUNE_GRID), then train every seed with the best settings")
     ap.add_argument("--models", default=",".join(KINDS), help="comma-separated subset of: " + ", ".join(KINDS))
     ap.add_argument("--interactions", help="real listening logs instead of simulated users: a file, folder or glob (training/emotionmuse_train/logs.py)")
@@ -190,7 +190,7 @@ def main() -> int:
     _JOB_CONTEXT = (data, dict(max_epochs=max_epochs, patience=patience, targets_per_user=targets, batch=batch, loss=args.loss, lr=args.lr), args.threads)
     by_job = {}
     if args.tune and trained:
-        trials = [(k, 0, t, True) for k in trained for t in TUNE_GRID["bpr-mf" if k == "bpr-mf" else "sequence"]]
+        trials = sorted(((k, 0, t, True) for k in trained for t in TUNE_GRID["bpr-mf" if k == "bpr-mf" else "sequence"]), key=lambda j: not j[0].startswith("bilstm"))
         log(f"tuning: {len(trials)} trials on the validation split (seed 0)")
         for (kind, _, settings, _), done in zip(trials, _run_pool(trials, args.jobs)):
             score = done["val"]["full"]["ndcg"]
