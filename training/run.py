@@ -9,6 +9,7 @@ model, and writes the report. One command:
 """
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -52,9 +53,11 @@ def _train_job(job):
     torch.set_num_threads(threads)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     # BPR-MF's own default learning rate (its embeddings learn nothing at the sequence models' rate)
-    model, history = train(kind, data, seed, log=log, **{**options, **({"lr": BPR_MF_LR} if kind == "bpr-mf" else {}), **settings})
-    val = evaluate(model, data, "val")
-    metrics = evaluate(model, data, "test", rerank=RERANK_LAMBDAS if kind == "bilstm-va" else ())
+    deadline = time.time() + options["job_seconds"] if options["job_seconds"] else 0.0
+    settings = {**({"lr": BPR_MF_LR} if kind == "bpr-mf" else {}), **settings}
+    model, history = train(kind, data, seed, log=log, deadline=deadline, **{k: v for k, v in options.items() if k not in ("job_seconds", "test_users")}, **settings)
+    val = evaluate(model, data, "val", max_users=options["test_users"])
+    metrics = evaluate(model, data, "test", max_users=options["test_users"], rerank=RERANK_LAMBDAS if kind == "bilstm-va" else ())
     log(f"  {'tuning ' if trial else ''}{KINDS[kind]} seed {seed} {settings}: validation NDCG@10 full {val['full']['ndcg']:.4f}; test sampled {metrics['sampled']}, full {metrics['full']}")
     return {"val": val, "test": metrics, "history": history, "state": model.state_dict() if kind == "bilstm-va" else None}
 
@@ -90,7 +93,8 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true", help="same as --size smoke")
     ap.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "music"), help="folder with catalogue/ and mood-reference/")
     ap.add_argument("--users", type=int, help="simulated users (default by size)")
-    ap.add_argument("--seeds", type=int, help="training seeds (default by size)")
+    ap.add_argument("--seeds", type=int, help="training seeds (default by size; 1 with --interactions)")
+    ap.add_argument("--test-users", type=int, default=20_000, help="test on at most this many sequences, evenly spread (default 20,000), the same for every model")
     ap.add_argument("--max-epochs", type=int, help="at most this many epochs per model")
     ap.add_argument("--targets-per-user", type=int, help="training targets drawn per user and epoch")
     ap.add_argument("--patience", type=int, help="early-stopping patience in epochs")
@@ -100,6 +104,7 @@ def main() -> int:
     ap.add_argument("--loss", choices=LOSSES, default="softmax", help="training loss of the sequence models: softmax (cross-entropy over the whole catalogue, default) or bpr (the paper's, 4 uniform negatives); BPR-MF always uses bpr")
     ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the sequence models (default 1e-3; --tune tries others)")
     ap.add_argument("--tune", action="store_true", help="tune every model on the validation split first (seed 0; grids in TUNE_GRID), then train every seed with the best settings")
+    ap.add_argument("--minutes", type=float, help="time budget of the whole run: every training job gets an equal share of what is left after loading and gets stopped there, keeping its best epoch so far (default: 80 with --interactions, none otherwise)")
     ap.add_argument("--models", default=",".join(KINDS), help="comma-separated subset of: " + ", ".join(KINDS))
     ap.add_argument("--interactions", help="real listening logs instead of simulated users: a file, folder or glob (training/emotionmuse_train/logs.py)")
     ap.add_argument("--format", choices=FORMATS, default="csv", help="format of --interactions (default csv: sequence_id, position, track_uri)")
@@ -113,11 +118,12 @@ def main() -> int:
     size = "smoke" if args.smoke else args.size
     preset = SIZES[size]
     users = args.users or preset["users"]
-    seeds = args.seeds or preset["seeds"]
+    seeds = args.seeds or (1 if args.interactions else preset["seeds"])
     max_epochs = args.max_epochs or preset["max_epochs"]
     targets = args.targets_per_user or preset["targets"]
     patience = args.patience or preset["patience"]
     batch = args.batch or preset["batch"]
+    minutes = args.minutes if args.minutes is not None else (80.0 if args.interactions else 0.0)
     out = args.out or os.path.join(ROOT, "models", f"recommender-{size}")
     os.makedirs(out, exist_ok=True)
     torch.set_num_threads(args.threads)
@@ -173,24 +179,32 @@ def main() -> int:
     if unknown:
         ap.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(KINDS)}")
     if "popularity" in kinds:
-        results[KINDS["popularity"]] = [evaluate(None, data, "test", pop=pop)]
+        results[KINDS["popularity"]] = [evaluate(None, data, "test", max_users=args.test_users, pop=pop)]
         log(f"  {KINDS['popularity']}: {results[KINDS['popularity']][0]}")
     tuning, chosen = [], {}
     if "item-knn" in kinds:
         knn_settings = {"window": 5, "recent": 5}
         if args.tune:
-            trials = [(t, evaluate(ItemKnn(data.n_items, data.items, **t), data, "val")["full"]["ndcg"]) for t in TUNE_GRID["item-knn"]]
+            trials = [(t, evaluate(ItemKnn(data.n_items, data.items, **t), data, "val", max_users=args.test_users)["full"]["ndcg"]) for t in TUNE_GRID["item-knn"]]
             tuning += [{"model": KINDS["item-knn"], "settings": t, "val_ndcg10_full": v} for t, v in trials]
             knn_settings = max(trials, key=lambda x: x[1])[0]
             chosen["item-knn"] = knn_settings
-        results[KINDS["item-knn"]] = [evaluate(ItemKnn(data.n_items, data.items, **knn_settings), data, "test")]
+        results[KINDS["item-knn"]] = [evaluate(ItemKnn(data.n_items, data.items, **knn_settings), data, "test", max_users=args.test_users)]
         log(f"  {KINDS['item-knn']} {knn_settings}: {results[KINDS['item-knn']][0]}")
     trained = [k for k in kinds if k not in ("popularity", "item-knn")]
     global _JOB_CONTEXT
-    _JOB_CONTEXT = (data, dict(max_epochs=max_epochs, patience=patience, targets_per_user=targets, batch=batch, loss=args.loss, lr=args.lr), args.threads)
+    trials = sorted(((k, 0, t, True) for k in trained for t in TUNE_GRID["bpr-mf" if k == "bpr-mf" else "sequence"]), key=lambda j: not j[0].startswith("bilstm")) if args.tune else []
+    job_seconds = 0.0
+    if minutes:
+        # Equal shares of what is left, one round of --jobs at a time; a tenth kept for the
+        # evaluations after training, the report and the export.
+        rounds = math.ceil(len(trials) / args.jobs) + math.ceil(len(trained) * (seeds - (1 if args.tune else 0)) / args.jobs)
+        left = minutes * 60 - (time.time() - started)
+        job_seconds = max(30.0, 0.9 * left / max(rounds, 1))
+        log(f"time budget: {minutes:g} min in all, {left / 60:.1f} min left for {rounds} round(s) of training: each job stops after {job_seconds / 60:.1f} min")
+    _JOB_CONTEXT = (data, dict(max_epochs=max_epochs, patience=patience, targets_per_user=targets, batch=batch, loss=args.loss, lr=args.lr, job_seconds=job_seconds, test_users=args.test_users), args.threads)
     by_job = {}
-    if args.tune and trained:
-        trials = sorted(((k, 0, t, True) for k in trained for t in TUNE_GRID["bpr-mf" if k == "bpr-mf" else "sequence"]), key=lambda j: not j[0].startswith("bilstm"))
+    if trials:
         log(f"tuning: {len(trials)} trials on the validation split (seed 0)")
         for (kind, _, settings, _), done in zip(trials, _run_pool(trials, args.jobs)):
             score = done["val"]["full"]["ndcg"]
@@ -221,6 +235,7 @@ def main() -> int:
         "interactions": interactions,
         "seeds": seeds,
         "loss": args.loss,
+        "budget_minutes": minutes,
         "lr": args.lr,
         "negatives": 4,
         "real": real is not None,

@@ -6,17 +6,21 @@ import torch
 
 class ItemKnn:
     def __init__(self, n_items: int, sequences: list, window: int = 5, recent: int = 5):
-        rows, cols = [], []
-        for seq in sequences:
-            train = seq[:-2]  # the last two items are validation and test
-            for i in range(len(train)):
-                for j in range(max(0, i - window), min(len(train), i + window + 1)):
-                    if i != j and train[i] != train[j]:
-                        rows.append(int(train[i])); cols.append(int(train[j]))
-        counts = np.bincount(np.concatenate([s[:-2] for s in sequences]).astype(np.int64), minlength=n_items).astype(np.float64) if sequences else np.zeros(n_items)
-        if rows:
-            pairs = np.unique(np.stack([rows, cols]), axis=1, return_counts=True)
-            (r, c), v = pairs
+        train = [np.asarray(seq[:-2], dtype=np.int64) for seq in sequences]  # the last two items are validation and test
+        flat = np.concatenate(train) if train else np.zeros(0, dtype=np.int64)
+        owner = np.repeat(np.arange(len(train)), [len(t) for t in train])
+        counts = np.bincount(flat, minlength=n_items).astype(np.float64)
+        # Every ordered pair of plays at most `window` apart within a sequence, counted as often
+        # as it occurs; vectorised over all sequences at each distance, each pair a single key.
+        keys = []
+        for d in range(1, window + 1):
+            same = owner[d:] == owner[:-d]
+            a, b = flat[:-d][same], flat[d:][same]
+            keep = a != b
+            keys += [a[keep] * n_items + b[keep], b[keep] * n_items + a[keep]]
+        if keys and sum(len(k) for k in keys):
+            pair, v = np.unique(np.concatenate(keys), return_counts=True)
+            r, c = pair // n_items, pair % n_items
             v = v / np.sqrt(np.maximum(counts[r], 1) * np.maximum(counts[c], 1))
         else:
             r = c = np.zeros(0, dtype=np.int64); v = np.zeros(0)

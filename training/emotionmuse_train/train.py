@@ -93,11 +93,12 @@ LOSSES = ("softmax", "bpr")
 
 
 def train(kind: str, data: Data, seed: int, max_epochs: int = 12, patience: int = 3, targets_per_user: int = 6,
-          negatives: int = 4, beta: float = 0.1, lr: float = 5e-4, batch: int = 256, loss: str = "softmax", log=print):
+          negatives: int = 4, beta: float = 0.1, lr: float = 5e-4, batch: int = 256, loss: str = "softmax", deadline: float = 0.0, log=print):
     """`loss` softmax: cross-entropy of the held-out track against the whole catalogue (what
     full-catalogue ranking asks for); bpr: the pairwise BPR loss against `negatives` uniform
     negatives (the paper's). BPR-MF always trains with BPR. Early stopping on the validation
-    split's full-catalogue NDCG@10."""
+    split's full-catalogue NDCG@10. `deadline` (a time.time() value, 0 for none): training
+    stops there, mid-epoch if need be, and the best epoch so far is kept."""
     if loss not in LOSSES:
         raise ValueError(f"loss {loss!r}: one of {', '.join(LOSSES)}")
     if kind == "bpr-mf":
@@ -118,8 +119,11 @@ def train(kind: str, data: Data, seed: int, max_epochs: int = 12, patience: int 
             positions = rng.choice(np.arange(1, train_len), size=min(targets_per_user, train_len - 1), replace=False)
             samples.extend((u, int(p)) for p in positions)
         rng.shuffle(samples)
-        total = 0.0
+        total, seen, out_of_time = 0.0, 0, False
         for start in range(0, len(samples), batch):
+            if deadline and time.time() > deadline:
+                out_of_time = True
+                break
             chunk = samples[start:start + batch]
             users = torch.tensor([u for u, _ in chunk])
             hist, mask = history_tensor([data.items[u] for u, _ in chunk], [p for _, p in chunk])
@@ -140,11 +144,14 @@ def train(kind: str, data: Data, seed: int, max_epochs: int = 12, patience: int 
             value.backward()
             opt.step()
             total += float(value) * len(chunk)
+            seen += len(chunk)
+        if seen == 0 and best_state is not None:
+            break
         metrics = evaluate(model, data, "val", max_users=2000)
         ndcg = metrics["full"]["ndcg"]
-        history.append({"epoch": epoch + 1, "loss": total / len(samples), "val_ndcg10_full": ndcg,
+        history.append({"epoch": epoch + 1, "loss": total / max(seen, 1), "targets": seen, "val_ndcg10_full": ndcg,
                         "val_ndcg10_sampled": metrics["sampled"]["ndcg"], "seconds": time.time() - started})
-        log(f"    {kind} seed {seed} epoch {epoch + 1}: {loss} loss {total / len(samples):.4f}, val NDCG@10 full {ndcg:.4f} (sampled {metrics['sampled']['ndcg']:.4f}), {time.time() - started:.0f}s")
+        log(f"    {kind} seed {seed} epoch {epoch + 1}{f' (stopped by the time budget after {seen} of {len(samples)} targets)' if out_of_time else ''}: {loss} loss {total / max(seen, 1):.4f}, val NDCG@10 full {ndcg:.4f} (sampled {metrics['sampled']['ndcg']:.4f}), {time.time() - started:.0f}s")
         if ndcg > best:
             best, bad = ndcg, 0
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -152,6 +159,8 @@ def train(kind: str, data: Data, seed: int, max_epochs: int = 12, patience: int 
             bad += 1
             if bad >= patience:
                 break
+        if out_of_time:
+            break
     model.load_state_dict(best_state)
     model.eval()
     return model, history
@@ -178,8 +187,8 @@ def evaluate(model, data: Data, split: str = "test", max_users: int = 0, rerank:
     same after emotion-compatibility reranking for each lambda in `rerank`."""
     offset = 1 if split == "test" else 2
     users = list(range(len(data.items)))
-    if max_users:
-        users = users[:max_users]
+    if max_users and len(users) > max_users:
+        users = users[::math.ceil(len(users) / max_users)]  # evenly spread, the same for every model
     out_sampled, out_full = [], []
     out_rerank = {lam: ([], []) for lam in rerank}
     for start in range(0, len(users), 256):
