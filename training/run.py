@@ -103,7 +103,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, help="training batch size (default by size)")
     ap.add_argument("--loss", choices=LOSSES, default="softmax", help="training loss of the sequence models: softmax (cross-entropy over the whole catalogue, default) or bpr (the paper's, 4 uniform negatives); BPR-MF always uses bpr")
     ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the sequence models (default 1e-3; --tune tries others)")
-    ap.add_argument("--tune", action="store_true", help="tune every model on the validation split first (seed 0; grids in TUNE_GRID), then train every seed with the best settings")
+    ap.add_argument("--tune", nargs="?", const="all", help="tune on the validation split first (seed 0; grids in TUNE_GRID), then train every seed with the best settings: every model, or a comma-separated list (e.g. item-knn,bpr-mf)")
     ap.add_argument("--minutes", type=float, help="time budget of the whole run: every training job gets an equal share of what is left after loading and gets stopped there, keeping its best epoch so far (default: 80 with --interactions, none otherwise)")
     ap.add_argument("--models", default=",".join(KINDS), help="comma-separated subset of: " + ", ".join(KINDS))
     ap.add_argument("--interactions", help="real listening logs instead of simulated users: a file, folder or glob (training/emotionmuse_train/logs.py)")
@@ -182,9 +182,12 @@ def main() -> int:
         results[KINDS["popularity"]] = [evaluate(None, data, "test", max_users=args.test_users, pop=pop)]
         log(f"  {KINDS['popularity']}: {results[KINDS['popularity']][0]}")
     tuning, chosen = [], {}
+    tuned = set(kinds if args.tune == "all" else [k.strip() for k in (args.tune or "").split(",") if k.strip()])
+    if tuned - set(KINDS):
+        ap.error(f"--tune: unknown model(s) {', '.join(sorted(tuned - set(KINDS)))}")
     if "item-knn" in kinds:
         knn_settings = {"window": 5, "recent": 5}
-        if args.tune:
+        if "item-knn" in tuned:
             trials = [(t, evaluate(ItemKnn(data.n_items, data.items, **t), data, "val", max_users=args.test_users)["full"]["ndcg"]) for t in TUNE_GRID["item-knn"]]
             tuning += [{"model": KINDS["item-knn"], "settings": t, "val_ndcg10_full": v} for t, v in trials]
             knn_settings = max(trials, key=lambda x: x[1])[0]
@@ -193,14 +196,14 @@ def main() -> int:
         log(f"  {KINDS['item-knn']} {knn_settings}: {results[KINDS['item-knn']][0]}")
     trained = [k for k in kinds if k not in ("popularity", "item-knn")]
     global _JOB_CONTEXT
-    trials = sorted(((k, 0, t, True) for k in trained for t in TUNE_GRID["bpr-mf" if k == "bpr-mf" else "sequence"]), key=lambda j: not j[0].startswith("bilstm")) if args.tune else []
+    trials = sorted(((k, 0, t, True) for k in trained if k in tuned for t in TUNE_GRID["bpr-mf" if k == "bpr-mf" else "sequence"]), key=lambda j: not j[0].startswith("bilstm"))
     job_seconds = 0.0
     if minutes:
-        # Equal shares of what is left, one round of --jobs at a time; a tenth kept for the
-        # evaluations after training, the report and the export.
-        rounds = math.ceil(len(trials) / args.jobs) + math.ceil(len(trained) * (seeds - (1 if args.tune else 0)) / args.jobs)
+        # Equal shares of what is left, one round of --jobs at a time; 15% kept for each job's
+        # validation and test evaluations after training, the report and the export.
+        rounds = math.ceil(len(trials) / args.jobs) + math.ceil(sum(seeds - (1 if k in tuned else 0) for k in trained) / args.jobs)
         left = minutes * 60 - (time.time() - started)
-        job_seconds = max(30.0, 0.9 * left / max(rounds, 1))
+        job_seconds = max(30.0, 0.85 * left / max(rounds, 1))
         log(f"time budget: {minutes:g} min in all, {left / 60:.1f} min left for {rounds} round(s) of training: each job stops after {job_seconds / 60:.1f} min")
     _JOB_CONTEXT = (data, dict(max_epochs=max_epochs, patience=patience, targets_per_user=targets, batch=batch, loss=args.loss, lr=args.lr, job_seconds=job_seconds, test_users=args.test_users), args.threads)
     by_job = {}
