@@ -55,7 +55,7 @@ def _train_job(job):
     # BPR-MF's own default learning rate (its embeddings learn nothing at the sequence models' rate)
     deadline = time.time() + options["job_seconds"] if options["job_seconds"] else 0.0
     settings = {**({"lr": BPR_MF_LR} if kind == "bpr-mf" else {}), **settings}
-    model, history = train(kind, data, seed, log=log, deadline=deadline, **{k: v for k, v in options.items() if k not in ("job_seconds", "test_users")}, **settings)
+    model, history = train(kind, data, seed, log=log, deadline=deadline, **{**{k: v for k, v in options.items() if k not in ("job_seconds", "test_users")}, **settings})
     val = evaluate(model, data, "val", max_users=options["test_users"])
     metrics = evaluate(model, data, "test", max_users=options["test_users"], rerank=RERANK_LAMBDAS if kind == "bilstm-va" else ())
     log(f"  {'tuning ' if trial else ''}{KINDS[kind]} seed {seed} {settings}: validation NDCG@10 full {val['full']['ndcg']:.4f}; test sampled {metrics['sampled']}, full {metrics['full']}")
