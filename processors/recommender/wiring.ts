@@ -10,7 +10,7 @@ import { UserStore } from './store.ts';
 
 export const recommenderOptions = {
   ...inferenceOptions,
-  modelDir: opt.string('EM_RECOMMENDER_MODEL', 'model-dir', fileURLToPath(new URL('../../models/recommender-small', import.meta.url)), 'Folder of an exported recommender (scoring.onnx, tracks.tsv, music_emb.f32, card.json)'),
+  modelDir: opt.string('EM_RECOMMENDER_MODEL', 'model-dir', fileURLToPath(new URL('../../models/recommender-full', import.meta.url)), 'Folder of an exported recommender (scoring.onnx, tracks.tsv, card.json, and music_emb.f32 or, packed, weights.q8 + packed.json)'),
   scoringGraph: opt.oneOf('EM_SCORING_GRAPH', 'scoring-graph', 'auto', SCORING_GRAPHS, 'Scoring graph: exact = scoring.onnx (float32 over the catalogue); two-stage = scoring-int8.onnx (int8 candidates, exact float32 rescoring); auto = two-stage where the model folder has it'),
   lambda: opt.number('EM_RERANK_LAMBDA', 'lambda', DEFAULT_RECOMMENDER_CONFIG.lambda, 'Reranking: final = lambda * preference + (1 - lambda) * emotion compatibility', { min: 0, max: 1 }),
   topK: opt.int('EM_TOP_K', 'top-k', DEFAULT_RECOMMENDER_CONFIG.topK, 'Tracks per published list', { min: 1, max: 100 }),

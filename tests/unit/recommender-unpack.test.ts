@@ -75,3 +75,18 @@ describe('packed model folder', () => {
     expect(unpackedModelDir(dir)).toBe(dir);
   });
 });
+
+describe('served model', () => {
+  it('covers every distinct track of the shared catalogue (../shared/data/music/catalogue)', () => {
+    const dir = path.resolve(MODEL, '../../../shared/data/music/catalogue');
+    expect(existsSync(dir), `${dir} is needed (the shared data beside the repository)`).toBe(true);
+    const ids = new Set<string>();
+    for (const file of readdirSync(dir).filter((f) => f.endsWith('.csv'))) {
+      for (const m of readFileSync(path.join(dir, file), 'utf8').matchAll(/spotify:track:([A-Za-z0-9]{22})/g)) ids.add(m[1]!);
+    }
+    const catalogue = loadCatalogue(MODEL);
+    expect(ids.size).toBeGreaterThan(40_000);
+    expect(catalogue.size).toBe(ids.size);
+    expect(new Set(catalogue.ids)).toEqual(ids);
+  });
+});

@@ -8,7 +8,7 @@ METRICS = ["p", "r", "ndcg", "hr"]
 
 def mean_std(values):
     a = np.array(values)
-    return f"{a.mean():.3f} ± {a.std():.3f}" if len(a) > 1 else f"{a.mean():.3f}"
+    return f"{a.mean():.4f} ± {a.std():.4f}" if len(a) > 1 else f"{a.mean():.4f}"
 
 
 def rows_of(results: dict):
@@ -33,21 +33,21 @@ def findings(results: dict) -> list:
     baselines = [b for b in baselines if b[1] is not None]
     if no is not None and baselines:
         beaten = [n for n, v in baselines if no > v]
-        out.append(f"- {KINDS['bilstm']} ({no:.3f}) against " + ", ".join(f"{n} ({v:.3f})" for n, v in baselines) + ": "
+        out.append(f"- {KINDS['bilstm']} ({no:.4f}) against " + ", ".join(f"{n} ({v:.4f})" for n, v in baselines) + ": "
                    + ("above every one." if len(beaten) == len(baselines) else f"not above {', '.join(n for n, v in baselines if n not in beaten)}."))
     inputs = [(KINDS[k], _ndcg(results, KINDS[k])) for k in ("bilstm-onehot", "bilstm-soft", "bilstm-va")]
     inputs = sorted([x for x in inputs if x[1] is not None], key=lambda x: -x[1])
     if len(inputs) > 1:
-        out.append("- Emotion inputs, best first by full-catalogue NDCG@10: " + ", ".join(f"{n} ({v:.3f})" for n, v in inputs) + ".")
+        out.append("- Emotion inputs, best first by full-catalogue NDCG@10: " + ", ".join(f"{n} ({v:.4f})" for n, v in inputs) + ".")
     base = _ndcg(results, KINDS["bilstm-va"])
     reranked = [(name, _ndcg(results, name)) for name in results if name.startswith(KINDS["bilstm-va"] + " + reranking")]
     if base is not None and reranked:
         better = [n.rsplit(" ", 1)[-1] for n, v in reranked if v > base + 1e-9]
-        values = ", ".join(f"{n.rsplit(' ', 1)[-1]}: {v:.3f}" for n, v in reranked)
-        out.append(f"- Emotion-compatibility reranking of the V-A model (full-catalogue NDCG@10 {base:.3f} without it; by lambda {values}) "
+        values = ", ".join(f"{n.rsplit(' ', 1)[-1]}: {v:.4f}" for n, v in reranked)
+        out.append(f"- Emotion-compatibility reranking of the V-A model (full-catalogue NDCG@10 {base:.4f} without it; by lambda {values}) "
                    + (f"is higher only at lambda {', '.join(better)}." if better else "is not higher at any lambda tried."))
     best = max(results, key=lambda n: _ndcg(results, n))
-    out.append(f"- Best row by full-catalogue NDCG@10: {best} ({_ndcg(results, best):.3f}); popularity: {_ndcg(results, KINDS['popularity']) or 0:.3f}.")
+    out.append(f"- Best row by full-catalogue NDCG@10: {best} ({_ndcg(results, best):.4f}); popularity: {_ndcg(results, KINDS['popularity']) or 0:.4f}.")
     return out
 
 
@@ -78,8 +78,8 @@ def markdown(results: dict, context: dict) -> str:
         b = np.mean([r["sampled"]["ndcg"] for r in no])
         fa = np.mean([r["full"]["ndcg"] for r in va])
         fb = np.mean([r["full"]["ndcg"] for r in no])
-        verdict = (f"On these {data_kind} the emotion-conditioned Bi-LSTM (V-A embedding) reaches NDCG@10 {fa:.3f} over the full catalogue "
-                   f"and {a:.3f} sampled, against {fb:.3f} and {b:.3f} for the same model without emotion: "
+        verdict = (f"On these {data_kind} the emotion-conditioned Bi-LSTM (V-A embedding) reaches NDCG@10 {fa:.4f} over the full catalogue "
+                   f"and {a:.4f} sampled, against {fb:.4f} and {b:.4f} for the same model without emotion: "
                    f"{'better' if a > b and fa > fb else 'not better on both protocols'}.")
     if real:
         about = ("**The interactions are real listening logs; the emotion is a proxy.** The logs carry no facial emotion, so every model "
@@ -143,8 +143,8 @@ def svg(results: dict) -> str:
         s = float(np.mean([r["sampled"]["ndcg"] for r in runs]))
         f = float(np.mean([r["full"]["ndcg"] for r in runs]))
         parts.append(f'<text x="{left - 8}" y="{y + bar_h + 4}" font-family="sans-serif" font-size="11" text-anchor="end">{name}</text>')
-        parts.append(f'<rect x="{left}" y="{y}" width="{s * scale:.1f}" height="{bar_h}" fill="#1f77b4"/><text x="{left + s * scale + 4:.1f}" y="{y + 9}" font-size="9" font-family="sans-serif">{s:.3f}</text>')
-        parts.append(f'<rect x="{left}" y="{y + bar_h}" width="{f * scale:.1f}" height="{bar_h}" fill="#ff7f0e"/><text x="{left + f * scale + 4:.1f}" y="{y + bar_h + 9}" font-size="9" font-family="sans-serif">{f:.3f}</text>')
+        parts.append(f'<rect x="{left}" y="{y}" width="{s * scale:.1f}" height="{bar_h}" fill="#1f77b4"/><text x="{left + s * scale + 4:.1f}" y="{y + 9}" font-size="9" font-family="sans-serif">{s:.4f}</text>')
+        parts.append(f'<rect x="{left}" y="{y + bar_h}" width="{f * scale:.1f}" height="{bar_h}" fill="#ff7f0e"/><text x="{left + f * scale + 4:.1f}" y="{y + bar_h + 9}" font-size="9" font-family="sans-serif">{f:.4f}</text>')
         y += 2 * bar_h + gap
     parts.append("</svg>\n")
     return "".join(parts)
