@@ -32,8 +32,9 @@ class ItemKnn:
     def score_all(self, hist, mask, probs=None, user=None):
         """hist: [batch, 50] item + 1, left-padded. A tiny popularity term breaks ties among unrelated tracks."""
         recent = hist[:, -self.recent:]
-        h = torch.zeros(hist.shape[0], self.n_items)
-        valid = recent > 0
-        h.scatter_add_(1, (recent - 1).clamp(min=0), valid.float())
-        scores = torch.sparse.mm(self.sim, h.t()).t()
+        rows, cols = (recent > 0).nonzero(as_tuple=True)
+        # A sparse [batch, items] count of the recent tracks times the sparse similarity: the
+        # work follows the recent tracks' neighbours, not the whole matrix.
+        h = torch.sparse_coo_tensor(torch.stack([rows, recent[rows, cols] - 1]), torch.ones(len(rows)), (hist.shape[0], self.n_items)).coalesce()
+        scores = torch.sparse.mm(h, self.sim).to_dense()
         return scores + 1e-6 * self.popularity, None
