@@ -37,6 +37,17 @@ const listening = (port: number) => new Promise<boolean>((resolve) => {
 /** The identity of a change, the same whichever run or repeat wrote it. */
 const changeId = (c: EmotionChange) => `${c.userId}/${c.sessionId}/${c.windowEndSeq}/${c.previousLabel ?? '-'}->${c.label}`;
 
+/**
+ * A list as its tracks in order, with near-ties (final scores within 1e-4) put in track order:
+ * the scoring model's float results depend slightly on which users share its batch, and a
+ * disturbed run batches differently, so two tracks that tie to within that can trade places
+ * (seen once in CI with the 40,560-track model: the same ten tracks, two adjacent pairs swapped).
+ */
+function canonicalList(list: Recommendation): string {
+  const bucket = (v: number) => Math.round(v * 1e4);
+  return [...list.items].sort((a, b) => bucket(b.finalScore) - bucket(a.finalScore) || a.trackId.localeCompare(b.trackId)).map((i) => i.trackId).join(',');
+}
+
 /** Each change's identity and the distinct track lists published for it. */
 function outcome(topology: Topology, records: readonly Collected[]): Map<string, Set<string>> {
   const changes = new Map<string, string>();
@@ -47,7 +58,7 @@ function outcome(topology: Topology, records: readonly Collected[]): Map<string,
     if (list.trigger !== 'EMOTION_CHANGE') continue;
     const [, partition, offset] = list.causeId.split('/').slice(-3);
     const id = changes.get(`${partition}/${offset}`);
-    if (id) out.get(id)!.add(list.items.map((i) => i.trackId).join(','));
+    if (id) out.get(id)!.add(canonicalList(list));
   }
   return out;
 }
