@@ -4,6 +4,7 @@ import { configHelp, loadConfig, opt, parseArgv } from '../runtime/config.ts';
 import { commonOptions } from '../runtime/common-config.ts';
 import { EmotionMuseError } from '../schemas/errors.ts';
 import { createKafka } from '../runtime/kafka.ts';
+import { ownPartitionTable, sendPerPartition } from '../runtime/partitioned-send.ts';
 import { kafkaSecurity } from '../runtime/security.ts';
 import type { DeadLetter } from '../schemas/generated/types.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
@@ -141,6 +142,7 @@ ${configHelp(options)}`,
     for (const topic of topics) {
       const groupId = `${c.topicPrefix}dead-letters-replay.${c.code}`;
       const producer = c.dryRun ? undefined : kafka.producer({ transactionalId: `${groupId}.${topic}`, idempotent: true, maxInFlightRequests: 1 });
+      const partitions = ownPartitionTable(kafka);
       await producer?.connect();
       try {
         const batch: Array<{ partition: number; offset: string; letter: DeadLetter }> = [];
@@ -162,7 +164,7 @@ ${configHelp(options)}`,
               list.push({ key: b.letter.key, value: b.letter.value!, headers: { 'emotionmuse-replayed-from': `${topic}[${b.partition}]@${b.offset}` } });
               byTopic.set(b.letter.sourceTopic, list);
             }
-            if (byTopic.size > 0) await txn.sendBatch({ topicMessages: [...byTopic].map(([t, messages]) => ({ topic: t, messages })), acks: -1 });
+            if (byTopic.size > 0) await sendPerPartition(txn, partitions.table, [...byTopic].map(([t, messages]) => ({ topic: t, messages })));
             // Past every dead letter read, sent or not: the next replay of this code starts after them.
             const last = new Map<number, bigint>();
             for (const b of batch) last.set(b.partition, BigInt(b.offset) > (last.get(b.partition) ?? -1n) ? BigInt(b.offset) : last.get(b.partition)!);
@@ -176,6 +178,7 @@ ${configHelp(options)}`,
         counts.sent += c.dryRun ? 0 : whole.length;
       } finally {
         await producer?.disconnect();
+        await partitions.close();
       }
     }
     console.log(`${c.dryRun ? 'dry run: ' : ''}${counts.sent} sent back to their source topics, ${counts.truncated} truncated (not replayable), ${counts.skipped} of other codes`);

@@ -2,6 +2,7 @@ import kafkajs from 'kafkajs';
 import { configHelp, opt } from '../runtime/config.ts';
 import { commonOptions } from '../runtime/common-config.ts';
 import { createKafka } from '../runtime/kafka.ts';
+import { PartitionTable, sendPerPartition } from '../runtime/partitioned-send.ts';
 import { kafkaSecurity, redisSecurity } from '../runtime/security.ts';
 import { recommenderOptions } from '../processors/index.ts';
 import { UserStore } from '../processors/recommender/store.ts';
@@ -63,9 +64,10 @@ ${configHelp(forgetOptions)}`,
       // every state version's changelog of every stateful processor, not only the current one
       const changelogs = names.filter((n) => topology.processors.some((p) => p.stateful && n.startsWith(`${topology.prefix}${p.name}.state-`) && n.endsWith('.changelog'))).sort();
       const meta = changelogs.length > 0 ? await admin.fetchTopicMetadata({ topics: changelogs }) : { topics: [] };
+      const partitions = new PartitionTable(admin);
       for (const t of meta.topics) {
         // a key lives on one partition; writing the tombstone to each needs no knowledge of which
-        await producer.send({ topic: t.name, acks: -1, messages: t.partitions.map((p) => ({ key: c.user, value: null, partition: p.partitionId })) });
+        await sendPerPartition(producer, partitions, [{ topic: t.name, messages: t.partitions.map((p) => ({ key: c.user, value: null, partition: p.partitionId })) }]);
         console.log(`changelog: tombstones for ${c.user} written to ${t.name} (${t.partitions.length} partitions)`);
       }
       if (changelogs.length === 0) console.log('changelog: none found');

@@ -3,6 +3,7 @@ import { EmotionMuseError, errorMessage } from '../schemas/errors.ts';
 import type { Frame } from '../schemas/generated/types.ts';
 import type { SchemaRegistry } from '../schemas/registry.ts';
 import { producerIsBroken } from '../runtime/kafka.ts';
+import { ownPartitionTable, sendPerPartition } from '../runtime/partitioned-send.ts';
 
 const { CompressionTypes } = kafkajs;
 
@@ -40,15 +41,20 @@ export class Ingest {
   private readonly maxBatch: number;
   private readonly maxBatchBytes: number;
   private connected = false;
+  /** Frames of many users span partitions: sent one partition per call (runtime/partitioned-send.ts). */
+  private readonly partitions: ReturnType<typeof ownPartitionTable>;
 
   constructor(private readonly o: IngestOptions) {
     this.maxBatch = o.maxBatch ?? 500;
     this.maxBatchBytes = o.maxBatchBytes ?? 768 * 1024;
     this.producer = o.kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: 5 } });
+    this.partitions = ownPartitionTable(o.kafka);
   }
 
   async start(): Promise<void> {
     await this.producer.connect();
+    // The frames topic's partitions, looked up before the first frame (again at a send if this fails).
+    await this.partitions.table.of(this.o.topic).catch(() => undefined);
     this.connected = true;
   }
 
@@ -95,13 +101,13 @@ export class Ingest {
         }
         const batch = this.queue.splice(0, take);
         try {
-          await this.producer.send({
-            topic: this.o.topic,
-            acks: -1,
+          await sendPerPartition(
+            this.producer,
+            this.partitions.table,
+            [{ topic: this.o.topic, messages: batch.map((p) => ({ key: p.frame.userId, value: p.value, timestamp: String(Math.round(p.frame.captureTimeMs)) })) }],
             // Crops and scores are small; a batch of many compresses well, one alone is not worth it.
-            compression: batch.length > 8 ? CompressionTypes.GZIP : CompressionTypes.None,
-            messages: batch.map((p) => ({ key: p.frame.userId, value: p.value, timestamp: String(Math.round(p.frame.captureTimeMs)) })),
-          });
+            { acks: -1, compression: batch.length > 8 ? CompressionTypes.GZIP : CompressionTypes.None, maxBytes: this.maxBatchBytes },
+          );
           for (const p of batch) p.resolve();
         } catch (err) {
           const e = new EmotionMuseError('SERVICE_UNAVAILABLE', `Kafka did not take the frame: ${errorMessage(err)}`, { retriable: true, cause: err });
@@ -117,6 +123,7 @@ export class Ingest {
   async close(): Promise<void> {
     while (this.sending || this.queue.length > 0) await new Promise((r) => setTimeout(r, 10));
     if (this.connected) await this.producer.disconnect();
+    await this.partitions.close();
     this.connected = false;
   }
 }

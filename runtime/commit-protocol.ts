@@ -6,7 +6,8 @@ import { changelogMessages } from './changelog.ts';
 import { coalesce } from './coalesce.ts';
 import { producerIsBroken } from './kafka.ts';
 import type { Logger } from './log.ts';
-import { mergeByTopic, REQUEST_BYTES, splitBySize, topicMessagesOf } from './produce.ts';
+import { sendPerPartition, type PartitionTable } from './partitioned-send.ts';
+import { mergeByTopic, topicMessagesOf } from './produce.ts';
 import type { Task } from './task.ts';
 
 /** A failure of the producing or committing step: the task is reset from its committed offsets. */
@@ -35,6 +36,8 @@ export interface ProtocolContext<S> {
   /** The state changelog's topic name, for stateful processors. */
   readonly changelog: string | undefined;
   readonly commitIntervalMs: number;
+  /** Every send goes out one partition per kafkajs call (runtime/partitioned-send.ts says why). */
+  readonly partitions: PartitionTable;
   /** The tasks whose positions an interval commit takes. */
   tasks(): ReadonlyArray<Promise<Task<S>>>;
   /** At-least-once: a batch's send failed after the batch moved on; the task starts over. */
@@ -86,7 +89,7 @@ class ExactlyOnce<S> implements CommitProtocol<S> {
       throw new CommitFailed(errorMessage(err), { cause: err });
     });
     try {
-      for (const part of splitBySize(topicMessages, REQUEST_BYTES)) await txn.sendBatch({ topicMessages: part, acks: -1 });
+      await sendPerPartition(txn, this.ctx.partitions, topicMessages);
       await txn.sendOffsets({
         consumerGroupId: this.ctx.groupId,
         topics: [...outcome.next].map(([topic, offset]) => ({ topic, partitions: [{ partition: task.partition, offset: offset.toString() }] })),
@@ -130,7 +133,7 @@ class AtLeastOnce<S> implements CommitProtocol<S> {
     this.producer = await open();
     this.send = coalesce(async (topicMessages: TopicMessages[]) => {
       try {
-        for (const part of splitBySize(mergeByTopic(topicMessages), REQUEST_BYTES)) await this.producer!.sendBatch({ topicMessages: part, acks: -1 });
+        await sendPerPartition(this.producer!, this.ctx.partitions, mergeByTopic(topicMessages));
       } catch (err) {
         if (producerIsBroken(err) && !this.ctx.stopping()) {
           // The batches fail and start over from their committed offsets; they go out again

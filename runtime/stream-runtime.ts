@@ -5,6 +5,7 @@ import { batchAttempts, failureCode } from './failure-policy.ts';
 import { prepareBatch, processBatch, type BatchIo, type Prepared } from './batch-step.ts';
 import { ensureChangelog } from './changelog.ts';
 import { CommitFailed, commitProtocol, type CommitProtocol } from './commit-protocol.ts';
+import { PartitionTable } from './partitioned-send.ts';
 import { recordCount, type Chunk } from './inbox.ts';
 import { processorConsumer } from './kafka.ts';
 import type { Metrics } from './metrics.ts';
@@ -57,7 +58,7 @@ export class StreamRuntime<S> {
     const changelog = this.changelogSpec?.name;
     const stopping = () => this.stopping;
     this.protocol = commitProtocol<S>(o.guarantee, {
-      kafka: o.kafka, consumer: this.consumer, logger: o.logger, groupId: o.groupId, changelog, commitIntervalMs: s.commitIntervalMs,
+      kafka: o.kafka, consumer: this.consumer, logger: o.logger, groupId: o.groupId, changelog, commitIntervalMs: s.commitIntervalMs, partitions: new PartitionTable(this.admin),
       tasks: () => this.tasks.all(), failed: (task, err) => void this.tasks.reset(task, err), stopping,
     });
     this.tasks = new TaskManager<S>({

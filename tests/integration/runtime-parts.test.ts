@@ -3,6 +3,7 @@ import { changelogMessages, restoreChangelog } from '../../runtime/changelog.ts'
 import { commitProtocol } from '../../runtime/commit-protocol.ts';
 import { Inbox } from '../../runtime/inbox.ts';
 import { createLogger } from '../../runtime/log.ts';
+import { byPartition, PartitionTable, sendPerPartition } from '../../runtime/partitioned-send.ts';
 import type { Task } from '../../runtime/task.ts';
 import { changelogTopic, processorSpec, topicName } from '../../topology/topology.ts';
 import { collect, createTopology, produce, randomPrefix, useKafka, waitFor } from '../support/kafka.ts';
@@ -33,7 +34,7 @@ describe('runtime parts against the real broker', () => {
     const topology = await createTopology(fx.admin, prefix, 1);
     const out = topicName(topology, 'passthrough');
     const ctx = (tasks: Array<Promise<Task<unknown>>>) => ({
-      kafka: fx.kafka, consumer: fx.kafka.consumer({ groupId: `${prefix}unused` }), logger, groupId: `${prefix}passthrough`, changelog: undefined, commitIntervalMs: 100,
+      kafka: fx.kafka, consumer: fx.kafka.consumer({ groupId: `${prefix}unused` }), logger, groupId: `${prefix}passthrough`, changelog: undefined, commitIntervalMs: 100, partitions: new PartitionTable(fx.admin),
       tasks: () => tasks, failed: () => undefined, stopping: () => false,
     });
     const protocol = commitProtocol<unknown>('exactly-once', ctx([]));
@@ -62,6 +63,47 @@ describe('runtime parts against the real broker', () => {
       await reader.stop();
       await old.producer?.disconnect().catch(() => undefined);
       await owner.producer?.disconnect();
+    }
+  }, 90_000);
+
+  it('sends one partition per kafkajs call, each record on the partition kafkajs\'s own partitioner picks, in order, large groups split by size', async () => {
+    const prefix = randomPrefix('per-partition');
+    const topology = await createTopology(fx.admin, prefix, 3);
+    const ours = topicName(topology, 'frames');
+    const theirs = topicName(topology, 'passthrough');
+    const messages = Array.from({ length: 60 }, (_, i) => ({ key: `user-${i % 12}`, value: Buffer.alloc(200, i) }));
+    const table = new PartitionTable(fx.admin);
+    const calls: Array<Array<{ topic: string; partitions: number[]; n: number }>> = [];
+    const producer = fx.kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    const reader = await collect(fx.kafka, [ours, theirs]);
+    try {
+      const counting = {
+        sendBatch: (batch: Parameters<typeof producer.sendBatch>[0]) => {
+          calls.push(batch.topicMessages!.map((t) => ({ topic: t.topic, partitions: [...new Set(t.messages.map((m) => m.partition!))], n: t.messages.length })));
+          return producer.sendBatch(batch);
+        },
+      };
+      await sendPerPartition(counting, table, [{ topic: ours, messages }], { maxBytes: 2000 });
+      await producer.send({ topic: theirs, acks: -1, messages });
+      for (const call of calls) {
+        expect(call).toHaveLength(1);
+        expect(call[0]!.partitions).toHaveLength(1);
+      }
+      const groups = await byPartition(table, [{ topic: ours, messages }]);
+      expect(groups.map((g) => g.partition).sort()).toEqual([0, 1, 2]);
+      // 2,000 bytes at most per call: several calls for each partition's 20-odd records of 200 bytes
+      expect(calls.length).toBeGreaterThan(groups.length);
+      await waitFor('both copies read', () => reader.records.length >= 120, 30_000);
+      const where = (topic: string) => new Map(reader.records.filter((r) => r.topic === topic).map((r) => [r.value!.toString('hex'), r.partition]));
+      expect(where(ours)).toEqual(where(theirs));
+      for (const p of [0, 1, 2]) {
+        const order = (topic: string) => reader.records.filter((r) => r.topic === topic && r.partition === p).map((r) => r.value![0]);
+        expect(order(ours)).toEqual(order(theirs));
+      }
+    } finally {
+      await reader.stop();
+      await producer.disconnect();
     }
   }, 90_000);
 });
