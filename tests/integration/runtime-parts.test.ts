@@ -101,6 +101,19 @@ describe('runtime parts against the real broker', () => {
         const order = (topic: string) => reader.records.filter((r) => r.topic === topic && r.partition === p).map((r) => r.value![0]);
         expect(order(ours)).toEqual(order(theirs));
       }
+      // One partition's call fails at once: the send rejects with its error, and only after the
+      // other partitions' calls have ended (a transaction is aborted with nothing in flight).
+      const ended: number[] = [];
+      const failing = {
+        sendBatch: async (batch: Parameters<typeof producer.sendBatch>[0]) => {
+          const partition = batch.topicMessages![0]!.messages[0]!.partition!;
+          if (partition === 1) throw new Error('partition 1 refused');
+          await producer.sendBatch(batch);
+          ended.push(partition);
+        },
+      };
+      await expect(sendPerPartition(failing, table, [{ topic: ours, messages }])).rejects.toThrow('partition 1 refused');
+      expect(ended.sort()).toEqual([0, 2]);
     } finally {
       await reader.stop();
       await producer.disconnect();
