@@ -8,12 +8,12 @@
  * `npm run bench:recommender` (builds the untrained models with python3 the first time).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { recommenderOptions } from '../processors/index.ts';
-import { unpackedModelDir } from '../processors/recommender/unpack.ts';
+import { copyPackedFolder, unpackedModelDir } from '../processors/recommender/unpack.ts';
 import { machine, table } from './machine.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -47,10 +47,9 @@ for (const t of targets) {
 /** The first start of a packed model folder: weights.bin and music_emb.f32 rebuilt from weights.q8, in a fresh copy. */
 function firstStartMs(dir: string): number | undefined {
   if (!existsSync(path.join(dir, 'packed.json'))) return undefined;
-  const { files } = JSON.parse(readFileSync(path.join(dir, 'packed.json'), 'utf8')) as { files: Record<string, unknown> };
   const copy = mkdtempSync(path.join(tmpdir(), 'em-bench-unpack-'));
   try {
-    for (const name of readdirSync(dir)) if (!(name in files) && !name.startsWith('.unpacked')) copyFileSync(path.join(dir, name), path.join(copy, name));
+    copyPackedFolder(dir, copy);
     const started = performance.now();
     unpackedModelDir(copy);
     return performance.now() - started;

@@ -4,7 +4,7 @@ import { configHelp, loadConfig, opt, parseArgv } from '../runtime/config.ts';
 import { commonOptions } from '../runtime/common-config.ts';
 import { EmotionMuseError } from '../schemas/errors.ts';
 import { createKafka } from '../runtime/kafka.ts';
-import { ownPartitionTable, sendPerPartition } from '../runtime/partitioned-send.ts';
+import { ownPartitionTable, sendChecked } from '../runtime/checked-send.ts';
 import { kafkaSecurity } from '../runtime/security.ts';
 import type { DeadLetter } from '../schemas/generated/types.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
@@ -164,7 +164,7 @@ ${configHelp(options)}`,
               list.push({ key: b.letter.key, value: b.letter.value!, headers: { 'emotionmuse-replayed-from': `${topic}[${b.partition}]@${b.offset}` } });
               byTopic.set(b.letter.sourceTopic, list);
             }
-            if (byTopic.size > 0) await sendPerPartition(txn, partitions.table, [...byTopic].map(([t, messages]) => ({ topic: t, messages })));
+            if (byTopic.size > 0) await sendChecked(txn, partitions.table, [...byTopic].map(([t, messages]) => ({ topic: t, messages })));
             // Past every dead letter read, sent or not: the next replay of this code starts after them.
             const last = new Map<number, bigint>();
             for (const b of batch) last.set(b.partition, BigInt(b.offset) > (last.get(b.partition) ?? -1n) ? BigInt(b.offset) : last.get(b.partition)!);

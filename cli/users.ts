@@ -2,7 +2,7 @@ import kafkajs from 'kafkajs';
 import { configHelp, opt } from '../runtime/config.ts';
 import { commonOptions } from '../runtime/common-config.ts';
 import { createKafka } from '../runtime/kafka.ts';
-import { PartitionTable, sendPerPartition } from '../runtime/partitioned-send.ts';
+import { PartitionTable, sendChecked } from '../runtime/checked-send.ts';
 import { kafkaSecurity, redisSecurity } from '../runtime/security.ts';
 import { recommenderOptions } from '../processors/index.ts';
 import { UserStore } from '../processors/recommender/store.ts';
@@ -67,7 +67,7 @@ ${configHelp(forgetOptions)}`,
       const partitions = new PartitionTable(admin);
       for (const t of meta.topics) {
         // a key lives on one partition; writing the tombstone to each needs no knowledge of which
-        await sendPerPartition(producer, partitions, [{ topic: t.name, messages: t.partitions.map((p) => ({ key: c.user, value: null, partition: p.partitionId })) }]);
+        await sendChecked(producer, partitions, [{ topic: t.name, messages: t.partitions.map((p) => ({ key: c.user, value: null, partition: p.partitionId })) }]);
         console.log(`changelog: tombstones for ${c.user} written to ${t.name} (${t.partitions.length} partitions)`);
       }
       if (changelogs.length === 0) console.log('changelog: none found');

@@ -3,7 +3,7 @@ import { EmotionMuseError, errorMessage } from '../schemas/errors.ts';
 import type { Frame } from '../schemas/generated/types.ts';
 import type { SchemaRegistry } from '../schemas/registry.ts';
 import { producerIsBroken } from '../runtime/kafka.ts';
-import { ownPartitionTable, sendPerPartition } from '../runtime/partitioned-send.ts';
+import { ownPartitionTable, sendChecked } from '../runtime/checked-send.ts';
 
 const { CompressionTypes } = kafkajs;
 
@@ -41,7 +41,7 @@ export class Ingest {
   private readonly maxBatch: number;
   private readonly maxBatchBytes: number;
   private connected = false;
-  /** Frames of many users span partitions: sent one partition per call (runtime/partitioned-send.ts). */
+  /** Frames of many users span partitions: each send's answer is checked (runtime/checked-send.ts). */
   private readonly partitions: ReturnType<typeof ownPartitionTable>;
 
   constructor(private readonly o: IngestOptions) {
@@ -101,7 +101,7 @@ export class Ingest {
         }
         const batch = this.queue.splice(0, take);
         try {
-          await sendPerPartition(
+          await sendChecked(
             this.producer,
             this.partitions.table,
             [{ topic: this.o.topic, messages: batch.map((p) => ({ key: p.frame.userId, value: p.value, timestamp: String(Math.round(p.frame.captureTimeMs)) })) }],

@@ -6,7 +6,7 @@ import { changelogMessages } from './changelog.ts';
 import { coalesce } from './coalesce.ts';
 import { producerIsBroken } from './kafka.ts';
 import type { Logger } from './log.ts';
-import { sendPerPartition, type PartitionTable } from './partitioned-send.ts';
+import { sendChecked, type PartitionTable } from './checked-send.ts';
 import { mergeByTopic, topicMessagesOf } from './produce.ts';
 import type { Task } from './task.ts';
 
@@ -36,7 +36,7 @@ export interface ProtocolContext<S> {
   /** The state changelog's topic name, for stateful processors. */
   readonly changelog: string | undefined;
   readonly commitIntervalMs: number;
-  /** Every send goes out one partition per kafkajs call (runtime/partitioned-send.ts says why). */
+  /** Every send's answer is checked against its records' partitions (runtime/checked-send.ts says why). */
   readonly partitions: PartitionTable;
   /** The tasks whose positions an interval commit takes. */
   tasks(): ReadonlyArray<Promise<Task<S>>>;
@@ -89,7 +89,7 @@ class ExactlyOnce<S> implements CommitProtocol<S> {
       throw new CommitFailed(errorMessage(err), { cause: err });
     });
     try {
-      await sendPerPartition(txn, this.ctx.partitions, topicMessages);
+      await sendChecked(txn, this.ctx.partitions, topicMessages, { transactional: true, onMended: (m) => this.ctx.logger.warn('kafkajs left partitions of a send unwritten; sent them again', { partition: task.partition, ...m }) });
       await txn.sendOffsets({
         consumerGroupId: this.ctx.groupId,
         topics: [...outcome.next].map(([topic, offset]) => ({ topic, partitions: [{ partition: task.partition, offset: offset.toString() }] })),
@@ -133,7 +133,7 @@ class AtLeastOnce<S> implements CommitProtocol<S> {
     this.producer = await open();
     this.send = coalesce(async (topicMessages: TopicMessages[]) => {
       try {
-        await sendPerPartition(this.producer!, this.ctx.partitions, mergeByTopic(topicMessages));
+        await sendChecked(this.producer!, this.ctx.partitions, mergeByTopic(topicMessages), { onMended: (m) => this.ctx.logger.warn('kafkajs left partitions of a send unwritten or wrote them twice; the unwritten ones were sent again', m) });
       } catch (err) {
         if (producerIsBroken(err) && !this.ctx.stopping()) {
           // The batches fail and start over from their committed offsets; they go out again

@@ -5,7 +5,7 @@ import { batchAttempts, failureCode } from './failure-policy.ts';
 import { prepareBatch, processBatch, type BatchIo, type Prepared } from './batch-step.ts';
 import { ensureChangelog } from './changelog.ts';
 import { CommitFailed, commitProtocol, type CommitProtocol } from './commit-protocol.ts';
-import { PartitionTable } from './partitioned-send.ts';
+import { PartitionTable } from './checked-send.ts';
 import { recordCount, type Chunk } from './inbox.ts';
 import { processorConsumer } from './kafka.ts';
 import type { Metrics } from './metrics.ts';

@@ -65,6 +65,13 @@ function isCurrent(dir: string, index: PackedIndex): boolean {
   }
 }
 
+/** Copies a packed model folder as a fresh clone holds it: the packed data, its index and the graphs, no rebuilt file and no stamp. */
+export function copyPackedFolder(from: string, to: string): void {
+  const index = JSON.parse(readFileSync(path.join(from, INDEX), 'utf8')) as PackedIndex;
+  copyModelFiles(from, to, index);
+  copyFileSync(path.join(from, index.data), path.join(to, index.data));
+}
+
 function copyModelFiles(from: string, to: string, index: PackedIndex): void {
   for (const name of readdirSync(from)) {
     if (name === index.data || name in index.files || name === STAMP) continue;

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { Admin, Kafka } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKafka, producerIsBroken } from '../../runtime/kafka.ts';
-import { PartitionTable, sendPerPartition } from '../../runtime/partitioned-send.ts';
+import { PartitionTable, sendChecked } from '../../runtime/checked-send.ts';
 import { applyTopology } from '../../topology/apply.ts';
 import { buildTopology, topicName } from '../../topology/topology.ts';
 import { keyedFrames, registry } from '../support/frames.ts';
@@ -91,9 +91,9 @@ describe('a 3-broker cluster (replication factor 3, min.insync.replicas 2)', () 
 
     const reader = await collect(kafka, [topicName(topology, 'passthrough')]);
     const p = await startProcessor('passthrough', { EM_KAFKA_BROKERS: cluster.brokers.join(','), EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '3', EM_REPLICATION_FACTOR: '3' });
-    // The load generator sends as the gateway does: an idempotent producer, one partition per
-    // kafkajs call (a plain multi-partition send lost a partition's share of a chunk across the
-    // leader's SIGKILL: runtime/partitioned-send.ts).
+    // The load generator sends as the gateway does: an idempotent producer whose sends are
+    // checked (a plain kafkajs send lost a partition's share of a chunk across the leader's
+    // SIGKILL: runtime/checked-send.ts).
     const table = new PartitionTable(admin);
     const newProducer = () => kafka.producer({ idempotent: true, maxInFlightRequests: 1, retry: { retries: 10 } });
     let producer = newProducer();
@@ -108,7 +108,7 @@ describe('a 3-broker cluster (replication factor 3, min.insync.replicas 2)', () 
         for (let i = 0; i < frames.length; i += 100) {
           for (let attempt = 1; ; attempt++) {
             try {
-              await sendPerPartition(producer, table, [{ topic: topicName(topology, 'frames'), messages: frames.slice(i, i + 100) }]);
+              await sendChecked(producer, table, [{ topic: topicName(topology, 'frames'), messages: frames.slice(i, i + 100) }]);
               break;
             } catch (err) {
               if (attempt >= 10) throw err;

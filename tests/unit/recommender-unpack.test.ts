@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { recommenderOptions } from '../../processors/index.ts';
 import { loadCatalogue } from '../../processors/recommender/catalogue.ts';
-import { unpackedModelDir } from '../../processors/recommender/unpack.ts';
+import { copyPackedFolder, unpackedModelDir } from '../../processors/recommender/unpack.ts';
 
 // The served model is committed packed (training/emotionmuse_train/pack.py): weights.q8 and
 // packed.json stand for weights.bin and music_emb.f32, which are rebuilt at the first start.
@@ -18,10 +18,7 @@ afterAll(() => scratch.forEach((d) => rmSync(d, { recursive: true, force: true }
 function freshCopy(): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'em-packed-'));
   scratch.push(dir);
-  for (const name of readdirSync(MODEL)) {
-    if (name in index.files || name.startsWith('.unpacked')) continue;
-    copyFileSync(path.join(MODEL, name), path.join(dir, name));
-  }
+  copyPackedFolder(MODEL, dir);
   return dir;
 }
 

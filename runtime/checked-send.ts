@@ -1,9 +1,10 @@
-import kafkajs, { type Admin, type CompressionTypes, type Kafka, type Message, type PartitionMetadata, type ProducerBatch, type TopicMessages } from 'kafkajs';
-import { EmotionMuseError, errorMessage } from '../schemas/errors.ts';
+import kafkajs, { type Admin, type CompressionTypes, type Kafka, type Message, type PartitionMetadata, type ProducerBatch, type RecordMetadata, type TopicMessages } from 'kafkajs';
+import { EmotionMuseError } from '../schemas/errors.ts';
 import { REQUEST_BYTES, splitBySize } from './produce.ts';
 
 /**
- * Every send of the project goes out as kafkajs calls that each hold the records of ONE partition.
+ * Every multi-partition send of the project goes through `sendChecked`, which checks what kafkajs
+ * says it wrote.
  *
  * Why: kafkajs 2.2.4 groups a send's partitions by their leader and keeps, across the retries of
  * that send, which brokers have answered (`responsePerBroker` in its sendMessages). When a leader
@@ -13,16 +14,25 @@ import { REQUEST_BYTES, splitBySize } from './produce.ts';
  * second time with new sequence numbers, so even an idempotent or transactional producer writes
  * them twice (kafkajs pull request #1798 describes the same map). The 3-broker test
  * (tests/cluster) saw both: acknowledged sends lost by the load generator, and records committed
- * twice by the exactly-once pass-through. A call that holds one partition has one leader at each
- * attempt, so neither can happen; the partitions of a send still go out side by side.
+ * twice by the exactly-once pass-through.
+ *
+ * The answer of a send lists every partition each broker stored, so both show: a partition
+ * missing from it was not written (its sequence numbers were rolled back), and is sent again in a
+ * call of its own; a partition listed twice was written twice, which a transaction must not
+ * commit (`DuplicateWrite`: the caller aborts, and the batch is processed again), while an
+ * at-least-once send may keep it. Sending one partition per call would avoid both as well, but
+ * costs the broker a request per partition (at 500 frames/s it doubled the broker's CPU).
  */
+
+/** A transactional send wrote some partition's records twice: the transaction must be aborted. */
+export class DuplicateWrite extends Error {}
 
 /** What can send a batch: a producer or a transaction. */
 export interface BatchSender {
-  sendBatch(batch: ProducerBatch): Promise<unknown>;
+  sendBatch(batch: ProducerBatch): Promise<RecordMetadata[]>;
 }
 
-/** Sends per partition need each topic's partitions: read once per topic through the admin client, then kept. */
+/** Checking a send needs each record's partition, so each topic's partitions are: read once per topic through the admin client, then kept. */
 export class PartitionTable {
   private readonly topics = new Map<string, Promise<PartitionMetadata[]>>();
 
@@ -78,6 +88,10 @@ export interface PartitionedSendOptions {
   readonly compression?: CompressionTypes;
   /** Bytes of records per request at most (a larger record goes alone). */
   readonly maxBytes?: number;
+  /** A transaction's send: a partition written twice is a `DuplicateWrite`, not a repeat to keep. */
+  readonly transactional?: boolean;
+  /** Called for what the check found and mended (for a log line or a metric). */
+  readonly onMended?: (what: { resent: string[]; repeated: string[] }) => void;
 }
 
 // The producers' own partitioner (Java's murmur2 of the key; round robin without a key), so a
@@ -101,20 +115,40 @@ export async function byPartition(table: PartitionTable, topicMessages: readonly
   return [...groups.values()];
 }
 
+/** How many times a partition missing from a send's answer is sent again before the send fails. */
+const RESENDS = 5;
+
 /**
- * Sends the records as one call per partition (several when a partition's records pass
- * `maxBytes`, one after the other, in order); the partitions' calls run side by side. Resolves
- * when every call has, and rejects with the first failure once none is in flight any more.
+ * Sends the records in requests of at most `maxBytes` (one after the other, in order), each a
+ * kafkajs call whose answer is checked: partitions it did not write are sent again, partitions
+ * it wrote twice fail a transactional send.
  */
-export async function sendPerPartition(sender: BatchSender, table: PartitionTable, topicMessages: readonly TopicMessages[], options: PartitionedSendOptions = {}): Promise<void> {
+export async function sendChecked(sender: BatchSender, table: PartitionTable, topicMessages: readonly TopicMessages[], options: PartitionedSendOptions = {}): Promise<void> {
   const groups = await byPartition(table, topicMessages);
-  const results = await Promise.allSettled(
-    groups.map(async ({ topic, messages }) => {
-      for (const part of splitBySize([{ topic, messages }], options.maxBytes ?? REQUEST_BYTES)) {
-        await sender.sendBatch({ topicMessages: part, acks: options.acks ?? -1, ...(options.compression !== undefined ? { compression: options.compression } : {}) });
+  const send = (part: TopicMessages[]) =>
+    sender.sendBatch({ topicMessages: part, acks: options.acks ?? -1, ...(options.compression !== undefined ? { compression: options.compression } : {}) });
+  const merged = groups.reduce<TopicMessages[]>((all, g) => {
+    const t = all.find((x) => x.topic === g.topic);
+    if (t) t.messages.push(...g.messages);
+    else all.push({ topic: g.topic, messages: [...g.messages] });
+    return all;
+  }, []);
+  for (const part of splitBySize(merged, options.maxBytes ?? REQUEST_BYTES)) {
+    let pending = part;
+    for (let round = 0; ; round++) {
+      const written = new Map<string, number>();
+      for (const r of await send(pending)) written.set(`${r.topicName}[${r.partition}]`, (written.get(`${r.topicName}[${r.partition}]`) ?? 0) + 1);
+      const repeated = [...written].filter(([, n]) => n > 1).map(([id]) => id);
+      if (repeated.length > 0 && options.transactional) throw new DuplicateWrite(`kafkajs wrote ${repeated.join(', ')} twice in one send (a leader moved during its retries)`);
+      const missing = pending
+        .map(({ topic, messages }) => ({ topic, messages: messages.filter((m) => !written.has(`${topic}[${m.partition}]`)) }))
+        .filter((t) => t.messages.length > 0);
+      if (repeated.length > 0 || missing.length > 0) options.onMended?.({ resent: missing.flatMap((t) => [...new Set(t.messages.map((m) => `${t.topic}[${m.partition}]`))]), repeated });
+      if (missing.length === 0) break;
+      if (round >= RESENDS) {
+        throw new EmotionMuseError('SERVICE_UNAVAILABLE', `kafkajs left ${missing.map((t) => t.topic).join(', ')} unwritten ${RESENDS + 1} times in a row`, { retriable: true });
       }
-    }),
-  );
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason instanceof Error ? failed.reason : new Error(errorMessage(failed.reason));
+      pending = missing;
+    }
+  }
 }
