@@ -3,25 +3,29 @@ import { EmotionMuseError } from '../schemas/errors.ts';
 import { REQUEST_BYTES, splitBySize } from './produce.ts';
 
 /**
- * Every multi-partition send of the project goes through `sendChecked`, which checks what kafkajs
- * says it wrote.
+ * Every multi-partition send of the project goes through `sendChecked`.
  *
  * Why: kafkajs 2.2.4 groups a send's partitions by their leader and keeps, across the retries of
- * that send, which brokers have answered (`responsePerBroker` in its sendMessages). When a leader
- * dies mid-send and its partitions move to a broker that has already answered, those partitions
- * are never sent again, and the send still resolves: acknowledged records that no broker holds.
- * When they move to a broker that has not answered, that broker's other partitions are sent a
- * second time with new sequence numbers, so even an idempotent or transactional producer writes
- * them twice (kafkajs pull request #1798 describes the same map). The 3-broker test
- * (tests/cluster) saw both: acknowledged sends lost by the load generator, and records committed
- * twice by the exactly-once pass-through.
+ * that send, which brokers have answered (`responsePerBroker` in its sendMessages), and it retries
+ * as soon as one broker's request fails, while the requests to the others may still be in flight.
+ * So when a leader dies mid-send:
+ * - partitions that move to a broker that has already answered are never sent again, and the
+ *   send still resolves: acknowledged records that no broker holds;
+ * - the partitions of a broker whose request was still in flight are sent again with new
+ *   sequence numbers, so even an idempotent or transactional producer writes them twice; the
+ *   same happens when partitions move to a broker that has not answered yet.
+ * kafkajs pull request #1798 describes the same map. The 3-broker test (tests/cluster) saw both:
+ * acknowledged sends lost by the load generator, and records committed twice by the exactly-once
+ * pass-through.
  *
- * The answer of a send lists every partition each broker stored, so both show: a partition
- * missing from it was not written (its sequence numbers were rolled back), and is sent again in a
- * call of its own; a partition listed twice was written twice, which a transaction must not
- * commit (`DuplicateWrite`: the caller aborts, and the batch is processed again), while an
- * at-least-once send may keep it. Sending one partition per call would avoid both as well, but
- * costs the broker a request per partition (at 500 frames/s it doubled the broker's CPU).
+ * On a cluster of more than one broker every partition's records go out in a kafkajs call of
+ * their own (the calls side by side): a call then has one leader and one request at each attempt,
+ * and neither can happen. On a single broker there is no leader to move and one request per
+ * attempt, so a send stays one call (what kafkajs does on its own). Either way the answer, which
+ * lists each partition every broker stored, is checked: a partition missing from it is sent again
+ * in a call of its own, and a partition in it twice fails a transactional send
+ * (`DuplicateWrite`: the caller aborts and the batch is processed again) and is kept by an
+ * at-least-once one, which allows repeats.
  */
 
 /** A transactional send wrote some partition's records twice: the transaction must be aborted. */
@@ -36,7 +40,26 @@ export interface BatchSender {
 export class PartitionTable {
   private readonly topics = new Map<string, Promise<PartitionMetadata[]>>();
 
-  constructor(private readonly admin: Pick<Admin, 'fetchTopicMetadata'>) {}
+  private brokers: { count: number; at: number } | undefined;
+  private counting: Promise<void> | undefined;
+
+  constructor(private readonly admin: Pick<Admin, 'fetchTopicMetadata' | 'describeCluster'>) {}
+
+  /**
+   * Whether the cluster has more than one broker: asked at the first send and again, in the
+   * background, once a minute. When the count cannot be had, more than one (the safe answer).
+   */
+  async manyBrokers(): Promise<boolean> {
+    if ((!this.brokers || Date.now() - this.brokers.at > 60_000) && !this.counting) {
+      this.counting = this.admin
+        .describeCluster()
+        .then((c) => void (this.brokers = { count: c.brokers.length, at: Date.now() }))
+        .catch(() => undefined)
+        .finally(() => (this.counting = undefined));
+    }
+    if (!this.brokers) await this.counting;
+    return (this.brokers?.count ?? 2) > 1;
+  }
 
   of(topic: string): Promise<PartitionMetadata[]> {
     let pending = this.topics.get(topic);
@@ -74,7 +97,7 @@ export function ownPartitionTable(kafka: Kafka): { table: PartitionTable; close(
     return admin;
   };
   return {
-    table: new PartitionTable({ fetchTopicMetadata: async (o) => (await connected()).fetchTopicMetadata(o) }),
+    table: new PartitionTable({ fetchTopicMetadata: async (o) => (await connected()).fetchTopicMetadata(o), describeCluster: async () => (await connected()).describeCluster() }),
     close: async () => {
       const a = await admin?.catch(() => undefined);
       admin = undefined;
@@ -88,6 +111,8 @@ export interface PartitionedSendOptions {
   readonly compression?: CompressionTypes;
   /** Bytes of records per request at most (a larger record goes alone). */
   readonly maxBytes?: number;
+  /** One kafkajs call per partition, or one for the whole send; by default per partition on a cluster of more than one broker. */
+  readonly perPartition?: boolean;
   /** A transaction's send: a partition written twice is a `DuplicateWrite`, not a repeat to keep. */
   readonly transactional?: boolean;
   /** Called for what the check found and mended (for a log line or a metric). */
@@ -119,36 +144,46 @@ export async function byPartition(table: PartitionTable, topicMessages: readonly
 const RESENDS = 5;
 
 /**
- * Sends the records in requests of at most `maxBytes` (one after the other, in order), each a
- * kafkajs call whose answer is checked: partitions it did not write are sent again, partitions
- * it wrote twice fail a transactional send.
+ * Sends the records in requests of at most `maxBytes` (one after the other, in order), as one
+ * kafkajs call per partition or one for the whole send (`perPartition`), every call's answer
+ * checked: partitions it did not write are sent again, partitions it wrote twice fail a
+ * transactional send. Rejects with the first failure once no call is in flight any more.
  */
 export async function sendChecked(sender: BatchSender, table: PartitionTable, topicMessages: readonly TopicMessages[], options: PartitionedSendOptions = {}): Promise<void> {
   const groups = await byPartition(table, topicMessages);
-  const send = (part: TopicMessages[]) =>
-    sender.sendBatch({ topicMessages: part, acks: options.acks ?? -1, ...(options.compression !== undefined ? { compression: options.compression } : {}) });
-  const merged = groups.reduce<TopicMessages[]>((all, g) => {
-    const t = all.find((x) => x.topic === g.topic);
-    if (t) t.messages.push(...g.messages);
-    else all.push({ topic: g.topic, messages: [...g.messages] });
-    return all;
-  }, []);
-  for (const part of splitBySize(merged, options.maxBytes ?? REQUEST_BYTES)) {
-    let pending = part;
-    for (let round = 0; ; round++) {
-      const written = new Map<string, number>();
-      for (const r of await send(pending)) written.set(`${r.topicName}[${r.partition}]`, (written.get(`${r.topicName}[${r.partition}]`) ?? 0) + 1);
-      const repeated = [...written].filter(([, n]) => n > 1).map(([id]) => id);
-      if (repeated.length > 0 && options.transactional) throw new DuplicateWrite(`kafkajs wrote ${repeated.join(', ')} twice in one send (a leader moved during its retries)`);
-      const missing = pending
-        .map(({ topic, messages }) => ({ topic, messages: messages.filter((m) => !written.has(`${topic}[${m.partition}]`)) }))
-        .filter((t) => t.messages.length > 0);
-      if (repeated.length > 0 || missing.length > 0) options.onMended?.({ resent: missing.flatMap((t) => [...new Set(t.messages.map((m) => `${t.topic}[${m.partition}]`))]), repeated });
-      if (missing.length === 0) break;
-      if (round >= RESENDS) {
-        throw new EmotionMuseError('SERVICE_UNAVAILABLE', `kafkajs left ${missing.map((t) => t.topic).join(', ')} unwritten ${RESENDS + 1} times in a row`, { retriable: true });
-      }
-      pending = missing;
-    }
+  const perPartition = options.perPartition ?? (groups.length > 1 && (await table.manyBrokers()));
+  const calls: TopicMessages[][] = perPartition
+    ? groups.map(({ topic, messages }) => [{ topic, messages }])
+    : [groups.reduce<TopicMessages[]>((all, g) => {
+        const t = all.find((x) => x.topic === g.topic);
+        if (t) t.messages.push(...g.messages);
+        else all.push({ topic: g.topic, messages: [...g.messages] });
+        return all;
+      }, [])];
+  const results = await Promise.allSettled(
+    calls.map(async (call) => {
+      for (const part of splitBySize(call, options.maxBytes ?? REQUEST_BYTES)) await checkedCall(sender, part, options);
+    }),
+  );
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+/** One kafkajs call and its answer's check; what it left unwritten goes again, up to RESENDS times. */
+async function checkedCall(sender: BatchSender, part: TopicMessages[], options: PartitionedSendOptions): Promise<void> {
+  let pending = part;
+  for (let round = 0; ; round++) {
+    const answer = await sender.sendBatch({ topicMessages: pending, acks: options.acks ?? -1, ...(options.compression !== undefined ? { compression: options.compression } : {}) });
+    const written = new Map<string, number>();
+    for (const r of answer) written.set(`${r.topicName}[${r.partition}]`, (written.get(`${r.topicName}[${r.partition}]`) ?? 0) + 1);
+    const repeated = [...written].filter(([, n]) => n > 1).map(([id]) => id);
+    if (repeated.length > 0 && options.transactional) throw new DuplicateWrite(`kafkajs wrote ${repeated.join(', ')} twice in one send (a leader moved during its retries)`);
+    const missing = pending
+      .map(({ topic, messages }) => ({ topic, messages: messages.filter((m) => !written.has(`${topic}[${m.partition}]`)) }))
+      .filter((t) => t.messages.length > 0);
+    if (repeated.length > 0 || missing.length > 0) options.onMended?.({ resent: missing.flatMap((t) => [...new Set(t.messages.map((m) => `${t.topic}[${m.partition}]`))]), repeated });
+    if (missing.length === 0) return;
+    if (round >= RESENDS) throw new EmotionMuseError('SERVICE_UNAVAILABLE', `kafkajs left ${missing.map((t) => t.topic).join(', ')} unwritten ${RESENDS + 1} times in a row`, { retriable: true });
+    pending = missing;
   }
 }

@@ -35,6 +35,7 @@ from emotionmuse_train.logs import FORMATS, load_sequences  # noqa: E402
 from emotionmuse_train.proxy import proxy_emotions  # noqa: E402
 from emotionmuse_train.report import markdown, svg  # noqa: E402
 from emotionmuse_train.simulate import simulate  # noqa: E402
+from emotionmuse_train.models import N_HISTORY  # noqa: E402
 from emotionmuse_train.train import KINDS, LOSSES, build_model, evaluate, popularity_scores, prepare, train  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,11 +66,12 @@ def _train_job(job):
 # Tried on the validation split with seed 0 when --tune is given; the best by full-catalogue
 # NDCG@10 trains every seed. Epochs are tuned by early stopping in every trial. The sequence
 # models train with the full softmax (every other track is a negative), so the number of
-# negatives applies to BPR-MF only; the history length is the served model's input (50).
+# negatives applies to BPR-MF only. The history length is how many of the last tracks a sequence
+# model reads (the served input stays 50 wide; a shorter model reads its end).
 TUNE_GRID = {
     "item-knn": [{"window": w, "recent": r} for w in (2, 5, 10) for r in (3, 5, 10)],
     "bpr-mf": [{"lr": lr, "negatives": n} for lr in (2e-3, 5e-3, 1e-2) for n in (4, 16)],
-    "sequence": [{"lr": lr} for lr in (1e-3, 2e-3)],
+    "sequence": [{"lr": lr, "history_length": h} for lr in (1e-3, 2e-3) for h in (20, 50)],
 }
 
 
@@ -229,6 +231,7 @@ def main() -> int:
             if kind == "bilstm-va" and (best_va is None or best_val > best_va[1]):
                 model = build_model(kind, data.n_items, len(data.items))
                 model.load_state_dict(state)
+                model.history = chosen.get(kind, {}).get("history_length", N_HISTORY)
                 best_va = (model.eval(), best_val, seed)
 
     context = {

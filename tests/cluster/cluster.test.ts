@@ -187,6 +187,13 @@ describe('a 3-broker cluster (replication factor 3, min.insync.replicas 2)', () 
       const javaNotOut = [...javaIn.keys()].filter((k) => !javaOut.has(k));
       console.log(`[cluster] Java read_committed view: frames ${[...javaIn.values()].reduce((a, b) => a + b, 0)} records (${javaIn.size} distinct), passthrough ${[...javaOut.values()].reduce((a, b) => a + b, 0)} (${javaOut.size} distinct), ${javaRepeated.length} out more than once, ${javaNotOut.length} in but not out`);
       console.log(`[cluster] ${faults.join('; ')}; the frames topic holds ${distinct(inputs.records).length} records (${inCount.size} distinct of ${frames.length} sent: ${missing.length} acked sends missing${missing.length > 0 ? `: ${missing.slice(0, 6).join(', ')}${missing.length > 6 ? ', ...' : ''}, chunks ${[...new Set(missing.map((k) => Math.floor(sentKeys.indexOf(k) / 100)))].join(', ')}` : ''}); kafkajs read_committed: ${distinct(reader.records).length} outputs at distinct offsets (${redelivered} handed out again after a consumer restart), ${repeated.length} frames out more than once (${repeated.slice(0, 5).map(([k, n]) => `${k} x${n}`).join(', ') || 'none'})`);
+      if (repeated.length > 0) {
+        // Where the copies lie: output partition and offset of each, and their record times.
+        const at = new Map<string, string[]>();
+        for (const r of distinct(reader.records)) at.set(id(r).key, [...(at.get(id(r).key) ?? []), `${r.partition}@${r.offset} t=${new Date(r.timestamp).toISOString().slice(11, 23)}`]);
+        const offsets = repeated.flatMap(([k]) => at.get(k)!.map((s) => s.split(' ')[0]!));
+        console.log(`[cluster] repeated frames, first copies and repeats: ${repeated.slice(0, 8).map(([k]) => `${k}: ${at.get(k)!.join(' / ')}`).join('; ')}; offsets ${[0, 1, 2].map((part) => { const os = offsets.filter((o) => o.startsWith(`${part}@`)).map((o) => Number(o.split('@')[1])); return os.length ? `[${part}] ${Math.min(...os)}-${Math.max(...os)} (${os.length})` : `[${part}] none`; }).join(', ')}`);
+      }
       // No acknowledged send is lost, nothing is made up, and every frame comes out exactly once,
       // in the Java client's view and in kafkajs's.
       expect(missing, 'acknowledged sends missing from the frames topic').toEqual([]);

@@ -90,18 +90,33 @@ describe('runtime parts against the real broker', () => {
           return producer.sendBatch({ ...batch, topicMessages: kept });
         },
       };
+      // One broker here: one call for the whole send.
+      expect(await table.manyBrokers()).toBe(false);
       await sendChecked(skipping, table, [{ topic: ours, messages }], { onMended: (m) => mended.push(...m.resent) });
       expect(mended).toEqual([`${ours}[1]`]);
+      expect(calls).toBe(2);
+      // As on a cluster of several brokers: one call per partition, side by side.
+      const perCall: number[][] = [];
+      const counting = {
+        sendBatch: (batch: Parameters<typeof producer.sendBatch>[0]) => {
+          perCall.push([...new Set(batch.topicMessages!.flatMap((t) => t.messages.map((m) => m.partition!)))]);
+          return producer.sendBatch(batch);
+        },
+      };
+      await sendChecked(counting, table, [{ topic: ours, messages: messages.slice(0, 24) }], { perPartition: true });
+      expect(perCall.map((c) => c.length)).toEqual([1, 1, 1]);
+      expect(perCall.flat().sort()).toEqual([0, 1, 2]);
       await producer.send({ topic: theirs, acks: -1, messages });
       const groups = await byPartition(table, [{ topic: ours, messages }]);
       expect(groups.map((g) => g.partition).sort()).toEqual([0, 1, 2]);
-      await waitFor('both copies read', () => reader.records.filter((r) => r.topic !== txnTopic).length >= 120, 30_000);
+      await waitFor('both copies read', () => reader.records.filter((r) => r.topic !== txnTopic).length >= 144, 30_000);
       const where = (topic: string) => new Map(reader.records.filter((r) => r.topic === topic).map((r) => [r.value!.toString('hex'), r.partition]));
       expect(where(ours).size).toBe(60);
       expect(where(ours)).toEqual(where(theirs));
       for (const p of [0, 1, 2]) {
         const order = (topic: string) => reader.records.filter((r) => r.topic === topic && r.partition === p).map((r) => r.value![0]);
-        expect(order(ours)).toEqual(order(theirs));
+        // (ours: the whole send, then the first 24 again in the per-partition send)
+        expect(order(ours)).toEqual([...order(theirs), ...order(theirs).filter((v) => v! < 24)]);
       }
 
       // As kafkajs did when a leader moved the other way: partition 2 in the answer twice.

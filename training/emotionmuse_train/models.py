@@ -35,6 +35,12 @@ class EmotionPath(nn.Module):
         return self.mlp(x)
 
 
+def recent(hist, mask, n: int):
+    """The last `n` positions of a left-padded history: a sequence model's history length (tuned
+    with --tune). The input stays N wide, so a model with a shorter history serves unchanged."""
+    return (hist, mask) if n >= hist.shape[1] else (hist[:, -n:], mask[:, -n:])
+
+
 class BiLSTMRecommender(nn.Module):
     """Item embedding 128; [item || emotion embedding] at each step; Bi-LSTM 128 per direction;
     additive attention; FC-256/ReLU; scores over the catalogue (FC-|C|)."""
@@ -50,8 +56,10 @@ class BiLSTMRecommender(nn.Module):
         self.att_v = nn.Linear(128, 1, bias=False)
         self.head = nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Dropout(dropout))
         self.out = nn.Linear(256, n_items)
+        self.history = N_HISTORY
 
     def user_vector(self, hist, mask, probs):
+        hist, mask = recent(hist, mask, self.history)
         x = self.item_emb(hist)
         e = None
         if self.emotion is not None:
@@ -96,8 +104,10 @@ class GRU4Rec(_LinearHead, nn.Module):
         self.gru = nn.GRU(128, 128, batch_first=True)
         self.drop = nn.Dropout(0.25)
         self.out = nn.Linear(128, n_items)
+        self.history = N_HISTORY
 
     def user_vector(self, hist, mask):
+        hist, mask = recent(hist, mask, self.history)
         h, _ = self.gru(self.item_emb(hist) * mask.unsqueeze(2))
         return self.drop(h[:, -1])
 
@@ -114,8 +124,10 @@ class SASRec(_LinearHead, nn.Module):
         self.norm = nn.LayerNorm(d)
         self.out = nn.Linear(d, n_items)
         self.register_buffer("causal", torch.triu(torch.full((N_HISTORY, N_HISTORY), float("-inf")), diagonal=1))
+        self.history = N_HISTORY
 
     def user_vector(self, hist, mask):
+        hist, mask = recent(hist, mask, self.history)
         positions = torch.arange(hist.shape[1], device=hist.device)
         x = (self.item_emb(hist) + self.pos_emb(positions)) * mask.unsqueeze(2)
         # Left padding: let every position see at least itself so no row is fully masked.

@@ -93,7 +93,7 @@ LOSSES = ("softmax", "bpr")
 
 
 def train(kind: str, data: Data, seed: int, max_epochs: int = 12, patience: int = 3, targets_per_user: int = 6,
-          negatives: int = 4, beta: float = 0.1, lr: float = 5e-4, batch: int = 256, loss: str = "softmax", deadline: float = 0.0, log=print):
+          negatives: int = 4, beta: float = 0.1, lr: float = 5e-4, batch: int = 256, loss: str = "softmax", deadline: float = 0.0, history_length: int = N_HISTORY, log=print):
     """`loss` softmax: cross-entropy of the held-out track against the whole catalogue (what
     full-catalogue ranking asks for); bpr: the pairwise BPR loss against `negatives` uniform
     negatives (the paper's). BPR-MF always trains with BPR. Early stopping on the validation
@@ -107,6 +107,8 @@ def train(kind: str, data: Data, seed: int, max_epochs: int = 12, patience: int 
     rng = np.random.default_rng(seed)
     n_users = len(data.items)
     model = build_model(kind, data.n_items, n_users)
+    if hasattr(model, "history"):
+        model.history = history_length
     weight_decay = 0.0 if kind == "bpr-mf" else 1e-6
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     best, best_state, bad, history = -1.0, None, 0, []

@@ -11,7 +11,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from emotionmuse_train.knn import ItemKnn  # noqa: E402
-from emotionmuse_train.models import BiLSTMRecommender  # noqa: E402
+from emotionmuse_train.models import N_HISTORY, SASRec, BiLSTMRecommender, GRU4Rec  # noqa: E402
 from emotionmuse_train.pack import dequantize, quantize_rows  # noqa: E402
 from emotionmuse_train.train import prepare, train  # noqa: E402
 
@@ -55,6 +55,29 @@ class TimeBudget(unittest.TestCase):
         data = tiny_data()
         _, history = train("bilstm", data, 0, max_epochs=1, targets_per_user=4, batch=8, log=lambda m: None)
         self.assertEqual(history[0]["targets"], sum(min(4, len(s) - 3) for s in data.items))
+
+
+class HistoryLength(unittest.TestCase):
+    def test_a_shorter_history_reads_only_the_last_tracks_of_the_served_input(self):
+        torch.manual_seed(0)
+        for model in (BiLSTMRecommender(30, "va"), GRU4Rec(30), SASRec(30)):
+            model.eval()
+            model.history = 5
+            hist = torch.randint(1, 31, (2, N_HISTORY))
+            older = hist.clone()
+            older[:, :-5] = torch.randint(1, 31, (2, N_HISTORY - 5))
+            mask, probs = torch.ones(2, N_HISTORY), torch.full((2, 7), 1 / 7)
+            with torch.no_grad():
+                a, _ = model.score_all(hist, mask, probs)
+                b, _ = model.score_all(older, mask, probs)
+                torch.testing.assert_close(a, b)
+                model.history = N_HISTORY
+                c, _ = model.score_all(older, mask, probs)
+            self.assertFalse(torch.allclose(a, c), type(model).__name__)
+
+    def test_training_sets_the_history_length(self):
+        model, _ = train("gru4rec", tiny_data(), 0, max_epochs=1, targets_per_user=2, batch=8, history_length=7, log=lambda m: None)
+        self.assertEqual(model.history, 7)
 
 
 class Packing(unittest.TestCase):
