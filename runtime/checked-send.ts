@@ -78,8 +78,8 @@ export class PartitionTable {
 }
 
 /**
- * A table with an admin client of its own, for a producer that has none (the gateway, the edge
- * client, the command line): connected at the first lookup, ended by `close`.
+ * A table with an admin client of its own, for a producer that has none (the gateway's ingest,
+ * the dead-letter replay): connected at the first lookup, ended by `close`.
  */
 export function ownPartitionTable(kafka: Kafka): { table: PartitionTable; close(): Promise<void> } {
   let admin: Promise<Admin> | undefined;
@@ -106,7 +106,7 @@ export function ownPartitionTable(kafka: Kafka): { table: PartitionTable; close(
   };
 }
 
-export interface PartitionedSendOptions {
+export interface CheckedSendOptions {
   readonly acks?: number;
   readonly compression?: CompressionTypes;
   /** Bytes of records per request at most (a larger record goes alone). */
@@ -149,7 +149,7 @@ const RESENDS = 5;
  * checked: partitions it did not write are sent again, partitions it wrote twice fail a
  * transactional send. Rejects with the first failure once no call is in flight any more.
  */
-export async function sendChecked(sender: BatchSender, table: PartitionTable, topicMessages: readonly TopicMessages[], options: PartitionedSendOptions = {}): Promise<void> {
+export async function sendChecked(sender: BatchSender, table: PartitionTable, topicMessages: readonly TopicMessages[], options: CheckedSendOptions = {}): Promise<void> {
   const groups = await byPartition(table, topicMessages);
   const perPartition = options.perPartition ?? (groups.length > 1 && (await table.manyBrokers()));
   const calls: TopicMessages[][] = perPartition
@@ -170,7 +170,7 @@ export async function sendChecked(sender: BatchSender, table: PartitionTable, to
 }
 
 /** One kafkajs call and its answer's check; what it left unwritten goes again, up to RESENDS times. */
-async function checkedCall(sender: BatchSender, part: TopicMessages[], options: PartitionedSendOptions): Promise<void> {
+async function checkedCall(sender: BatchSender, part: TopicMessages[], options: CheckedSendOptions): Promise<void> {
   let pending = part;
   for (let round = 0; ; round++) {
     const answer = await sender.sendBatch({ topicMessages: pending, acks: options.acks ?? -1, ...(options.compression !== undefined ? { compression: options.compression } : {}) });

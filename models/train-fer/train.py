@@ -100,6 +100,12 @@ def main():
     if a.smoke:
         a.width, a.epochs, a.limit = 0.25, 1, a.limit or 384
     torch.set_num_threads(a.threads or os.cpu_count() or 1)
+    # A deep net without batch normalisation carries activations and gradients below float32's
+    # normal range once it has trained a while, and the CPU computes on those (denormals) many
+    # times slower: an epoch of width 0.25 went from 52 s to 230 s over 29 epochs. Flushing them
+    # to zero (what GPUs do by default) makes a batch of the trained net 2.4 times faster here.
+    if a.device == 'cpu':
+        torch.set_flush_denormal(True)
     torch.manual_seed(a.seed)
     device = torch.device(a.device)
     os.makedirs(a.out, exist_ok=True)
@@ -193,7 +199,7 @@ def export(a, net, device, xva, yva, state, params, finished, n_train):
         'initialisation': 'from scratch (no ImageNet weights can be had offline)', 'training_faces': n_train,
         'validation': 'FER-2013 PublicTest' + (f' (first {len(yva)} faces)' if a.limit else ''), 'validation_accuracy': round(acc, 4), 'macro_f1': round(table['macro_f1'], 4), 'per_class': table['classes'],
         'epochs': state['epoch'], 'best_epoch': state['best_epoch'], 'finished': finished, 'training_seconds': round(state['seconds']),
-        'hardware': {'device': a.device, 'gpu': torch.cuda.get_device_name(0) if a.device == 'cuda' else None, 'cpu': platform.processor() or platform.machine(), 'threads': torch.get_num_threads()},
+        'hardware': {'device': a.device, 'gpu': torch.cuda.get_device_name(0) if a.device == 'cuda' else None, 'cpu': platform.processor() or platform.machine(), 'threads': torch.get_num_threads(), 'flush_denormal': a.device == 'cpu'},
         'teacher': {'file': os.path.relpath(a.teacher, ROOT), 'alpha': a.alpha, 'temperature': a.temperature} if a.teacher else None,
         'recipe': {'optimizer': f'Adam lr {a.lr} weight decay {a.weight_decay}', 'scheduler': 'ReduceLROnPlateau(max, patience 5, factor 0.5) on validation accuracy', 'batch': a.batch, 'max_epochs': a.epochs, 'early_stopping_patience': a.patience, 'class_weights': 'N / (C n_c)', 'augmentation': 'flip p=0.5, rotation +-15 deg, brightness +-0.2, zoom 0.85-1.15'},
         'torch': torch.__version__, 'history': state['history'],
