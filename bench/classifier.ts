@@ -1,7 +1,9 @@
 /**
  * Classifier benchmark: inference alone (every emotion model: int8 and float32, at 64x64 and fine-tuned for 48x48) at batch
  * 1, 8, 32, 64, and the whole stage (decode + detect + preprocess + infer, default model) on 640x480 JPEG camera frames and
- * on edge-cropped grey faces.
+ * on edge-cropped grey faces. The whole-stage rows run the stage as the classifier processor does by default: both models
+ * in two inference threads (one ONNX Runtime thread each), a batch above 16 frames cut into pieces of 16 that run side by
+ * side (runtime/coalesce.ts, as processors/classifier/core.ts calls it).
  * `npm run bench:classifier` (add `-- --seconds 5` for longer runs).
  */
 import { readdirSync } from 'node:fs';
@@ -13,10 +15,18 @@ import type { Frame } from '../schemas/generated/types.ts';
 import { DEFAULT_DETECTOR_SIDES, formatDetectorSides } from '../vision/face-crop.ts';
 import { FACE_PHOTOS, FER_PUBLIC_TEST, webcamFrame } from '../sessions/faces.ts';
 import { machine, percentile, table, timeIt } from './machine.ts';
+import { coalesce } from '../runtime/coalesce.ts';
+import { DEFAULT_MAX_INFERENCE_BATCH } from '../vision/emotion-cnn.ts';
 
 const ms = (process.argv.includes('--seconds') ? Number(process.argv[process.argv.indexOf('--seconds') + 1]) : 2) * 1000;
+const INFERENCE_THREADS = 2;
+/** The whole stage as the processor runs it: its defaults (two inference threads of one ONNX Runtime thread each, pieces of 16). */
+async function stage(options: Parameters<typeof ClassifierEngine.create>[0] = {}): Promise<(frames: readonly Frame[]) => Promise<unknown>> {
+  const e = await ClassifierEngine.create({ providers: ['cpu'], inferenceThreads: INFERENCE_THREADS, threads: 1, ...options });
+  return coalesce((frames: Frame[]) => e.classify(frames), DEFAULT_MAX_INFERENCE_BATCH, INFERENCE_THREADS);
+}
 const engine = await ClassifierEngine.create({ providers: ['cpu'] });
-console.log(`classifier benchmark on ${machine()}; execution provider ${engine.provider}; CLAHE off (default); whole-stage rows with the default emotion model (${DEFAULT_EMOTION_MODEL}); ONNX Runtime on this thread, threads per core\n`);
+console.log(`classifier benchmark on ${machine()}; execution provider ${engine.provider}; CLAHE off (default); inference-only rows: ONNX Runtime on this thread, threads per core; whole-stage rows: the default emotion model (${DEFAULT_EMOTION_MODEL}) in ${INFERENCE_THREADS} inference threads of one ONNX Runtime thread each, batches over ${DEFAULT_MAX_INFERENCE_BATCH} in pieces side by side, as the classifier processor runs\n`);
 
 const rows: string[][] = [];
 /** Three timed runs; the row reports the median run, so one noisy neighbour does not decide it. */
@@ -53,12 +63,13 @@ for (const name of Object.keys(EMOTION_MODELS) as EmotionModel[]) {
 }
 // Camera-like frames: one person in front of the camera, the face about 180 pixels wide.
 const webcam = await Promise.all([[0, 0], [1, 1], [2, 1], [3, 2], [4, 0], [5, 3]].map(([p, f]) => webcamFrame(p!, f!, { faceWidth: 180 })));
-const cascade = await ClassifierEngine.create({ providers: ['cpu'], detectorSides: [128, 256] });
+const defaultStage = await stage();
+const cascade = await stage({ detectorSides: [128, 256] });
 for (const [label, images] of [['group photos, faces 55-80 px', jpegs], ['one face of 180 px', webcam]] as const) {
-  for (const [name, e] of [[`detector ${formatDetectorSides(DEFAULT_DETECTOR_SIDES)}`, engine], ['detector 128/256', cascade]] as const) {
+  for (const [name, classify] of [[`detector ${formatDetectorSides(DEFAULT_DETECTOR_SIDES)}`, defaultStage], ['detector 128/256', cascade]] as const) {
     for (const batch of [1, 32]) {
       const frames = Array.from({ length: batch }, (_, i) => frame(images[i % images.length]!));
-      await measure(`whole stage, 640x480 JPEG (${label}), ${name}, batch ${batch}`, batch, () => e.classify(frames), 2);
+      await measure(`whole stage, 640x480 JPEG (${label}), ${name}, batch ${batch}`, batch, () => classify(frames), 2);
     }
   }
 }
@@ -67,6 +78,6 @@ for (const batch of [1, 32, 64]) {
     const c = crops[i % crops.length]!;
     return frame(c.data, { encoding: 'GRAY8', width: c.info.width, height: c.info.height });
   });
-  await measure(`whole stage, edge-cropped grey ${crops[0]!.info.width}x${crops[0]!.info.height}, batch ${batch}`, batch, () => engine.classify(frames));
+  await measure(`whole stage, edge-cropped grey ${crops[0]!.info.width}x${crops[0]!.info.height}, batch ${batch}`, batch, () => defaultStage(frames));
 }
 console.log(table(['what', 'ms per frame', 'frames/s', 'ms per batch', 'p99 ms per batch'], rows));

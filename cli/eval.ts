@@ -6,6 +6,7 @@ import { ClassifierEngine, MODELS_DIR } from '../processors/classifier/engine.ts
 import { buildScenes, buildSequences, defaultSceneSources, detectionSheet, evaluateDetector, evaluateReference, evaluateSequences, type DetectionReport } from '../vision/detection-eval.ts';
 import { FaceDetector, type FaceBox } from '../vision/detector.ts';
 import { openSession } from '../runtime/onnx.ts';
+import { NODE_DETECTOR_FILE } from '../vision/model-specs.ts';
 import { DEFAULT_CASCADE_MIN_WIDTH, FaceCropper, formatDetectorSides, parseDetectorSides } from '../vision/face-crop.ts';
 import { evaluateFolder, formatReport } from '../processors/classifier/evaluate.ts';
 import { classifierOptions, emotionModelOption, inferenceOptions } from '../processors/index.ts';
@@ -60,7 +61,7 @@ async function evalDetector(argv: string[]): Promise<number> {
   }
   const sources = { ...defaultSceneSources(), ferDir: config.fer };
   const scenes = await buildScenes(config.scenes, config.seed, sources, config.json ? undefined : progressBar('building scenes'));
-  const { session } = await openSession(path.join(MODELS_DIR, 'blazeface.onnx'), { providers: config.providers as Array<'cuda' | 'cpu'>, threads: config.threads });
+  const { session } = await openSession(path.join(MODELS_DIR, NODE_DETECTOR_FILE), { providers: config.providers as Array<'cuda' | 'cpu'>, threads: config.threads });
   const reports: DetectionReport[] = [await evaluateReference(new FaceDetector(session, { minScore: config.minFaceScore }), scenes)];
   const firstDetections: FaceBox[][] = [];
   for (const [i, sides] of settings.entries()) {

@@ -28,6 +28,7 @@ export function buildModel(spec: ModelSpec): { bytes: Uint8Array; card: Record<s
   const bytes = convertTfjsToOnnx(graph, {
     name: spec.name,
     dynamicSpatial: 'dynamicSpatial' in spec ? spec.dynamicSpatial : false,
+    nchwc: spec.nchwc,
     metadata: { version: spec.version, labels: JSON.stringify(spec.labels ?? []), source: `${src.name}@${src.version}/${spec.source}`, license: spec.license },
   });
   const card = {
@@ -44,7 +45,7 @@ export function buildModel(spec: ModelSpec): { bytes: Uint8Array; card: Record<s
     source: { package: src.name, version: src.version, path: spec.source, sha256: sourceSha, packageLicense: src.license },
     license: spec.license,
     origin: spec.origin,
-    conversion: 'models/convert/tfjs-to-onnx.ts (opset 13, NCHW internally, dynamic batch); parity with TF.js checked by tests/unit/model-conversion.test.ts',
+    conversion: `models/convert/tfjs-to-onnx.ts (opset 13, NCHW internally, dynamic batch${spec.nchwc ? `, laid out for blocked CPU kernels of ${spec.nchwc.block} channels` : ''}); parity with TF.js checked by tests/unit/model-conversion.test.ts`,
   };
   return { bytes, card };
 }

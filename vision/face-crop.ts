@@ -9,6 +9,7 @@ import { cropGrey, fillDetectorInput, letterbox, scaledTo, widen, type Box } fro
 import { encodedSize, resizeGrey, type GreyImage } from './image.ts';
 import { DEFAULT_CASCADE_MIN_WIDTH, DEFAULT_DETECTOR_SIDES, FaceTrack, formatDetectorSides, ROI_SCALE, ROI_SIDE, TRACK_IOU } from './face-track.ts';
 import { resampleInto } from './resample.ts';
+import { NODE_DETECTOR_FILE } from './model-specs.ts';
 
 export { CROP_MARGIN, scaledTo, widen, type Box } from './crop-rules.ts';
 export { encodedSize } from './image.ts';
@@ -136,7 +137,7 @@ export class FaceCropper {
   }
 
   static async create(options: FaceCropperOptions): Promise<FaceCropper> {
-    const { session } = await openSession(path.join(options.modelsDir, 'blazeface.onnx'), {
+    const { session } = await openSession(path.join(options.modelsDir, NODE_DETECTOR_FILE), {
       providers: options.providers ?? ['cuda', 'cpu'],
       threads: options.threads,
       inferenceThreads: options.inferenceThreads,
@@ -152,17 +153,29 @@ export class FaceCropper {
    */
   async crop(sources: readonly CropSource[]): Promise<Array<FaceCrop | EmotionMuseError>> {
     const results: Array<FaceCrop | EmotionMuseError> = new Array(sources.length);
-    const works: Array<Work | undefined> = new Array(sources.length);
+    // Runs of the detector's batch size go through decode, detection and crop each on its own, side
+    // by side: one run's detection (in an inference thread) overlaps another's decode and crop
+    // (libuv's threads and this one), and every inference thread gets a run to do.
+    const runs: number[][] = [];
+    for (let i = 0; i < sources.length; i += this.rules.maxDetectBatch) runs.push(Array.from({ length: Math.min(this.rules.maxDetectBatch, sources.length - i) }, (_, k) => i + k));
+    await Promise.all(runs.map((run) => this.cropRun(sources, run, results)));
+    return results;
+  }
+
+  /** `crop` for the sources at `indices`, written into `results`. */
+  private async cropRun(sources: readonly CropSource[], indices: readonly number[], results: Array<FaceCrop | EmotionMuseError>): Promise<void> {
+    const works: Array<Work | undefined> = [];
     await Promise.all(
-      sources.map(async (source, index) => {
+      indices.map(async (index, k) => {
+        const source = sources[index]!;
         const t0 = now();
         try {
           if ('grey' in source) {
             results[index] = this.fromGrey(source.grey);
             return;
           }
-          works[index] = await this.decode(source);
-          works[index]!.timings.decodeMs = now() - t0;
+          works[k] = await this.decode(source);
+          works[k]!.timings.decodeMs = now() - t0;
         } catch (err) {
           results[index] = err instanceof EmotionMuseError ? err : new EmotionMuseError('UNDECODABLE_FRAME', errorMessage(err), { cause: err });
         }
@@ -171,7 +184,8 @@ export class FaceCropper {
     const ready = works.filter((w): w is Work => w !== undefined);
     await this.search(ready.filter((w) => w.box === undefined));
     await Promise.all(
-      works.map(async (w, index) => {
+      indices.map(async (index, k) => {
+        const w = works[k];
         if (!w) return;
         const t0 = now();
         const crop = w.box ? await this.cropFrom(w, w.box) : null;
@@ -181,7 +195,6 @@ export class FaceCropper {
         if (track) track.box = crop ? w.box! : null;
       }),
     );
-    return results;
   }
 
   /**

@@ -91,7 +91,9 @@ describe('one face crop for the device and the server (real models, CPU)', () =>
     const s = server as Exclude<NonNullable<typeof server>, EmotionMuseError>;
     expect(web.crop).not.toBeNull();
     expect(Buffer.compare(Buffer.from(web.crop!), Buffer.from(s.crop!))).toBe(0);
-    expect(web.box).toEqual(s.box);
+    // The browser runs blazeface.onnx, the server its blocked-layout copy (the same function, summed
+    // in another order): the boxes agree to float rounding, the crops byte for byte.
+    for (const k of ['x', 'y', 'width', 'height'] as const) expect(web.box![k]).toBeCloseTo(s.box![k], 3);
     // A frame without a face: no box, no crop.
     const empty = await sharp(await noFacePhoto()).removeAlpha().raw().toBuffer({ resolveWithObject: true });
     expect(await cropRgbFrame(new Uint8Array(empty.data), empty.info.width, empty.info.height, (t, input, scales) => detector.detect(t, input, scales), { side: 256, inputSide: 48 })).toEqual({ box: null, crop: null });

@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { buildModel, sourcePackage, MODELS_DIR } from '../../models/build.ts';
 import { loadTfjsGraph } from '../../models/convert/tfjs-graph.ts';
 import { convertTfjsToOnnx } from '../../models/convert/tfjs-to-onnx.ts';
+import onnxProto from 'onnx-proto';
 import { MODEL_SPECS } from '../../vision/model-specs.ts';
 import { ort } from '../../runtime/onnx.ts';
 import { FACE_PHOTOS } from '../../sessions/faces.ts';
@@ -28,8 +29,8 @@ function maxScaledDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return max;
 }
 
-async function compare(name: 'emotion' | 'blazeface', input: Float32Array, shape: number[]): Promise<number> {
-  const model = await tfjsModel(name);
+async function compare(name: 'emotion' | 'blazeface' | 'blazeface-nchwc', input: Float32Array, shape: number[]): Promise<number> {
+  const model = await tfjsModel(name === 'blazeface-nchwc' ? 'blazeface' : name);
   const session = await ort.InferenceSession.create(`${MODELS_DIR}${name}.onnx`);
   const out = await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', input, shape) });
   let worst = 0;
@@ -61,10 +62,39 @@ describe('TF.js -> ONNX conversion', () => {
     expect(await compare('blazeface', seeded(256 * 256 * 3, 5), [1, 256, 256, 3])).toBeLessThanOrEqual(1e-4);
   }, 60_000);
 
+  it('the blocked-layout blazeface matches TF.js within 1e-4 on a random input', async () => {
+    expect(await compare('blazeface-nchwc', seeded(256 * 256 * 3, 7), [1, 256, 256, 3])).toBeLessThanOrEqual(1e-4);
+  }, 60_000);
+
+  it.each([[192, 256], [128, 96], [320, 224]])('the blocked-layout blazeface gives the plain one\'s outputs within 1e-4 at %ix%i, batch 2 (TF.js takes 256x256 only)', async (h, w) => {
+    const input = new ort.Tensor('float32', seeded(2 * h * w * 3, h + w), [2, h, w, 3]);
+    const [plain, blocked] = await Promise.all(['blazeface', 'blazeface-nchwc'].map((name) => ort.InferenceSession.create(`${MODELS_DIR}${name}.onnx`)));
+    const [a, b] = await Promise.all([plain!.run({ input }), blocked!.run({ input })]);
+    for (const output of plain!.outputNames) expect(maxScaledDiff(a[output]!.data as Float32Array, b[output]!.data as Float32Array)).toBeLessThanOrEqual(1e-4);
+    await Promise.all([plain!.release(), blocked!.release()]);
+  }, 60_000);
+
+  it('the blocked layout pads no channel that a head reads, and no layer falls back to a plain Pad', () => {
+    const graph = loadTfjsGraph(`${sourcePackage().dir}/models/blazeface.json`);
+    const plain = onnxProto.onnx.ModelProto.decode(convertTfjsToOnnx(graph, { name: 'b', dynamicSpatial: true }));
+    const blocked = onnxProto.onnx.ModelProto.decode(convertTfjsToOnnx(graph, { name: 'b', dynamicSpatial: true, nchwc: { block: 16, spatialMultiple: 32 } }));
+    const ops = (m: typeof plain) => m.graph!.node!.map((n) => n.opType);
+    expect(ops(plain).filter((op) => op === 'Pad')).toHaveLength(2);
+    expect(ops(blocked).filter((op) => op === 'Pad')).toHaveLength(0);
+    const filters = (m: typeof plain) => m.graph!.initializer!.filter((t) => t.dims!.length === 4).map((t) => Number(t.dims![0]));
+    // Every filter of the blocked graph has a multiple of 16 outputs, except the heads' (2, 6, 32, 96 values per cell).
+    const odd = filters(blocked).filter((o) => o % 16 !== 0).sort((a, b) => a - b);
+    expect(odd).toEqual(filters(plain).filter((o) => o % 16 !== 0 && o !== 24).sort((a, b) => a - b));
+    expect(filters(plain)).toContain(24);
+    expect(filters(blocked)).not.toContain(24);
+  });
+
   it('both models match TF.js within 1e-4 (relative above 1) on real face photos and crops', async () => {
     for (const file of FACE_PHOTOS.slice(0, 2)) {
       const { data } = await sharp(file).removeAlpha().resize(256, 256, { fit: 'contain', position: 'left top', background: '#000' }).raw().toBuffer({ resolveWithObject: true });
-      expect(await compare('blazeface', Float32Array.from(data, (p) => p / 127.5 - 1), [1, 256, 256, 3])).toBeLessThanOrEqual(1e-4);
+      const input = Float32Array.from(data, (p) => p / 127.5 - 1);
+      expect(await compare('blazeface', input, [1, 256, 256, 3])).toBeLessThanOrEqual(1e-4);
+      expect(await compare('blazeface-nchwc', input, [1, 256, 256, 3])).toBeLessThanOrEqual(1e-4);
       const meta = await sharp(file).metadata();
       // The centre third of each photo holds a face; a grey 64x64 crop of it, normalised as the card says.
       const crop = await sharp(file).extract({ left: Math.round(meta.width! / 3), top: Math.round(meta.height! / 6), width: Math.round(meta.width! / 3), height: Math.round(meta.height! / 3) }).greyscale().resize(64, 64, { fit: 'fill' }).raw().toBuffer();
