@@ -237,6 +237,22 @@ describe('inference threads', () => {
   });
 });
 
+describe('inference threads move whole buffers and copy views', () => {
+  it('a feed that owns its buffer is moved (detached here); a view into a larger buffer is copied and stays readable', async () => {
+    const { openSession, ort } = await import('../../runtime/onnx.ts');
+    const { session } = await openSession(path.join(MODELS_DIR, EMOTION_MODELS['int8-48'].file), { providers: ['cpu'], inferenceThreads: 2, threads: 1 });
+    const owned = new Float32Array(48 * 48).fill(0.1);
+    const big = new Float32Array(3 * 48 * 48).fill(0.1);
+    const view = big.subarray(48 * 48, 2 * 48 * 48);
+    const a = await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', owned, [1, 48, 48, 1]) });
+    const b = await session.run({ [session.inputNames[0]!]: new ort.Tensor('float32', view, [1, 48, 48, 1]) });
+    expect(owned.length).toBe(0); // moved to the inference thread
+    expect(big.length).toBe(3 * 48 * 48);
+    expect(view[0]).toBeCloseTo(0.1, 6);
+    expect(Array.from(b[session.outputNames[0]!]!.data as Float32Array)).toEqual(Array.from(a[session.outputNames[0]!]!.data as Float32Array));
+  });
+});
+
 describe('test-time flip averaging', () => {
   it('mirrors a grey face left to right', async () => {
     const { mirror } = await import('../../processors/classifier/evaluate.ts');
