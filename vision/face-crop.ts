@@ -52,8 +52,8 @@ export interface CropRules {
   readonly cascadeMinWidth?: number;
   /**
    * Largest detector run (frames); runs go through decode, detection and crop side by side. One
-   * frame a run was the fastest per frame (BlazeFace's early layers stay in cache) and keeps the
-   * arena of each inference thread smallest. @defaultValue 1
+   * frame a run was the fastest per frame when measured (processors/classifier/README.md) and
+   * keeps the arena of each inference thread smallest. @defaultValue 1
    */
   readonly maxDetectBatch?: number;
   /** Frames with more pixels are refused (OVERSIZED_RECORD), read from the header before decoding. @defaultValue 4096 * 4096 */
