@@ -86,7 +86,8 @@ export class StreamRuntime<S> {
     });
     o.metrics.partitionsStalled.set({ stage: this.stage }, 0);
     o.metrics.skipped.inc({ stage: this.stage, reason: 'already-committed' }, 0);
-    await this.admin.connect();
+    await this.reachKafka();
+    if (this.stopping) return;
     this.deadLetterValueMax = await deadLetterValueLimit(this.admin, this.inputs, this.s.maxDeadLetterValueBytes, this.s.maxRecordBytes, o.logger);
     if (this.changelogSpec) await ensureChangelog(this.admin, this.changelogSpec, o.logger);
     if (this.stopping) return;
@@ -96,6 +97,30 @@ export class StreamRuntime<S> {
     if (this.stopping) return;
     await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.onBatch(payload) });
     o.logger.info('stream runtime started', { guarantee: this.guarantee, maxBatchRecords: this.s.maxBatchRecords });
+  }
+
+  /**
+   * Connects the admin client, trying again each second for up to startTimeoutMs: a stage started
+   * while its broker restarts (or before it is up) waits for it instead of exiting after the
+   * client's own few retries.
+   */
+  private async reachKafka(): Promise<void> {
+    const deadline = Date.now() + this.s.startTimeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.admin.connect();
+        if (attempt > 1) this.o.logger.info('Kafka reached', { attempts: attempt });
+        return;
+      } catch (err) {
+        if (this.stopping || Date.now() >= deadline) throw err;
+        this.o.logger.warn('Kafka not reachable yet; trying again', { attempt, error: errorMessage(err), givingUpInS: Math.round((deadline - Date.now()) / 1000) });
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 1000);
+          this.abort.signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+        });
+        if (this.stopping) return;
+      }
+    }
   }
 
   readiness(): { ready: boolean; reason?: string } {
