@@ -1,3 +1,4 @@
+import { setTimeout as wait } from 'node:timers/promises';
 import type { Admin, Consumer, EachBatchPayload } from 'kafkajs';
 import { changelogTopic, type Guarantee, type TopicSpec } from '../topology/topology.ts';
 import { EmotionMuseError, errorMessage } from '../schemas/errors.ts';
@@ -114,10 +115,7 @@ export class StreamRuntime<S> {
       } catch (err) {
         if (this.stopping || Date.now() >= deadline) throw err;
         this.o.logger.warn('Kafka not reachable yet; trying again', { attempt, error: errorMessage(err), givingUpInS: Math.round((deadline - Date.now()) / 1000) });
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, 1000);
-          this.abort.signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
-        });
+        await wait(1000, undefined, { signal: this.abort.signal }).catch(() => undefined);
         if (this.stopping) return;
       }
     }
