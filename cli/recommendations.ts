@@ -3,7 +3,7 @@ import { commonOptions } from '../runtime/common-config.ts';
 import { redisSecurity, securityOptions } from '../runtime/security.ts';
 import { recommenderOptions } from '../processors/index.ts';
 import { loadCatalogue } from '../processors/recommender/catalogue.ts';
-import { UserStore } from '../processors/recommender/store.ts';
+import { UserStore } from '../state/user-store.ts';
 import type { Recommendation } from '../schemas/generated/types.ts';
 import { verbConfig, type Command } from './command.ts';
 

@@ -5,8 +5,7 @@ import { createKafka } from '../runtime/kafka.ts';
 import { PartitionTable, sendChecked } from '../runtime/checked-send.ts';
 import { kafkaSecurity, redisSecurity } from '../runtime/security.ts';
 import { recommenderOptions } from '../processors/index.ts';
-import { UserStore } from '../processors/recommender/store.ts';
-import { SessionStore } from '../gateway/sessions.ts';
+import { UserStore } from '../state/user-store.ts';
 import { allTopics } from '../topology/topology.ts';
 import { verbConfig, type Command } from './command.ts';
 import { deploymentTopology } from './deployment.ts';
@@ -49,7 +48,7 @@ ${configHelp(forgetOptions)}`,
     await store.connect();
     let redisKeys: number;
     try {
-      redisKeys = await store.forget(c.user, [SessionStore.userPattern(c.redisPrefix, c.user)]);
+      redisKeys = await store.forget(c.user);
     } finally {
       await store.close();
     }

@@ -10,7 +10,8 @@ import { basicAuthorized, refuseMetrics, type BasicAuth } from '../runtime/http.
 import type { Logger } from '../runtime/log.ts';
 import { createGatewayMetrics, type GatewayMetrics } from '../runtime/metrics.ts';
 import type { TrackCatalogue } from '../processors/recommender/catalogue.ts';
-import { REDIS_OPTIONS, UserStore } from '../processors/recommender/store.ts';
+import { REDIS_OPTIONS } from '../state/redis.ts';
+import { UserStore } from '../state/user-store.ts';
 import type { Listen, Recommendation } from '../schemas/generated/types.ts';
 import type { SchemaRegistry } from '../schemas/registry.ts';
 import { topicName, type Topology } from '../topology/topology.ts';

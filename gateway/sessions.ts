@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from '../runtime/log.ts';
-import { globEscape } from '../processors/recommender/store.ts';
+import { checkPrefix, userKeys } from '../state/keys.ts';
 
 // KEYS: the session key. ARGV: seq, ttl. Keeps the larger sequence number.
 const ADVANCE = `
@@ -12,7 +12,7 @@ type Scripted = Redis & { advanceSeq(key: string, seq: number, ttl: number): Pro
 
 /**
  * The last sequence number the gateway accepted per user and session, in Redis (key
- * `<prefix>gw:s:<user>:<session>`, expiring a day after its last frame), so that a client that
+ * `<prefix>{u:<user>}:gw:s:<session>`, ids escaped: state/keys.ts; expiring a day after its last frame), so that a client that
  * reconnects, to this gateway or another, continues its sequence. Writes go out twice a second
  * (one pipeline for every session that moved), so another instance may be up to half a second
  * behind and the client then resends a few frames the pipeline already has (the smoother drops
@@ -28,19 +28,16 @@ export class SessionStore {
     redis: Redis,
     private readonly o: { prefix: string; ttlSeconds?: number; logger: Logger },
   ) {
+    checkPrefix(o.prefix);
     redis.defineCommand('advanceSeq', { numberOfKeys: 1, lua: ADVANCE });
     this.redis = redis as Scripted;
     this.timer = setInterval(() => void this.flush(), 500);
     this.timer.unref();
   }
 
+  /** The user's session key in the one key scheme (state/keys.ts): ids escaped, in the user's hash slot. */
   private key(user: string, session: string): string {
-    return `${this.o.prefix}gw:s:${user}:${session}`;
-  }
-
-  /** The SCAN pattern of every session key of `user` (what `users forget` deletes). */
-  static userPattern(prefix: string, user: string): string {
-    return `${globEscape(prefix)}gw:s:${globEscape(user)}:*`;
+    return userKeys(this.o.prefix, user).session(session);
   }
 
   async lastSeq(user: string, session: string): Promise<number> {

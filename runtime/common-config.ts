@@ -31,6 +31,7 @@ export const processorOptions = {
   maxDeadLetterValueBytes: opt.int('EM_MAX_DEAD_LETTER_VALUE_BYTES', 'max-dead-letter-value-bytes', 256 * 1024, 'A dead letter keeps at most this much of the record\'s value (with its size and SHA-256), less when the dead-letter topic\'s max.message.bytes needs it', { min: 1024 }),
   stallTimeoutMs: opt.int('EM_STALL_TIMEOUT_MS', 'stall-timeout-ms', 30_000, 'A partition whose batches have failed for this long is stalled: /readyz fails and emotionmuse_partitions_stalled counts it', { min: 1000 }),
   maxBatchRetries: opt.int('EM_MAX_BATCH_RETRIES', 'max-batch-retries', 0, 'Failed attempts of one batch (retried with backoff up to 30 s) before the processor stops; 0 retries for ever', { min: 0 }),
+  stateIdleMs: opt.int('EM_STATE_IDLE_MS', 'state-idle-ms', 1_800_000, 'A stateful stage forgets a key (user) whose state has not changed for this long: a tombstone in its changelog, the memory freed (0: never)', { min: 0 }),
   restoreTimeoutMs: opt.int('EM_RESTORE_TIMEOUT_MS', 'restore-timeout-ms', 120_000, 'A task whose state changelog has not been read to its end after this long fails and starts again (never with partial state)', { min: 1000 }),
   startTimeoutMs: opt.int('EM_START_TIMEOUT_MS', 'start-timeout-ms', 120_000, 'At start, keep trying to reach Kafka for this long (a broker that is restarting or not up yet) before exiting with an error', { min: 0 }),
   shutdownTimeoutMs: opt.int('EM_SHUTDOWN_TIMEOUT_MS', 'shutdown-timeout-ms', 8000, 'On SIGTERM/SIGINT, exit after at most this long', { min: 100 }),

@@ -25,6 +25,7 @@ export type RuntimeSettings = Pick<
   | 'stallTimeoutMs'
   | 'maxBatchRetries'
   | 'restoreTimeoutMs'
+  | 'stateIdleMs'
   | 'startTimeoutMs'
 >;
 

@@ -5,6 +5,7 @@ import { EmotionMuseError, errorMessage } from '../schemas/errors.ts';
 import { batchAttempts, failureCode } from './failure-policy.ts';
 import { prepareBatch, processBatch, type BatchIo, type Prepared } from './batch-step.ts';
 import { ensureChangelog } from './changelog.ts';
+import { stageIdleEvictions } from './key-state.ts';
 import { CommitFailed, commitProtocol, type CommitProtocol } from './commit-protocol.ts';
 import { PartitionTable } from './checked-send.ts';
 import { recordCount, type Chunk } from './inbox.ts';
@@ -43,6 +44,8 @@ export class StreamRuntime<S> {
   private readonly stage: string;
   private readonly metrics: Metrics;
   private crashed: ((err: Error) => void) | undefined;
+  /** Keys in memory per assigned partition, as of its last commit (the state-keys gauge). */
+  private readonly stateSizes = new Map<number, number>();
   /** Set at start from the dead-letter topic's limit. */
   private deadLetterValueMax: number;
 
@@ -80,6 +83,7 @@ export class StreamRuntime<S> {
       const next = new Set<number>();
       for (const input of this.inputs) for (const p of assignment[input.name] ?? []) next.add(p);
       this.tasks.assign(next);
+      for (const p of this.stateSizes.keys()) if (!next.has(p)) this.stateSizes.delete(p);
     });
     consumer.on(consumer.events.CRASH, (e) => {
       o.logger.error('consumer crashed', { error: errorMessage(e.payload.error), restart: e.payload.restart });
@@ -258,6 +262,8 @@ export class StreamRuntime<S> {
     const { metrics, stage } = this;
     const prepared = await ready;
     const outcome = processBatch(this.o.core, this.io, task.partition, task.state, batch, prepared);
+    // Keys idle past --state-idle-ms leave with this batch (tombstones in the same commit).
+    const evicted = this.changelogSpec ? stageIdleEvictions(task.state, outcome.staged, this.s.stateIdleMs) : 0;
     const processed = performance.now();
     await this.protocol.commit(task, outcome, () => {
       this.tasks.succeeded(task.partition);
@@ -267,6 +273,11 @@ export class StreamRuntime<S> {
       for (const [topic, messages] of outcome.out) metrics.recordsOut.inc({ stage, topic }, messages.length);
       for (const chunk of batch) metrics.recordsIn.inc({ stage, topic: chunk.input.name }, chunk.messages.length);
       metrics.transactionSeconds.observe({ stage }, (performance.now() - prepared.started) / 1000);
+      if (evicted > 0) metrics.stateEvictions.inc({ stage }, evicted);
+      if (this.changelogSpec) {
+        this.stateSizes.set(task.partition, task.state.size);
+        metrics.stateKeys.set({ stage }, [...this.stateSizes.values()].reduce((a, b) => a + b, 0));
+      }
     });
   }
 }

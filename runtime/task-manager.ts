@@ -3,6 +3,7 @@ import { errorMessage, EmotionMuseError } from '../schemas/errors.ts';
 import { restoreChangelog } from './changelog.ts';
 import type { CommitProtocol } from './commit-protocol.ts';
 import { Inbox, type InboxLimits } from './inbox.ts';
+import { KeyState } from './key-state.ts';
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { Input } from './records.ts';
@@ -109,13 +110,13 @@ export class TaskManager<S> {
 
   private async init(partition: number, reset: boolean): Promise<Task<S>> {
     const producer = await this.o.protocol.openTask(partition);
-    let state: Map<string, S>;
+    let state: KeyState<S>;
     const positions = new Map<string, bigint>();
     try {
       const started = performance.now();
-      state = this.o.changelog
+      state = KeyState.of(this.o.changelog
         ? await restoreChangelog<S>({ kafka: this.o.kafka, admin: this.o.admin, topic: this.o.changelog, partition, groupId: this.o.groupId, timeoutMs: this.o.limits.restoreTimeoutMs })
-        : new Map<string, S>();
+        : []);
       if (this.o.changelog) this.o.metrics.stateRestoreSeconds.observe({ stage: this.o.stage }, (performance.now() - started) / 1000);
       const committed = await this.o.admin.fetchOffsets({ groupId: this.o.groupId, topics: this.o.inputs.map((i) => i.name) });
       for (const t of committed) {

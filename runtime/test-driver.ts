@@ -3,6 +3,7 @@ import type { MessageKind } from '../schemas/kinds.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
 import { processorSpec, topicSpec, type ProcessorSpec, type TopicId, type Topology } from '../topology/topology.ts';
 import { applyStaged, prepareBatch, processBatch, type BatchIo } from './batch-step.ts';
+import { KeyState, stageIdleEvictions } from './key-state.ts';
 import { batchAttempts, failureCode } from './failure-policy.ts';
 import type { Chunk } from './inbox.ts';
 import type { ProcessorCore } from './processor.ts';
@@ -40,6 +41,10 @@ export interface DriverOptions {
   readonly onRetry?: (stage: string, attempt: number, err: unknown) => void | Promise<void>;
   /** Input records larger than this are dead-lettered. @defaultValue 4 MiB */
   readonly maxRecordBytes?: number;
+  /** Keys whose state has not changed for this long are deleted with the next batch of their partition (--state-idle-ms). @defaultValue 0 (never) */
+  readonly stateIdleMs?: number;
+  /** The clock of the state's idle times. @defaultValue Date.now */
+  readonly clock?: () => number;
 }
 
 interface Running {
@@ -48,7 +53,7 @@ interface Running {
   readonly inputs: readonly Input[];
   readonly io: BatchIo;
   /** Key state per partition. */
-  readonly state: Map<number, Map<string, unknown>>;
+  readonly state: Map<number, KeyState<unknown>>;
   /** Next offset to read, per topic name and partition. */
   readonly positions: Map<string, number>;
 }
@@ -161,12 +166,13 @@ export class TopologyTestDriver {
       if (tail?.input === input) tail.messages.push(m);
       else batch.push({ input, messages: [m], last: BigInt(s.offset), fetchedAt: 0 });
     }
-    const state = r.state.get(partition) ?? new Map<string, unknown>();
+    const state = r.state.get(partition) ?? new KeyState<unknown>(this.o.clock);
     r.state.set(partition, state);
     for (let attempt = 1; ; attempt++) {
       try {
         const prepared = await prepareBatch(r.core, r.io, partition, batch, new AbortController().signal);
         const outcome = processBatch(r.core, r.io, partition, state, batch, prepared);
+        stageIdleEvictions(state, outcome.staged, this.o.stateIdleMs ?? 0);
         for (const [topic, messages] of outcome.out) for (const m of messages) this.append(topic, m.key == null ? null : Buffer.from(m.key), m.value == null ? null : Buffer.from(m.value), ++this.clock);
         applyStaged(state, outcome.staged);
         for (const [topic, next] of outcome.next) r.positions.set(`${topic}/${partition}`, Number(next));

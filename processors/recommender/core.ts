@@ -5,9 +5,9 @@ import type { RouteHandler } from '../../runtime/http.ts';
 import type { Metrics, StepName } from '../../runtime/metrics.ts';
 import type { InputRecord, ProcessorCore } from '../../runtime/processor.ts';
 import type { EmotionChange, Listen, Recommendation } from '../../schemas/generated/types.ts';
-import { checkListen, composeList, listenRefreshes, redelivered, sourceOf } from './decisions.ts';
+import { checkListen, composeList, redelivered, sourceOf } from './decisions.ts';
 import type { Scorer } from './scorer.ts';
-import type { UserStore } from './store.ts';
+import type { UserStore } from '../../state/user-store.ts';
 
 export interface RecommenderConfig {
   /** Weight of preference against emotion compatibility in the final score. @defaultValue 0.7 */
@@ -16,11 +16,9 @@ export interface RecommenderConfig {
   readonly topK: number;
   /** Listens refresh a user's list at most once per this many ms (of listen time). @defaultValue 30000 */
   readonly refreshIntervalMs: number;
-  /** How long a record's output is kept to answer a redelivery identically. @defaultValue 3600 */
-  readonly outputCacheSeconds: number;
 }
 
-export const DEFAULT_RECOMMENDER_CONFIG: RecommenderConfig = { lambda: 0.7, topK: 10, refreshIntervalMs: 30_000, outputCacheSeconds: 3600 };
+export const DEFAULT_RECOMMENDER_CONFIG: RecommenderConfig = { lambda: 0.7, topK: 10, refreshIntervalMs: 30_000 };
 
 const UNIFORM = Array.from({ length: 7 }, () => 1 / 7);
 
@@ -53,16 +51,20 @@ export function createRecommenderCore(deps: { scorer: Scorer; store: UserStore; 
     return composeList(record, trigger, state.emotion, items, scorer.catalogue.ids, scorer.modelVersion, Date.now());
   }
 
-  /** Applies the record to the user's state (fenced by its offset) and says what it triggers. */
+  /**
+   * Applies the record to the user's state (fenced by its offset) and says what it triggers. The
+   * same Redis script that applies it remembers whether a list is due (`pending`) or not (`none`),
+   * so a failure before the list is saved leaves `pending`, and the retry makes the list.
+   */
   async function apply(record: InputRecord): Promise<{ applied: boolean; trigger: Recommendation['trigger'] | null } | 'repeat'> {
     const user = record.key;
     const source = sourceOf(record);
     if (record.topic === 'listens') {
       const listen = record.value as Listen;
       checkListen(listen, (id) => scorer.catalogue.indexOf.has(id), scorer.modelVersion);
-      if (!(await store.applyListen(user, source, record.offset, listen.trackId))) return { applied: false, trigger: null };
-      const { listAtMs } = await store.read(user);
-      return { applied: true, trigger: listenRefreshes(listAtMs, listen, config.refreshIntervalMs) ? 'LISTEN' : null };
+      const outcome = await store.applyListen(user, source, record.offset, listen.trackId, listen.startTimeMs, config.refreshIntervalMs);
+      if (outcome === 'already') return { applied: false, trigger: 'LISTEN' };
+      return { applied: true, trigger: outcome === 'refresh' ? 'LISTEN' : null };
     }
     const change = record.value as EmotionChange;
     const emotion = { label: change.label, probabilities: change.probabilities, valence: change.valence, arousal: change.arousal, sinceMs: change.captureTimeMs };
@@ -76,20 +78,15 @@ export function createRecommenderCore(deps: { scorer: Scorer; store: UserStore; 
     if (applied === 'repeat') {
       // The smoother (at least once) sent this change again after a restart: its list is out already.
       metrics?.skipped.inc({ stage: 'recommender', reason: 'repeated-change' });
-      await store.rememberOutput(source, record.offset, null, config.outputCacheSeconds);
       return null;
     }
     if (!applied.applied) {
-      const again = redelivered(record.topic, await store.rememberedOutput(source, record.offset));
+      const again = redelivered(record.topic, await store.rememberedOutput(record.key, source, record.offset));
       if (again !== 'build') return again.output;
     }
-    if (!applied.trigger) {
-      await store.rememberOutput(source, record.offset, null, config.outputCacheSeconds);
-      return null;
-    }
+    if (!applied.trigger) return null;
     const list = await buildList(record, applied.trigger);
-    await store.saveList(record.key, list, applied.trigger === 'LISTEN' ? (record.value as Listen).startTimeMs : null);
-    await store.rememberOutput(source, record.offset, list, config.outputCacheSeconds);
+    await store.saveList(record.key, source, record.offset, list);
     metrics?.recommendations.inc({ trigger: applied.trigger });
     if (applied.trigger === 'EMOTION_CHANGE') metrics?.endToEnd.observe({ path: 'list' }, Math.max(0, list.createdTimeMs - (record.value as EmotionChange).captureTimeMs) / 1000);
     return list;

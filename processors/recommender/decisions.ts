@@ -1,7 +1,7 @@
 import { EmotionMuseError } from '../../schemas/errors.ts';
 import type { Emotion, Listen, Recommendation } from '../../schemas/generated/types.ts';
 import type { InputRecord } from '../../runtime/processor.ts';
-import type { EmotionState } from './store.ts';
+import type { EmotionState, RememberedOutput } from '../../state/user-store.ts';
 
 /**
  * The recommender's decisions as pure functions: the core (core.ts) reads and writes Redis only
@@ -14,17 +14,15 @@ export function checkListen(listen: Listen, inCatalogue: (trackId: string) => bo
   if (listen.listenedMs < 0) throw new EmotionMuseError('INVALID_RECORD', `listenedMs is negative (${listen.listenedMs})`);
 }
 
-/** A newly applied listen refreshes the list when no listen has, or the last refresh is at least `refreshIntervalMs` of listen time old. */
-export function listenRefreshes(listAtMs: number | null, listen: Listen, refreshIntervalMs: number): boolean {
-  return listAtMs === null || listen.startTimeMs - listAtMs >= refreshIntervalMs;
-}
-
 /**
- * What a record already applied to the user's state (a redelivery) gives: the output it gave the
- * first time when that is remembered, else nothing for a listen, and for an emotion change its
- * list built again (the change is the user's current emotion either way).
+ * What a record already applied to the user's state (a redelivery, or a retry after a failure)
+ * gives: the output it gave the first time when that is remembered; the list when one was due and
+ * not yet made (`pending`: the update was applied, then something failed before its list was
+ * saved); else nothing for a listen, and for an emotion change its list built again (the change
+ * is the user's current emotion either way).
  */
-export function redelivered(topic: InputRecord['topic'], remembered: Recommendation | 'none' | undefined): { output: Recommendation | null } | 'build' {
+export function redelivered(topic: InputRecord['topic'], remembered: RememberedOutput): { output: Recommendation | null } | 'build' {
+  if (remembered === 'pending') return 'build';
   if (remembered !== undefined) return { output: remembered === 'none' ? null : remembered };
   return topic === 'listens' ? { output: null } : 'build';
 }

@@ -6,7 +6,7 @@ import { redisSecurity } from '../../runtime/security.ts';
 import { entry, inferenceOptions, providersOf } from '../options.ts';
 import { createRecommenderCore, DEFAULT_RECOMMENDER_CONFIG } from './core.ts';
 import { SCORING_GRAPHS, Scorer } from './scorer.ts';
-import { UserStore } from './store.ts';
+import { UserStore } from '../../state/user-store.ts';
 
 export const recommenderOptions = {
   ...inferenceOptions,

@@ -84,14 +84,19 @@ export interface SmootherState {
   readonly belief?: readonly number[] | null;
   /** filter: capture time of the last face. */
   readonly lastFaceMs?: number;
+  /**
+   * After a gap in the same session: the label in force before it (the mood last published).
+   * The first label after the gap is emitted only when it is another one.
+   */
+  readonly resumed?: EmotionLabel | null;
 }
 
 export type StepOutcome =
   | { readonly kind: 'accepted'; readonly change?: EmotionChange; readonly reset?: 'new-session' | 'gap' }
   | { readonly kind: 'dropped'; readonly reason: 'late-or-duplicate' };
 
-function fresh(score: EmotionScore, leftSessions: readonly string[]): SmootherState {
-  return { sessionId: score.sessionId, leftSessions, lastSeq: -Infinity, lastCaptureMs: score.captureTimeMs, windowSum: new Array(7).fill(0), windowCount: 0, windows: 0, label: null, candidate: null, streak: 0 };
+function fresh(score: EmotionScore, leftSessions: readonly string[], resumed: EmotionLabel | null = null): SmootherState {
+  return { sessionId: score.sessionId, leftSessions, lastSeq: -Infinity, lastCaptureMs: score.captureTimeMs, windowSum: new Array(7).fill(0), windowCount: 0, windows: 0, label: null, candidate: null, streak: 0, ...(resumed ? { resumed } : {}) };
 }
 
 export function argmax(values: readonly number[]): number {
@@ -114,7 +119,8 @@ export function smooth(state: SmootherState | undefined, score: EmotionScore, co
   if (late) return { state: s!, outcome: { kind: 'dropped', reason: 'late-or-duplicate' } };
   if (!s) s = fresh(score, []);
   else if (reset === 'new-session') s = fresh(score, [s.sessionId, ...s.leftSessions].slice(0, LEFT_SESSIONS_KEPT));
-  else if (reset === 'gap') s = fresh(score, s.leftSessions);
+  // A gap starts the smoothing over, but the session's mood in force stays known: the same mood after it is no change.
+  else if (reset === 'gap') s = fresh(score, s.leftSessions, s.label ?? s.resumed ?? null);
   s = { ...s, lastSeq: score.seq, lastCaptureMs: score.captureTimeMs };
 
   if (!score.faceFound || score.probabilities.length !== 7) {
@@ -153,7 +159,9 @@ export function smooth(state: SmootherState | undefined, score: EmotionScore, co
   });
 
   if (s.label === null) {
-    return { state: { ...closed, label: top, candidate: null, streak: 0 }, outcome: { kind: 'accepted', reset, change: change(null, top) } };
+    const state = { ...closed, label: top, candidate: null, streak: 0 };
+    if (top === s.resumed) return { state, outcome: { kind: 'accepted', reset } };
+    return { state, outcome: { kind: 'accepted', reset, change: change(s.resumed ?? null, top) } };
   }
   if (top === s.label) return { state: { ...closed, candidate: null, streak: 0 }, outcome: { kind: 'accepted', reset } };
   const streak = top === s.candidate ? s.streak + 1 : 1;
@@ -190,10 +198,12 @@ function filterStep(s: SmootherState, score: EmotionScore, config: SmootherConfi
   const windows = s.windows + 1;
   const next: SmootherState = { ...s, belief, lastFaceMs: score.captureTimeMs, windows };
   if (label === s.label || belief[top]! < config.threshold) return { state: next };
+  // The mood in force before a gap, reached again: no change.
+  if (s.label === null && label === s.resumed) return { state: { ...next, label } };
   const change: EmotionChange = {
     userId: score.userId,
     sessionId: score.sessionId,
-    previousLabel: s.label,
+    previousLabel: s.label ?? s.resumed ?? null,
     label,
     // the posterior: what the filter believes, for the recommender
     probabilities: belief,

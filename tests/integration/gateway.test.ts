@@ -8,7 +8,7 @@ import { HEADER_BYTES, encodeFrame, type ServerMessage, type StreamFrame } from 
 import { Gateway } from '../../gateway/server.ts';
 import { recommenderOptions } from '../../processors/index.ts';
 import { loadCatalogue } from '../../processors/recommender/catalogue.ts';
-import { UserStore } from '../../processors/recommender/store.ts';
+import { UserStore } from '../../state/user-store.ts';
 import { createLogger } from '../../runtime/log.ts';
 import type { EmotionChange, Recommendation } from '../../schemas/generated/types.ts';
 import { topicName, type Topology } from '../../topology/topology.ts';
@@ -75,7 +75,7 @@ describe('gateway against the real broker and Redis', () => {
     const store = new UserStore(inject('redisUrl'), { prefix, historySize: 50, ttlSeconds: 600 }, appRedisOptions());
     await store.connect();
     const list: Recommendation = { listId: 'l-ana', userId: 'ana', trigger: 'REQUEST', causeId: 'test', emotion: null, items: [{ trackId: catalogue.ids[0]!, rank: 1, finalScore: 0.9, preferenceScore: 0.8, emotionScore: 0.7 }], modelVersion: 'test', createdTimeMs: Date.now() };
-    await store.saveList('ana', list, null);
+    await store.saveList('ana', 'test:0', '0', list);
     await store.close();
 
     expect(await get('/v1/me/recommendations')).toMatchObject({ status: 401, body: { code: 'TOKEN_MISSING' } });

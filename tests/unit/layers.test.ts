@@ -19,7 +19,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['edge'],
   ['processors'],
   ['vision'],
-  ['sessions', 'observability'],
+  ['sessions', 'observability', 'state'],
   ['auth'],
   ['runtime'],
   ['topology'],

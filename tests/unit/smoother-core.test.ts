@@ -91,8 +91,18 @@ describe('smoother core: windows and hysteresis', () => {
 });
 
 describe('smoother core: sessions, gaps, late frames, frames without a face', () => {
-  it('a gap longer than the session gap starts over (the next window is a new initial label)', () => {
-    expect(run(['neutral', ...rep('happy', H - 1), { gapMs: 6000 }, 'happy']).changes).toEqual(['->neutral', '->happy']);
+  it('a gap longer than the session gap starts over (the next window is a new initial label, its change from the mood before the gap)', () => {
+    expect(run(['neutral', ...rep('happy', H - 1), { gapMs: 6000 }, 'happy']).changes).toEqual(['->neutral', 'neutral>happy']);
+  });
+
+  it('a session that resumes after a gap in the mood it left emits no change (it emitted one from nothing before), and follows the next change as usual', () => {
+    expect(run(['neutral', ...rep('happy', H), { gapMs: 6000 }, 'happy', 'happy']).changes).toEqual(['->neutral', 'neutral>happy']);
+    expect(run(['neutral', ...rep('happy', H), { gapMs: 6000 }, 'happy', { gapMs: 6000 }, 'happy', ...rep('sad', H)]).changes).toEqual(['->neutral', 'neutral>happy', 'happy>sad']);
+    const filter = { ...DEFAULT_SMOOTHER_CONFIG };
+    const before = run([...rep('happy', 3)], filter).changes;
+    expect(before).toEqual(['->happy']);
+    expect(run([...rep('happy', 3), { gapMs: 60_000 }, ...rep('happy', 3)], filter).changes).toEqual(['->happy']);
+    expect(run([...rep('happy', 3), { gapMs: 60_000 }, ...rep('sad', 3)], filter).changes).toEqual(['->happy', 'happy>sad']);
   });
 
   it('a gap shorter than the session gap keeps the state', () => {

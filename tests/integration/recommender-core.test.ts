@@ -9,9 +9,8 @@ import { TopologyTestDriver } from '../../runtime/test-driver.ts';
 import type { DeadLetter, EmotionChange, Listen, Recommendation } from '../../schemas/generated/types.ts';
 import { buildTopology } from '../../topology/topology.ts';
 import { createRecommenderCore, DEFAULT_RECOMMENDER_CONFIG } from '../../processors/recommender/core.ts';
-import { checkListen, listenRefreshes, redelivered } from '../../processors/recommender/decisions.ts';
 import { Scorer } from '../../processors/recommender/scorer.ts';
-import { UserStore } from '../../processors/recommender/store.ts';
+import { UserStore } from '../../state/user-store.ts';
 import { recommenderOptions } from '../../processors/index.ts';
 
 const topology = buildTopology({ prefix: 'rec.', partitions: 2 });
@@ -19,32 +18,6 @@ const listen = (user: string, trackId: string, n: number, startTimeMs = 1_000_00
 const change = (user: string, label: EmotionChange['label'], windowEndSeq: number, previousLabel: EmotionChange['previousLabel'] = null): EmotionChange => ({
   userId: user, sessionId: 's1', previousLabel, label, probabilities: [0.02, 0.02, 0.02, 0.88, 0.02, 0.02, 0.02], valence: 0.8, arousal: 0.5,
   windowIndex: windowEndSeq / 10, windowEndSeq, captureTimeMs: 2_000_000 + windowEndSeq * 100, emittedTimeMs: 2_000_000 + windowEndSeq * 100 + 5, scheme: 'filter', confidence: 0.99,
-});
-
-describe('recommender decisions (pure)', () => {
-  it('refuses unknown tracks and negative lengths with their codes', () => {
-    const known = (id: string) => id === 't1';
-    expect(() => checkListen(listen('a', 't9', 1), known, 'm1')).toThrow(expect.objectContaining({ code: 'UNKNOWN_TRACK' }));
-    expect(() => checkListen({ ...listen('a', 't1', 1), listenedMs: -5 }, known, 'm1')).toThrow(expect.objectContaining({ code: 'INVALID_RECORD' }));
-    expect(() => checkListen(listen('a', 't1', 1), known, 'm1')).not.toThrow();
-  });
-
-  it.each([
-    { listAtMs: null, start: 10, interval: 30_000, refreshes: true },
-    { listAtMs: 0, start: 29_999, interval: 30_000, refreshes: false },
-    { listAtMs: 0, start: 30_000, interval: 30_000, refreshes: true },
-    { listAtMs: 100, start: 100, interval: 0, refreshes: true },
-  ])('a listen at $start after a list at $listAtMs (interval $interval) refreshes: $refreshes', ({ listAtMs, start, interval, refreshes }) => {
-    expect(listenRefreshes(listAtMs, listen('a', 't1', 0, start), interval)).toBe(refreshes);
-  });
-
-  it('a redelivered record gives what it gave before; unknown: nothing for a listen, the list again for a change', () => {
-    const list = { listId: 'l' } as Recommendation;
-    expect(redelivered('listens', list)).toEqual({ output: list });
-    expect(redelivered('emotion-changes', 'none')).toEqual({ output: null });
-    expect(redelivered('listens', undefined)).toEqual({ output: null });
-    expect(redelivered('emotion-changes', undefined)).toBe('build');
-  });
 });
 
 /** A redis-server of the test's own (Debian package), with an append-only file so a restart keeps its data. */
@@ -132,7 +105,7 @@ describe('recommender core through the in-memory driver (real Redis of its own, 
     const limited = new UserStore(`redis://reader:reader-pw@127.0.0.1:${redis.port}`, { prefix: 't:', historySize: 5, ttlSeconds: 60 });
     await limited.connect();
     try {
-      const err = await limited.applyListen('cara', 'listens:0', '1', scorer.catalogue.ids[0]!).then(() => undefined, (e: unknown) => e);
+      const err = await limited.applyListen('cara', 'listens:0', '1', scorer.catalogue.ids[0]!, 0, 1000).then(() => undefined, (e: unknown) => e);
       expect(err).toMatchObject({ code: 'SERVICE_REFUSED', retriable: true });
       const attempts: number[] = [];
       const driver = new TopologyTestDriver({ topology, cores: { recommender: createRecommenderCore({ scorer, store: limited }) }, maxAttempts: 50, onRetry: (_s, attempt) => void attempts.push(attempt) });
@@ -173,4 +146,66 @@ describe('recommender core through the in-memory driver (real Redis of its own, 
     expect(saved).toMatchObject({ listId: lists[0]!.listId, createdTimeMs: lists[0]!.createdTimeMs });
     expect(saved!.items.map((i) => i.trackId)).toEqual(lists[0]!.items.map((i) => i.trackId));
   }, 60_000);
+
+  it('a listen applied just before Redis fails still makes its list: the retry finds the list pending (it was lost before: the listen counted as applied, its list never made)', async () => {
+    let killed = false;
+    afterOperation = (op) => {
+      // Redis dies right after the listen is applied, before the list is built and saved.
+      if (op === 'apply-listen' && !killed) {
+        killed = true;
+        redis.kill();
+      }
+    };
+    const driver = driverFor(async () => {
+      afterOperation = undefined;
+      await redis.start();
+      const deadline = Date.now() + 15_000;
+      while (!store.ready() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    });
+    driver.pipe('listens', 'dan', listen('dan', scorer.catalogue.ids[5]!, 1));
+    await driver.run();
+    expect(killed).toBe(true);
+    expect(driver.retries.get('recommender')).toBeGreaterThanOrEqual(1);
+    const lists = driver.read<Recommendation>('recommendations').map((r) => r.value);
+    expect(lists.map((l) => [l.userId, l.trigger])).toEqual([['dan', 'LISTEN']]);
+    expect((await store.lastList('dan'))?.listId).toBe(lists[0]!.listId);
+    expect(driver.read('dead-letter')).toEqual([]);
+  }, 60_000);
+
+  it('users whose ids look like each other\'s keys (X, X:history, X:list, {X}, %58) keep their own state', async () => {
+    const driver = driverFor();
+    const [t1, t2, t3, t4, t5] = scorer.catalogue.ids;
+    const users = ['eve', 'eve:history', 'eve:list', '{eve}', 'eve%3A', 'e'.repeat(128)];
+    const tracks = [t1, t2, t3, t4, t5, t1];
+    driver.pipe('emotion-changes', 'eve', change('eve', 'happy', 10));
+    users.forEach((u, i) => driver.pipe('listens', u, { ...listen(u, tracks[i]!, 1), listenId: `l-${i}` }));
+    driver.pipe('emotion-changes', 'eve:list', change('eve:list', 'sad', 10));
+    await driver.run();
+    expect(driver.read('dead-letter')).toEqual([]);
+    for (const [i, u] of users.entries()) expect((await store.read(u)).history, u).toEqual([tracks[i]]);
+    expect((await store.read('eve')).emotion?.label).toBe('happy');
+    expect((await store.read('eve:list')).emotion?.label).toBe('sad');
+    expect((await store.read('eve:history')).emotion).toBeNull();
+    for (const u of users) expect((await store.lastList(u))?.userId, u).toBe(u);
+    // Forgetting one of them deletes only theirs.
+    expect(await store.forget('eve')).toBeGreaterThanOrEqual(3);
+    expect(await store.lastList('eve')).toBeNull();
+    for (const u of users.slice(1)) expect((await store.lastList(u))?.userId, u).toBe(u);
+  }, 30_000);
+
+  it('a key of the wrong type (another program on the prefix) is a refusal that stops the run after 5 attempts and names WRONGTYPE, not a retry for ever', async () => {
+    const { Redis } = await import('ioredis');
+    const { userKeys } = await import('../../state/keys.ts');
+    const root = new Redis(redis.port, '127.0.0.1');
+    await root.set(userKeys('t:', 'fay').state, 'not a hash');
+    root.disconnect();
+    const attempts: number[] = [];
+    const driver = new TopologyTestDriver({ topology, cores: { recommender: createRecommenderCore({ scorer, store }) }, maxAttempts: 50, onRetry: (_s, attempt) => void attempts.push(attempt) });
+    driver.pipe('listens', 'fay', listen('fay', scorer.catalogue.ids[0]!, 1));
+    const err = await driver.run().then(() => undefined, (e: unknown) => e);
+    expect(err).toMatchObject({ code: 'SERVICE_REFUSED' });
+    expect(String((err as Error).message)).toMatch(/WRONGTYPE/);
+    expect(attempts).toEqual([1, 2, 3, 4]);
+    expect(driver.read('dead-letter')).toEqual([]);
+  }, 30_000);
 });
