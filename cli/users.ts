@@ -5,6 +5,9 @@ import { createKafka } from '../runtime/kafka.ts';
 import { PartitionTable, sendChecked } from '../runtime/checked-send.ts';
 import { kafkaSecurity, redisSecurity } from '../runtime/security.ts';
 import { recommenderOptions } from '../processors/index.ts';
+import { Redis } from 'ioredis';
+import { migrateLegacyKeys } from '../state/migrate.ts';
+import { REDIS_OPTIONS } from '../state/redis.ts';
 import { UserStore } from '../state/user-store.ts';
 import { allTopics } from '../topology/topology.ts';
 import { verbConfig, type Command } from './command.ts';
@@ -23,9 +26,16 @@ const RETENTION_CHECK_MS = 5 * 60_000;
 
 const duration = (ms: number) => (ms % 86_400_000 === 0 ? `${ms / 86_400_000} d` : ms % 3_600_000 === 0 ? `${ms / 3_600_000} h` : `${Math.round(ms / 60_000)} min`);
 
+const migrateOptions = {
+  ...commonOptions,
+  redisPrefix: recommenderOptions.redisPrefix,
+  dryRun: opt.bool('EM_DRY_RUN', 'dry-run', false, 'Count what would move, move nothing'),
+};
+
 export const usersCommand: Command = {
-  summary: 'forget a user: delete their Redis state, tombstone their keys in every changelog',
+  summary: 'forget a user (Redis state, changelog tombstones); move Redis keys of the old layout',
   help: `usage: emotionmuse users forget --user <id> [options]
+       emotionmuse users migrate-keys [--dry-run] [options]
 
 forget   deletes what EmotionMuse holds about one user where it can be deleted at once:
            - Redis: their emotion, history and last list, the remembered outputs of their
@@ -37,9 +47,19 @@ forget   deletes what EmotionMuse holds about one user where it can be deleted a
          latest date, read from the broker's topic configuration. Run it once the user has
          stopped sending: a record of theirs still in flight writes new state.
 
+migrate-keys
+         moves the per-user Redis keys written before the key scheme of state/keys.ts
+         (\`<prefix>u:<user>\`, \`...:history\`, \`...:list\`) to it, telling a user's history
+         from the hash of a user whose id ends in ":history" by the key's type. Run it once,
+         after the upgrade, as the Redis admin user in the secured mode; a second run moves
+         nothing. Remembered outputs and gateway sessions of the old layout expire by themselves
+         (1 h, 1 d) and are not moved (state/migrate.ts says why).
+
 options:
-${configHelp(forgetOptions)}`,
+${configHelp(forgetOptions)}
+  --dry-run (EM_DRY_RUN)  migrate-keys: count what would move, move nothing`,
   async run(argv) {
+    if (argv.includes('migrate-keys')) return migrate(argv, this.help);
     const c = verbConfig(argv, 'forget', forgetOptions, this.help, ['user']);
     if (typeof c === 'number') return c;
     const topology = deploymentTopology(c);
@@ -90,3 +110,18 @@ ${configHelp(forgetOptions)}`,
     return 0;
   },
 };
+
+async function migrate(argv: readonly string[], help: string): Promise<number> {
+  const c = verbConfig(argv, 'migrate-keys', migrateOptions, help);
+  if (typeof c === 'number') return c;
+  const redis = new Redis(c.redisUrl, { ...REDIS_OPTIONS, ...redisSecurity(c, 'admin'), lazyConnect: false, enableOfflineQueue: true });
+  try {
+    const report = await migrateLegacyKeys(redis, c.redisPrefix, { dryRun: c.dryRun, onProgress: (n) => process.stderr.write(`\rscanned ${n} key(s) of the old layout`) });
+    process.stderr.write('\n');
+    console.log(`${c.dryRun ? 'would move' : 'moved'} ${report.moved} key(s) to the current layout (prefix ${c.redisPrefix})${report.kept > 0 ? `; ${report.kept} left where the current layout already had the key` : ''}`);
+    for (const s of report.skipped.slice(0, 20)) console.log(`not moved: ${s.key.slice(0, 80)} (${s.why})`);
+    return 0;
+  } finally {
+    redis.disconnect();
+  }
+}

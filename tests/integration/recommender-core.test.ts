@@ -10,6 +10,7 @@ import type { DeadLetter, EmotionChange, Listen, Recommendation } from '../../sc
 import { buildTopology } from '../../topology/topology.ts';
 import { createRecommenderCore, DEFAULT_RECOMMENDER_CONFIG } from '../../processors/recommender/core.ts';
 import { Scorer } from '../../processors/recommender/scorer.ts';
+import { userKeys } from '../../state/keys.ts';
 import { UserStore } from '../../state/user-store.ts';
 import { recommenderOptions } from '../../processors/index.ts';
 
@@ -195,7 +196,6 @@ describe('recommender core through the in-memory driver (real Redis of its own, 
 
   it('a key of the wrong type (another program on the prefix) is a refusal that stops the run after 5 attempts and names WRONGTYPE, not a retry for ever', async () => {
     const { Redis } = await import('ioredis');
-    const { userKeys } = await import('../../state/keys.ts');
     const root = new Redis(redis.port, '127.0.0.1');
     await root.set(userKeys('t:', 'fay').state, 'not a hash');
     root.disconnect();
@@ -207,5 +207,34 @@ describe('recommender core through the in-memory driver (real Redis of its own, 
     expect(String((err as Error).message)).toMatch(/WRONGTYPE/);
     expect(attempts).toEqual([1, 2, 3, 4]);
     expect(driver.read('dead-letter')).toEqual([]);
+  }, 30_000);
+
+  it('moves the keys of the old layout to the new one, telling X\'s history from the user "X:history" by type; a second run moves nothing', async () => {
+    const { Redis } = await import('ioredis');
+    const { migrateLegacyKeys } = await import('../../state/migrate.ts');
+    const root = new Redis(redis.port, '127.0.0.1');
+    const p = 'old:';
+    const emotion = JSON.stringify({ label: 'sad', probabilities: [0, 0, 0, 0, 1, 0, 0], valence: 0.2, arousal: 0.3, sinceMs: 1 });
+    await root.hset(`${p}u:gus`, 'emotion', emotion, 'listAtMs', '5');
+    await root.rpush(`${p}u:gus:history`, 't2', 't1');
+    await root.set(`${p}u:gus:list`, JSON.stringify({ listId: 'gus-list', userId: 'gus' }), 'EX', 500);
+    await root.hset(`${p}u:gus:history`.replace('history', 'hist'), 'emotion', emotion); // user "gus:hist"
+    await root.hset(`${p}u:gus:list:history`, 'listAtMs', '9'); // the hash of user "gus:list:history"
+    const old = new UserStore(`redis://127.0.0.1:${redis.port}`, { prefix: p, historySize: 5, ttlSeconds: 60 });
+    await old.connect();
+    try {
+      expect(await migrateLegacyKeys(root, p, { dryRun: true })).toMatchObject({ moved: 5 });
+      expect(await migrateLegacyKeys(root, p)).toMatchObject({ moved: 5, kept: 0, skipped: [] });
+      expect(await old.read('gus')).toMatchObject({ history: ['t2', 't1'], emotion: { label: 'sad' }, listAtMs: 5 });
+      expect((await old.lastList('gus'))?.listId).toBe('gus-list');
+      expect(await root.ttl(userKeys(p, 'gus').list)).toBeGreaterThan(400);
+      expect((await old.read('gus:hist')).emotion?.label).toBe('sad');
+      expect((await old.read('gus:list:history')).listAtMs).toBe(9);
+      expect(await migrateLegacyKeys(root, p)).toMatchObject({ moved: 0 });
+      expect(await root.keys(`${p}u:*`)).toEqual([]);
+    } finally {
+      await old.close();
+      root.disconnect();
+    }
   }, 30_000);
 });
