@@ -21,7 +21,15 @@ export interface StreamLimits {
   readonly maxInFlight: number;
   /** Milliseconds a socket has to say hello when its upgrade carried no token. */
   readonly helloTimeoutMs: number;
+  /**
+   * Bytes of events the socket may hold unsent (its reader is slow or gone): past half of it
+   * score events are dropped (counted), and an event that would pass it closes the socket with
+   * 4413 (changes and lists are never dropped from an open socket). @defaultValue 1 MiB
+   */
+  readonly maxSocketBufferBytes?: number;
 }
+
+export const DEFAULT_SOCKET_BUFFER_BYTES = 1024 * 1024;
 
 /** What every connection of one gateway process shares. */
 export interface StreamContext {
@@ -93,7 +101,24 @@ export class StreamConnection {
   }
 
   private send(message: ServerMessage): void {
-    if (!this.closed && this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(message));
+    if (this.closed || this.ws.readyState !== this.ws.OPEN) return;
+    // What the socket holds unsent is bounded: a reader that stops does not hold this process's memory.
+    const bound = this.ctx.limits.maxSocketBufferBytes ?? DEFAULT_SOCKET_BUFFER_BYTES;
+    const unsent = this.ws.bufferedAmount;
+    if (message.type === 'score' && unsent >= bound / 2) {
+      this.ctx.metrics.eventsDropped.inc({ type: 'score', reason: 'slow-reader' });
+      return;
+    }
+    const text = JSON.stringify(message);
+    if (unsent + Buffer.byteLength(text) > bound) {
+      this.ctx.metrics.eventsDropped.inc({ type: message.type, reason: 'slow-reader-closed' });
+      this.ctx.logger.warn('closing a socket that reads too slowly', { unsentBytes: unsent, bound });
+      this.close(CLOSE_CODES.SLOW_READER, 'too many events unsent: read faster, or reconnect');
+      // The close frame waits behind what is unsent: a reader that never drains it is cut off.
+      setTimeout(() => this.ws.terminate(), 5000).unref();
+      return;
+    }
+    this.ws.send(text);
   }
 
   private reject(code: GatewayErrorCode, message: string, seq?: number): void {

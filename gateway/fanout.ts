@@ -16,10 +16,16 @@ export interface FanoutOptions {
   readonly names?: (trackId: string) => { title: string; artist: string } | undefined;
   readonly logger: Logger;
   readonly onEvent?: (type: ServerMessage['type']) => void;
+  /** Told when the consumer crashed (it is started again). */
+  readonly onCrash?: () => void;
   /** A fetch waits at the broker for this many bytes, or `maxWaitMs`. @defaultValue 1 */
   readonly minBytes?: number;
   /** @defaultValue 20 */
   readonly maxWaitMs?: number;
+  /** Tries of a failing fetch or handler before the consumer crashes (and is started again here). @defaultValue 5 */
+  readonly retries?: number;
+  /** First wait before a crashed consumer is started again; doubles up to 30 s. @defaultValue 1000 */
+  readonly restartBackoffMs?: number;
 }
 
 type Listener = (message: ServerMessage) => void;
@@ -32,25 +38,44 @@ type Listener = (message: ServerMessage) => void;
  * The cost and the alternatives at 10,000 users are in gateway/README.md.
  */
 export class Fanout {
-  private readonly consumer: Consumer;
+  private consumer: Consumer;
   private readonly listeners = new Map<string, Set<Listener>>();
   private joined = false;
+  private closed = false;
+  /** Crashes since the consumer was last in its group (the restart backoff grows with them). */
+  private crashes = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private lastCrash: string | undefined;
   private readonly byTopic: Map<string, EventTopic>;
+  private readonly groupId: string;
 
   constructor(private readonly o: FanoutOptions) {
     this.byTopic = new Map(Object.entries(o.topics).map(([id, name]) => [name, id as EventTopic]));
-    this.consumer = o.kafka.consumer({
-      groupId: `${o.groupPrefix}gateway-${randomUUID()}`,
+    this.groupId = `${o.groupPrefix}gateway-${randomUUID()}`;
+    this.consumer = this.newConsumer();
+  }
+
+  private newConsumer(): Consumer {
+    return this.o.kafka.consumer({
+      groupId: this.groupId,
       readUncommitted: false,
-      maxWaitTimeInMs: o.maxWaitMs ?? 20,
-      minBytes: o.minBytes ?? 1,
+      maxWaitTimeInMs: this.o.maxWaitMs ?? 20,
+      minBytes: this.o.minBytes ?? 1,
       sessionTimeout: 10_000,
       heartbeatInterval: 1000,
+      // A crash is handled here, one way: not ready, then a new consumer after a backoff.
+      retry: { retries: this.o.retries ?? 5, restartOnFailure: async () => false },
     });
   }
 
+  /** In its group and consuming. False from a crash until the restarted consumer joins (/readyz fails meanwhile). */
   get ready(): boolean {
     return this.joined;
+  }
+
+  /** Why the fan-out is not ready, for /readyz. */
+  get reason(): string {
+    return this.lastCrash ? `fan-out consumer crashed (${this.lastCrash}); restarting` : 'fan-out consumer not in its group yet';
   }
 
   /** Users with at least one listener here. */
@@ -59,11 +84,19 @@ export class Fanout {
   }
 
   async start(): Promise<void> {
-    const joined = new Promise<void>((resolve) => this.consumer.on(this.consumer.events.GROUP_JOIN, () => resolve()));
-    this.consumer.on(this.consumer.events.CRASH, (e) => this.o.logger.error('fan-out consumer crashed', { error: String(e.payload.error) }));
-    await this.consumer.connect();
-    await this.consumer.subscribe({ topics: Object.values(this.o.topics), fromBeginning: false });
-    await this.consumer.run({
+    const consumer = this.consumer;
+    const joined = new Promise<void>((resolve) =>
+      consumer.on(consumer.events.GROUP_JOIN, () => {
+        this.joined = true;
+        this.crashes = 0;
+        this.lastCrash = undefined;
+        resolve();
+      }),
+    );
+    consumer.on(consumer.events.CRASH, (e) => this.crashed(consumer, e.payload.error));
+    await consumer.connect();
+    await consumer.subscribe({ topics: Object.values(this.o.topics), fromBeginning: false });
+    await consumer.run({
       partitionsConsumedConcurrently: 3,
       eachMessage: async ({ topic, message }) => {
         if (!message.key || !message.value || this.listeners.size === 0) return;
@@ -76,7 +109,27 @@ export class Fanout {
       },
     });
     await joined;
-    this.joined = true;
+  }
+
+  /** A dead consumer is not ready at once (/readyz fails), and a new one starts after a backoff. */
+  private crashed(consumer: Consumer, error: Error): void {
+    if (consumer !== this.consumer || this.closed) return;
+    this.joined = false;
+    this.crashes++;
+    this.lastCrash = String(error).slice(0, 200);
+    const backoffMs = Math.min(30_000, (this.o.restartBackoffMs ?? 1000) * 2 ** (this.crashes - 1));
+    this.o.logger.error('fan-out consumer crashed; starting a new one', { error: this.lastCrash, attempt: this.crashes, inMs: backoffMs });
+    this.o.onCrash?.();
+    clearTimeout(this.restartTimer);
+    this.restartTimer = setTimeout(() => {
+      void (async () => {
+        await consumer.disconnect().catch(() => undefined);
+        if (this.closed) return;
+        this.consumer = this.newConsumer();
+        await this.start();
+      })().catch((err: unknown) => this.crashed(this.consumer, err instanceof Error ? err : new Error(String(err))));
+    }, backoffMs);
+    this.restartTimer.unref();
   }
 
   /** Whether `userId` has a listener here. */
@@ -122,7 +175,9 @@ export class Fanout {
   }
 
   async close(): Promise<void> {
-    await this.consumer.disconnect();
+    this.closed = true;
+    clearTimeout(this.restartTimer);
     this.joined = false;
+    await this.consumer.disconnect();
   }
 }

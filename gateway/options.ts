@@ -14,6 +14,7 @@ export const gatewayOptions = {
   maxInFlight: opt.int('EM_GATEWAY_SOCKET_IN_FLIGHT', 'socket-in-flight', 64, 'Frames of one socket on their way to Kafka; past it the socket is not read until half have been stored', { min: 1 }),
   processInFlight: opt.int('EM_GATEWAY_IN_FLIGHT', 'in-flight', 8192, 'Frames of all sockets on their way to Kafka', { min: 1 }),
   maxConnections: opt.int('EM_GATEWAY_MAX_CONNECTIONS', 'max-connections', 10_000, 'Open sockets at most (more are refused with 503)', { min: 1 }),
+  socketBufferBytes: opt.int('EM_GATEWAY_SOCKET_BUFFER_BYTES', 'socket-buffer-bytes', 1024 * 1024, 'Events a socket may hold unsent (a slow reader): past half, score events are dropped (counted); past it, the socket is closed with 4413', { min: 4096 }),
   helloTimeoutMs: opt.int('EM_GATEWAY_HELLO_TIMEOUT_MS', 'hello-timeout-ms', 5000, 'A socket opened without a token must say hello within this long', { min: 100 }),
   lingerMs: opt.int('EM_GATEWAY_LINGER_MS', 'linger-ms', 2, 'A produce request waits this long for more frames once one is queued (fewer, larger requests for a little latency)', { min: 0, max: 100 }),
   fanoutMinBytes: opt.int('EM_GATEWAY_FANOUT_MIN_BYTES', 'fanout-min-bytes', 1, 'The fan-out consumer\'s fetch waits at the broker for this many bytes (or --fanout-max-wait-ms)', { min: 1 }),

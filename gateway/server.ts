@@ -50,6 +50,8 @@ export interface GatewayOptions {
   readonly lingerMs?: number;
   readonly fanoutMinBytes?: number;
   readonly fanoutMaxWaitMs?: number;
+  /** Tries of a failing fan-out fetch before its consumer is started again (gateway/fanout.ts). @defaultValue 5 */
+  readonly fanoutRetries?: number;
 }
 
 const JSON_TYPE = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
@@ -99,7 +101,9 @@ export class Gateway {
       logger: o.logger,
       minBytes: o.fanoutMinBytes,
       maxWaitMs: o.fanoutMaxWaitMs,
+      retries: o.fanoutRetries,
       onEvent: (type) => this.metrics.eventsOut.inc({ type }),
+      onCrash: () => this.metrics.fanoutCrashes.inc(),
     });
     this.store = new UserStore(o.redisUrl, { prefix: o.redisPrefix, historySize: 50, ttlSeconds: 86_400 }, o.redisOptions);
     // Its own connection for the sessions (UserStore keeps its connection to itself).
@@ -147,7 +151,7 @@ export class Gateway {
   /** Whether the gateway can take frames and deliver events: Kafka producer, fan-out group, Redis. */
   readiness(): { ready: boolean; reason?: string } {
     if (!this.ingest.ready) return { ready: false, reason: 'Kafka producer not connected' };
-    if (!this.fanout.ready) return { ready: false, reason: 'fan-out consumer not in its group yet' };
+    if (!this.fanout.ready) return { ready: false, reason: this.fanout.reason };
     if (!this.store.ready()) return { ready: false, reason: 'Redis not connected' };
     return { ready: true };
   }

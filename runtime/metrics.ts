@@ -69,6 +69,8 @@ export const METRICS = {
   gatewayThrottles: { kind: 'counter', name: 'emotionmuse_gateway_throttles_total', help: 'Times a gateway stopped reading a socket, by reason (RATE_LIMITED: the user\'s frame rate; BACKPRESSURE: too much in flight to Kafka).', labels: ['reason'] },
   gatewayAckSeconds: { kind: 'histogram', name: 'emotionmuse_gateway_ack_seconds', help: 'From a frame read off a socket to its ack (Kafka stored it), rate-limit waits included.', labels: [] },
   gatewayEventsOut: { kind: 'counter', name: 'emotionmuse_gateway_events_out_total', help: 'Events a gateway forwarded to its users\' sockets, by type (score, change, list).', labels: ['type'] },
+  gatewayEventsDropped: { kind: 'counter', name: 'emotionmuse_gateway_events_dropped_total', help: 'Events a gateway did not send, by type and reason (slow-reader: a score while half the socket\'s --socket-buffer-bytes was unsent; slow-reader-closed: an event that would pass the bound, and the socket was closed with 4413).', labels: ['type', 'reason'] },
+  gatewayFanoutCrashes: { kind: 'counter', name: 'emotionmuse_gateway_fanout_crashes_total', help: 'Times a gateway\'s fan-out consumer died and was started again (/readyz fails until it is back in its group).', labels: [] },
   stateRestoreSeconds: { kind: 'histogram', name: 'emotionmuse_state_restore_seconds', help: 'Time to restore a partition\'s state from its changelog.', labels: ['stage'], buckets: LATENCY_BUCKETS },
 } as const satisfies Record<string, MetricSpec>;
 
@@ -76,7 +78,7 @@ export type MetricId = keyof typeof METRICS;
 type Instrument<S extends MetricSpec> = S['kind'] extends 'counter' ? Counter<string> : S['kind'] extends 'gauge' ? Gauge<string> : Histogram<string>;
 export type Metrics = { readonly [K in MetricId]: Instrument<(typeof METRICS)[K]> } & { readonly registry: Registry };
 
-const GATEWAY_IDS = ['gatewayConnections', 'gatewayFramesIn', 'gatewayRejections', 'gatewayThrottles', 'gatewayAckSeconds', 'gatewayEventsOut'] as const satisfies readonly MetricId[];
+const GATEWAY_IDS = ['gatewayConnections', 'gatewayFramesIn', 'gatewayRejections', 'gatewayThrottles', 'gatewayAckSeconds', 'gatewayEventsOut', 'gatewayEventsDropped', 'gatewayFanoutCrashes'] as const satisfies readonly MetricId[];
 
 /** The gateway's instruments, by short name. */
 export interface GatewayMetrics {
@@ -87,12 +89,14 @@ export interface GatewayMetrics {
   readonly throttles: Counter<string>;
   readonly ackSeconds: Histogram<string>;
   readonly eventsOut: Counter<string>;
+  readonly eventsDropped: Counter<string>;
+  readonly fanoutCrashes: Counter<string>;
 }
 
 /** Registers the gateway's metrics only (a gateway runs no stage). */
 export function createGatewayMetrics(registry: Registry = new Registry()): GatewayMetrics {
   const m = createMetrics(registry, GATEWAY_IDS);
-  return { registry, connections: m.gatewayConnections, framesIn: m.gatewayFramesIn, rejections: m.gatewayRejections, throttles: m.gatewayThrottles, ackSeconds: m.gatewayAckSeconds, eventsOut: m.gatewayEventsOut };
+  return { registry, connections: m.gatewayConnections, framesIn: m.gatewayFramesIn, rejections: m.gatewayRejections, throttles: m.gatewayThrottles, ackSeconds: m.gatewayAckSeconds, eventsOut: m.gatewayEventsOut, eventsDropped: m.gatewayEventsDropped, fanoutCrashes: m.gatewayFanoutCrashes };
 }
 
 /** Registers the metrics of the table (all, or `ids`) on `registry` (idempotent: a second call returns the same instruments). */

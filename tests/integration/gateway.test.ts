@@ -252,4 +252,74 @@ describe('gateway against the real broker and Redis', () => {
     expect(metrics).toMatch(/emotionmuse_gateway_rejections_total\{reason="BAD_SCORES"\} 2/);
     expect(metrics).toMatch(/emotionmuse_gateway_events_out_total\{type="change"\} 2/);
   });
+
+  it('bounds what a socket that stops reading holds: its scores are dropped (counted), and when changes and lists would pass the bound it is closed with 4413 (the memory was unbounded before)', async () => {
+    const bound = 64 * 1024;
+    const small = new Gateway({
+      kafka, registry, topology, redisUrl: inject('redisUrl'), redisOptions: appRedisOptions(), redisPrefix: prefix, verifier: await TokenVerifier.create({ secret: SECRET }), catalogue, port: 0, host: '127.0.0.1',
+      limits: { framesPerSecond: RATE, maxMessageBytes: 64 * 1024, maxInFlight: 64, helloTimeoutMs: 800, maxSocketBufferBytes: bound }, maxConnections: 10, maxInFlight: 4096,
+      logger: createLogger('error', { component: 'gateway-test' }),
+    });
+    await small.start();
+    try {
+      await small.whenReady();
+      const c = await StreamClient.connect(`http://127.0.0.1:${small.port}`, { token: await token('kim'), tokenInHeader: true });
+      // The client stops reading: the kernel's buffers fill, then the gateway's.
+      (c.ws as unknown as { _socket: import('node:net').Socket })._socket.pause();
+      const score = (seq: number) => registry.encode('emotion-score', { userId: 'kim', sessionId: 's', seq, captureTimeMs: Date.now(), faceFound: true, probabilities: [0.1, 0.1, 0.1, 0.4, 0.1, 0.1, 0.1], faceBox: null, modelVersion: 'm', scoredAt: 'EDGE', timings: { decodeMs: 0, detectMs: 0, preprocessMs: 0, inferMs: 0 }, processedTimeMs: Date.now() });
+      const scores = 60_000;
+      await produce(kafka, topicName(topology, 'emotion-scores'), Array.from({ length: scores }, (_, i) => ({ key: 'kim', value: score(i + 1) })), 5000);
+      const dropped = async () => Number(/emotionmuse_gateway_events_dropped_total\{type="score",reason="slow-reader"\} (\d+)/.exec(await (await fetch(`http://127.0.0.1:${small.port}/metrics`)).text())?.[1] ?? 0);
+      await waitFor('scores dropped for the slow reader', async () => (await dropped()) > 0, 60_000);
+      const list = (n: number): Recommendation => ({ listId: `kim-${n}`, userId: 'kim', trigger: 'LISTEN', causeId: 'c', emotion: null, items: catalogue.ids.slice(0, 10).map((trackId, i) => ({ trackId, rank: i + 1, finalScore: 0.5, preferenceScore: 0.5, emotionScore: 0.5 })), modelVersion: 'm', createdTimeMs: Date.now() });
+      await produce(kafka, topicName(topology, 'recommendations'), Array.from({ length: 200 }, (_, i) => ({ key: 'kim', value: registry.encode('recommendation', list(i + 1)) })));
+      await waitFor('the socket closed for reading too slowly', async () => /emotionmuse_gateway_events_dropped_total\{type="list",reason="slow-reader-closed"\} 1/.test(await (await fetch(`http://127.0.0.1:${small.port}/metrics`)).text()), 60_000);
+      (c.ws as unknown as { _socket: import('node:net').Socket })._socket.resume();
+      await c.waitFor('the close', (x) => x.closed !== undefined, 30_000);
+      expect(c.closed?.code).toBe(4413);
+      const got = c.messages.filter((m) => m.type === 'score').length;
+      expect(got).toBeLessThan(scores);
+      expect(got + (await dropped())).toBe(scores);
+      // The lists it got came in order, none skipped before the close.
+      const lists = c.messages.filter((m) => m.type === 'list').map((m) => (m as { listId: string }).listId);
+      expect(lists).toEqual(Array.from({ length: lists.length }, (_, i) => `kim-${i + 1}`));
+    } finally {
+      await small.close();
+    }
+  }, 180_000);
+
+  it('a fan-out consumer that dies makes /readyz fail, is started again, and events flow again (before, its crash was only logged)', async () => {
+    const fragile = new Gateway({
+      kafka, registry, topology, redisUrl: inject('redisUrl'), redisOptions: appRedisOptions(), redisPrefix: prefix, verifier: await TokenVerifier.create({ secret: SECRET }), catalogue, port: 0, host: '127.0.0.1',
+      limits: { framesPerSecond: RATE, maxMessageBytes: 64 * 1024, maxInFlight: 64, helloTimeoutMs: 800 }, maxConnections: 10, maxInFlight: 4096, fanoutRetries: 0,
+      logger: createLogger('error', { component: 'gateway-test' }),
+    });
+    await fragile.start();
+    try {
+      await fragile.whenReady();
+      const readyz = async () => (await fetch(`http://127.0.0.1:${fragile.port}/readyz`)).status;
+      expect(await readyz()).toBe(200);
+      // A handler that fails once: the consumer dies (retries 0) as it would on an error it cannot get past.
+      let failed = false;
+      const stopListening = (fragile as unknown as { fanout: { listen(u: string, l: () => void): () => void } }).fanout.listen('zed', () => {
+        if (!failed) {
+          failed = true;
+          throw new Error('a handler failed');
+        }
+      });
+      const change = (label: EmotionChange['label']): EmotionChange => ({ userId: 'zed', sessionId: 's', previousLabel: null, label, probabilities: [0, 0, 0, 1, 0, 0, 0], valence: 0.8, arousal: 0.5, windowIndex: 4, windowEndSeq: 50, captureTimeMs: Date.now(), emittedTimeMs: Date.now(), scheme: 'paper', confidence: null });
+      await produce(kafka, topicName(topology, 'emotion-changes'), [{ key: 'zed', value: registry.encode('emotion-change', change('happy')) }]);
+      await waitFor('/readyz failing after the crash', async () => (await readyz()) === 503, 30_000);
+      expect(await (await fetch(`http://127.0.0.1:${fragile.port}/readyz`)).text()).toMatch(/crashed/);
+      await waitFor('/readyz back after the restart', async () => (await readyz()) === 200, 60_000);
+      stopListening();
+      const c = await StreamClient.connect(`http://127.0.0.1:${fragile.port}`, { token: await token('zed'), tokenInHeader: true });
+      await produce(kafka, topicName(topology, 'emotion-changes'), [{ key: 'zed', value: registry.encode('emotion-change', change('sad')) }]);
+      await c.waitFor('the change after the restart', (x) => x.messages.some((m) => m.type === 'change' && (m as { label: string }).label === 'sad'), 20_000);
+      await c.close();
+      expect(await (await fetch(`http://127.0.0.1:${fragile.port}/metrics`)).text()).toMatch(/emotionmuse_gateway_fanout_crashes_total 1/);
+    } finally {
+      await fragile.close();
+    }
+  }, 120_000);
 });
