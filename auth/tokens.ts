@@ -42,6 +42,8 @@ export interface Identity {
   readonly userId: string;
   /** Unix epoch milliseconds. */
   readonly expiresAtMs: number;
+  /** The token itself (a gateway forwards it with its user's frames: auth/frame-token.ts). */
+  readonly token: string;
 }
 
 /** User ids: 1 to 128 characters, no control characters. */
@@ -92,14 +94,14 @@ export class TokenVerifier {
    * TOKEN_MISSING, TOKEN_EXPIRED, or TOKEN_INVALID (bad signature, another algorithm, no `sub`
    * or `exp`, wrong issuer or audience, a malformed user id).
    */
-  async verify(tokenOrHeader: string | undefined | null): Promise<Identity> {
+  async verify(tokenOrHeader: string | undefined | null, o: { graceSeconds?: number } = {}): Promise<Identity> {
     const token = (tokenOrHeader ?? '').replace(/^Bearer\s+/i, '').trim();
     if (!token) throw new AuthError('TOKEN_MISSING', 'no bearer token');
     const options = {
       algorithms: this.key.kind === 'secret' ? ['HS256'] : this.key.kind === 'public' ? this.key.algorithms : ['RS256', 'ES256'],
       issuer: this.config.issuer,
       audience: this.config.audience,
-      clockTolerance: this.config.clockToleranceSeconds ?? 5,
+      clockTolerance: (this.config.clockToleranceSeconds ?? 5) + (o.graceSeconds ?? 0),
       requiredClaims: ['sub', 'exp'],
     };
     try {
@@ -107,7 +109,7 @@ export class TokenVerifier {
         this.key.kind === 'jwks' ? await jwtVerify(token, this.key.key, options) : await jwtVerify(token, this.key.key, options);
       const userId = payload.sub!;
       if (!USER_ID.test(userId)) throw new AuthError('TOKEN_INVALID', 'the token\'s subject is not a valid user id');
-      return { userId, expiresAtMs: payload.exp! * 1000 };
+      return { userId, expiresAtMs: payload.exp! * 1000, token };
     } catch (err) {
       if (err instanceof AuthError) throw err;
       if (err instanceof errors.JWTExpired) throw new AuthError('TOKEN_EXPIRED', 'the token has expired');

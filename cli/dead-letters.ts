@@ -11,6 +11,8 @@ import { SchemaRegistry } from '../schemas/registry.ts';
 import { topicName } from '../topology/topology.ts';
 import type { Command } from './command.ts';
 import { deploymentTopology } from './deployment.ts';
+import { edgeTokenOptions, edgeTokens } from './edge-token.ts';
+import { frameTokenHeaders } from '../auth/frame-token.ts';
 
 const options = {
   ...commonOptions,
@@ -19,6 +21,8 @@ const options = {
   which: opt.oneOf('EM_DL_TOPIC', 'topic', 'all', ['all', 'dead-letter', 'dead-letter-frames'], 'Which dead-letter topic: dead-letter (listens, scores, changes), dead-letter-frames (frames, kept an hour), or all'),
   json: opt.bool('EM_JSON', 'json', false, 'list: one JSON object per dead letter (values as base64)'),
   dryRun: opt.bool('EM_DRY_RUN', 'dry-run', false, 'replay: say what would be sent, send nothing'),
+  // A dead letter keeps no headers: a replayed frame gets a new token of its user when the token secret is at hand.
+  jwtSecretFile: edgeTokenOptions.jwtSecretFile,
 };
 
 /** `--since` as epoch milliseconds (0 when not given). */
@@ -138,6 +142,8 @@ ${configHelp(options)}`,
     }
 
     const counts = { sent: 0, truncated: 0, skipped: 0 };
+    const framesTopic = topicName(topology, 'frames');
+    const tokenFor = edgeTokens({ tokenFile: '', jwtSecretFile: c.jwtSecretFile });
     // (replay: every dead letter of the code, whatever its age)
     for (const topic of topics) {
       const groupId = `${c.topicPrefix}dead-letters-replay.${c.code}`;
@@ -161,7 +167,8 @@ ${configHelp(options)}`,
             const byTopic = new Map<string, Array<{ key: Buffer | null; value: Buffer; headers: Record<string, string> }>>();
             for (const b of whole) {
               const list = byTopic.get(b.letter.sourceTopic) ?? [];
-              list.push({ key: b.letter.key, value: b.letter.value!, headers: { 'emotionmuse-replayed-from': `${topic}[${b.partition}]@${b.offset}` } });
+              const token = b.letter.sourceTopic === framesTopic && b.letter.key ? await tokenFor(b.letter.key.toString()) : undefined;
+              list.push({ key: b.letter.key, value: b.letter.value!, headers: { 'emotionmuse-replayed-from': `${topic}[${b.partition}]@${b.offset}`, ...frameTokenHeaders(token) } as Record<string, string> });
               byTopic.set(b.letter.sourceTopic, list);
             }
             if (byTopic.size > 0) await sendChecked(txn, partitions.table, [...byTopic].map(([t, messages]) => ({ topic: t, messages })));

@@ -21,6 +21,7 @@ import { topicName } from '../topology/topology.ts';
 import type { Command } from './command.ts';
 import { formatList } from './recommendations.ts';
 import { deploymentTopology } from './deployment.ts';
+import { edgeTokenOptions, edgeTokens } from './edge-token.ts';
 
 /** Raw frames that ffmpeg scaled down by `shrink`, as camera images (boxes come back in camera pixels). */
 async function* withShrink(frames: AsyncIterable<RawFrame>, shrink: number): AsyncGenerator<CameraImage> {
@@ -54,6 +55,7 @@ const publishOptions = {
   emotionModel: emotionModelOption.emotionModel,
   track: opt.bool('EM_TRACK', 'track', true, 'Video and camera: look for the face near its last place (a 128x128 window) and search the whole frame only when it is lost, and every --refresh-frames frames'),
   refreshFrames: opt.int('EM_REFRESH_FRAMES', 'refresh-frames', 30, 'With --track: search the whole frame at least this often', { min: 1 }),
+  ...edgeTokenOptions,
 };
 
 export const publishCommand: Command = {
@@ -90,7 +92,7 @@ ${configHelp(publishOptions)}`,
     const progress = progressLine(`publish ${c.user}/${session}`);
     if (c.recording) {
       const { frames } = await readRecording(c.recording, registry);
-      const r = await replay(c.maxFrames ? frames.slice(0, c.maxFrames) : frames, { kafka, registry, topic, sessionId: session, userId: c.user, onProgress: progress });
+      const r = await replay(c.maxFrames ? frames.slice(0, c.maxFrames) : frames, { kafka, registry, topic, sessionId: session, userId: c.user, onProgress: progress, tokenFor: edgeTokens(c) });
       process.stderr.write('\n');
       return r.errors > 0 ? 1 : 0;
     }
@@ -107,7 +109,7 @@ ${configHelp(publishOptions)}`,
     }
     const stats = new EdgeStats();
     const analyzer = await EdgeAnalyzer.create({ privacy: c.send, emotionModel: c.emotionModel, detectorSides, track: c.track && !c.images, refreshFrames: c.refreshFrames, logger: createLogger('warn') });
-    const edge = new EdgePublisher({ kafka, registry, topic, userId: c.user, sessionId: session, analyzer });
+    const edge = new EdgePublisher({ kafka, registry, topic, userId: c.user, sessionId: session, analyzer, token: await edgeTokens(c)(c.user) });
     await edge.start();
     process.stderr.write(`sending at level ${c.send}: ${PRIVACY_TEXT[c.send]}\n`);
     const interval = 1000 / c.fps;
@@ -161,6 +163,7 @@ const replayOptions = {
   user: opt.string('EM_USER', 'user', '', 'Publish as this user instead of the recorded ones'),
   speed: opt.number('EM_SPEED', 'speed', 1, 'Replay speed: 1 is the original timing, 4 four times faster', { min: 0.01 }),
   fast: opt.bool('EM_FAST', 'fast', false, 'As fast as possible'),
+  ...edgeTokenOptions,
 };
 
 export const replayCommand: Command = {
@@ -182,6 +185,7 @@ ${configHelp(replayOptions)}`,
       userId: c.user || undefined,
       speed: c.fast ? Infinity : c.speed,
       onProgress: progressLine(`replay ${session}`),
+      tokenFor: edgeTokens(c),
     });
     process.stderr.write(`\n${r.sent} frames replayed as session ${session}\n`);
     return r.errors > 0 ? 1 : 0;

@@ -108,12 +108,13 @@ ${configHelp(pipelineOptions)}`,
     await admin.disconnect();
     console.log(`topics: ${actions.filter((a) => a.kind === 'created').length} created, ${actions.filter((a) => a.kind === 'unchanged').length} unchanged${actions.some((a) => a.kind === 'drift') ? `\n${formatActions(actions.filter((a) => a.kind === 'drift'))}` : ''}`);
 
-    // A development token secret for this run when none is configured: the gateway and the
-    // recommender verify with it, and the viewer's tokens are signed with it.
+    // A development token secret for this run when none is configured: the gateway, the
+    // recommender and the classifier (each frame carries its user's token) verify with it, and
+    // the viewer's and the demo users' tokens are signed with it.
     // (the secured mode's is the one infra/local.sh made)
     const securedSecret = path.join(secretsDir(c), 'jwt.secret');
     const secretEnv = process.env.EM_JWT_SECRET || process.env.EM_JWT_SECRET_FILE ? {} : c.security === 'on' && existsSync(securedSecret) ? { EM_JWT_SECRET_FILE: securedSecret } : { EM_JWT_SECRET: randomBytes(32).toString('hex') };
-    const env: NodeJS.ProcessEnv = { ...process.env, ...secretEnv, EM_KAFKA_BROKERS: c.brokers.join(','), EM_TOPIC_PREFIX: c.topicPrefix, EM_PARTITIONS: String(c.partitions), EM_REDIS_URL: c.redisUrl, EM_RECOMMENDER_MODEL: c.modelDir, EM_GATEWAY_PORT: String(c.gatewayPort), EM_LOG_LEVEL: 'warn' };
+    const env: NodeJS.ProcessEnv = { ...process.env, ...secretEnv, EM_KAFKA_BROKERS: c.brokers.join(','), EM_TOPIC_PREFIX: c.topicPrefix, EM_PARTITIONS: String(c.partitions), EM_REDIS_URL: c.redisUrl, EM_RECOMMENDER_MODEL: c.modelDir, EM_GATEWAY_PORT: String(c.gatewayPort), EM_LOG_LEVEL: 'warn', EM_FRAME_AUTH: process.env.EM_FRAME_AUTH || 'required' };
     const supervisor = new Supervisor({ logger, env, onOutput: (name, line) => console.log(`  [${name}] ${line}`) });
     for (const stage of STAGES) supervisor.start(stage);
     if (c.gateway) supervisor.startCommand('gateway', ['gateway']);
@@ -193,9 +194,15 @@ ${configHelp(pipelineOptions)}`,
 
     const users = new Set<string>();
     const framesTopic = topicName(topology, 'frames');
+    // Each demo user's token: shown in the viewer's address, and sent with their frames.
+    const tokens = new Map<string, Promise<string>>();
+    const tokenFor = (user: string) => {
+      if (!tokens.has(user)) tokens.set(user, mintDevelopmentToken({ secret: env.EM_JWT_SECRET, secretFile: env.EM_JWT_SECRET ? undefined : env.EM_JWT_SECRET_FILE }, user, 8 * 3600));
+      return tokens.get(user)!;
+    };
     const showViewer = async (user: string) => {
       if (!c.gateway) return;
-      const token = await mintDevelopmentToken({ secret: env.EM_JWT_SECRET, secretFile: env.EM_JWT_SECRET ? undefined : env.EM_JWT_SECRET_FILE }, user, 8 * 3600);
+      const token = await tokenFor(user);
       console.log(`watch ${user} live: http://127.0.0.1:${c.gatewayPort}/?token=${token}  (choose "Watch without the camera")`);
     };
     if (c.video || c.camera) {
@@ -204,7 +211,7 @@ ${configHelp(pipelineOptions)}`,
       await showViewer(user);
       console.log(`publishing ${c.video || c.camera} as ${user} at ${c.fps} fps`);
       const analyzer = await EdgeAnalyzer.create({ privacy: c.send });
-      const edge = new EdgePublisher({ kafka, registry, topic: framesTopic, userId: user, sessionId: session, analyzer });
+      const edge = new EdgePublisher({ kafka, registry, topic: framesTopic, userId: user, sessionId: session, analyzer, token: await tokenFor(user) });
       await edge.start();
       for await (const f of ffmpegFrames({ video: c.video || undefined, camera: c.camera || undefined }, c.fps)) {
         if (abort.signal.aborted) break;
@@ -217,7 +224,7 @@ ${configHelp(pipelineOptions)}`,
       for (const f of frames) users.add(f.userId);
       for (const u of [...users].sort()) await showViewer(u);
       console.log(`replaying ${frames.length} frames of ${users.size} user(s) from ${source}, session ${session}, speed ${c.speed}`);
-      await replay(frames, { kafka, registry, topic: framesTopic, sessionId: session, speed: c.speed, signal: abort.signal });
+      await replay(frames, { kafka, registry, topic: framesTopic, sessionId: session, speed: c.speed, signal: abort.signal, tokenFor });
     }
     console.log('\nreplay finished; waiting for the last changes and lists');
     const deadline = Date.now() + c.timeoutS * 1000;

@@ -3,6 +3,7 @@ import { EmotionMuseError, errorMessage } from '../schemas/errors.ts';
 import type { Frame, FrameEncoding } from '../schemas/generated/types.ts';
 import type { SchemaRegistry } from '../schemas/registry.ts';
 import type { CameraImage, EdgeAnalyzer } from './analyzer.ts';
+import { frameTokenHeaders } from '../auth/frame-token.ts';
 
 const { CompressionTypes } = kafkajs;
 
@@ -37,6 +38,11 @@ export interface EdgePublisherOptions {
    * for `capture`. `publish` sends frames as they are given.
    */
   readonly analyzer?: EdgeAnalyzer;
+  /**
+   * The user's bearer token, sent with every frame (header em-token): a classifier that requires
+   * it (the secured mode) dead-letters frames without it or for another user (auth/frame-token.ts).
+   */
+  readonly token?: string;
 }
 
 export interface EdgeFrame {
@@ -86,7 +92,7 @@ export class EdgePublisher {
   private stats = { queued: 0, sent: 0, errors: 0, bytes: 0, largest: 0 };
   private readonly byEncoding: Record<string, number> = {};
   private readonly encoded = new WeakMap<Frame, Buffer>();
-  private readonly o: Required<Omit<EdgePublisherOptions, 'kafka' | 'registry' | 'analyzer'>> & Pick<EdgePublisherOptions, 'kafka' | 'registry' | 'analyzer'>;
+  private readonly o: Required<Omit<EdgePublisherOptions, 'kafka' | 'registry' | 'analyzer' | 'token'>> & Pick<EdgePublisherOptions, 'kafka' | 'registry' | 'analyzer' | 'token'>;
 
   constructor(options: EdgePublisherOptions) {
     this.o = { maxBuffered: 256, batchSize: 64, maxBatchBytes: 768 * 1024, retries: 5, compression: 'auto', firstSeq: 1, ...options };
@@ -168,7 +174,7 @@ export class EdgePublisher {
           topic: this.o.topic,
           compression: this.o.compression === true || (this.o.compression === 'auto' && batch.length > 1) ? CompressionTypes.GZIP : CompressionTypes.None,
           acks: -1,
-          messages: batch.map((f) => ({ key: f.userId, value: this.encoded.get(f) ?? this.o.registry.encode('frame', f), timestamp: String(f.captureTimeMs) })),
+          messages: batch.map((f) => ({ key: f.userId, value: this.encoded.get(f) ?? this.o.registry.encode('frame', f), timestamp: String(f.captureTimeMs), headers: frameTokenHeaders(this.o.token) })),
         });
         this.stats.sent += batch.length;
       } catch (err) {

@@ -15,6 +15,8 @@ export interface ReplayOptions {
   readonly speed?: number;
   readonly signal?: AbortSignal;
   readonly onProgress?: (sent: number, total: number, errors: number) => void;
+  /** Each user's bearer token, sent with their frames (edge/publisher.ts `token`). */
+  readonly tokenFor?: (userId: string) => Promise<string | undefined>;
 }
 
 /**
@@ -29,7 +31,7 @@ export async function replay(frames: readonly Frame[], options: ReplayOptions): 
   const publisherFor = async (user: string) => {
     let p = publishers.get(user);
     if (!p) {
-      p = new EdgePublisher({ kafka: options.kafka, registry: options.registry, topic: options.topic, userId: user, sessionId: options.sessionId });
+      p = new EdgePublisher({ kafka: options.kafka, registry: options.registry, topic: options.topic, userId: user, sessionId: options.sessionId, token: await options.tokenFor?.(user) });
       await p.start();
       publishers.set(user, p);
     }

@@ -259,7 +259,7 @@ export class StreamConnection {
     };
     this.inFlight.add();
     this.ctx.processInFlight.add();
-    this.ctx.ingest.submit(record).then(
+    this.ctx.ingest.submit(record, this.identity!.token).then(
       () => {
         this.settle();
         this.ctx.metrics.ackSeconds.observe((performance.now() - w.receivedAt) / 1000);

@@ -1,6 +1,7 @@
 import kafkajs, { type Kafka, type Producer } from 'kafkajs';
 import { EmotionMuseError, errorMessage } from '../schemas/errors.ts';
 import type { Frame } from '../schemas/generated/types.ts';
+import { frameTokenHeaders } from '../auth/frame-token.ts';
 import type { SchemaRegistry } from '../schemas/registry.ts';
 import { producerIsBroken } from '../runtime/kafka.ts';
 import { ownPartitionTable, sendChecked } from '../runtime/checked-send.ts';
@@ -10,6 +11,7 @@ const { CompressionTypes } = kafkajs;
 interface Pending {
   readonly value: Buffer;
   readonly frame: Frame;
+  readonly token: string | undefined;
   readonly resolve: () => void;
   readonly reject: (err: EmotionMuseError) => void;
 }
@@ -75,11 +77,11 @@ export class Ingest {
     return this.queue.length;
   }
 
-  /** Resolves once the frame is stored in the frames topic. */
-  submit(frame: Frame): Promise<void> {
+  /** Resolves once the frame is stored in the frames topic. `token`: the socket's bearer token, which travels with the frame (auth/frame-token.ts). */
+  submit(frame: Frame, token?: string): Promise<void> {
     const value = this.o.registry.encode('frame', frame);
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ value, frame, resolve, reject });
+      this.queue.push({ value, frame, token, resolve, reject });
       if (this.sending) return;
       this.sending = true;
       if (this.o.lingerMs) setTimeout(() => void this.drain(), this.o.lingerMs);
@@ -104,7 +106,7 @@ export class Ingest {
           await sendChecked(
             this.producer,
             this.partitions.table,
-            [{ topic: this.o.topic, messages: batch.map((p) => ({ key: p.frame.userId, value: p.value, timestamp: String(Math.round(p.frame.captureTimeMs)) })) }],
+            [{ topic: this.o.topic, messages: batch.map((p) => ({ key: p.frame.userId, value: p.value, timestamp: String(Math.round(p.frame.captureTimeMs)), headers: frameTokenHeaders(p.token) })) }],
             // Crops and scores are small; a batch of many compresses well, one alone is not worth it.
             { acks: -1, compression: batch.length > 8 ? CompressionTypes.GZIP : CompressionTypes.None, maxBytes: this.maxBatchBytes },
           );

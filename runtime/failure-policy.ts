@@ -22,6 +22,10 @@ export const FAILURE_POLICY: Readonly<Record<ErrorCode, { readonly record: 'dead
   UNDECODABLE_FRAME: { record: 'dead-letter', attempts: 'configured' },
   UNKNOWN_TRACK: { record: 'dead-letter', attempts: 'configured' },
   PROCESSING_FAILED: { record: 'dead-letter', attempts: 'configured' },
+  TOKEN_MISSING: { record: 'dead-letter', attempts: 'configured' },
+  TOKEN_INVALID: { record: 'dead-letter', attempts: 'configured' },
+  TOKEN_EXPIRED: { record: 'dead-letter', attempts: 'configured' },
+  TOKEN_WRONG_USER: { record: 'dead-letter', attempts: 'configured' },
   /** A service away (Redis down, a broker failing over): wait for it. */
   SERVICE_UNAVAILABLE: { record: 'retry', attempts: 'configured' },
   /** A service that answers but refuses (a Redis ACL without the permission, a wrong password): a retry will not fix the configuration for long. */

@@ -1,3 +1,4 @@
+import type { IHeaders } from 'kafkajs';
 import type { TopicId } from '../topology/topology.ts';
 import type { RouteHandler } from './http.ts';
 
@@ -12,6 +13,8 @@ export interface InputRecord<V = unknown> {
   readonly value: V;
   /** Kafka record timestamp, epoch ms. */
   readonly timestamp: number;
+  /** The record's Kafka headers (a frame's bearer token: auth/frame-token.ts). */
+  readonly headers?: IHeaders;
 }
 
 /** A record for the runtime to encode (with the destination topic's schema) and produce. */

@@ -52,7 +52,7 @@ export function decodeRecord(registry: SchemaRegistry, input: Input, partition: 
       if (m.key === null || m.key.length === 0) return { ok: false, code: 'INVALID_RECORD', error: `record of user "${userId.slice(0, 64)}" has no key` };
       if (m.key.toString() !== userId) return { ok: false, code: 'INVALID_RECORD', error: `record key "${m.key.toString().slice(0, 64)}" is not the record's user "${userId.slice(0, 64)}"` };
     }
-    return { ok: true, record: { topic: input.id, topicName: input.name, partition, offset: m.offset, key: m.key?.toString() ?? '', value, timestamp: Number(m.timestamp) } };
+    return { ok: true, record: { topic: input.id, topicName: input.name, partition, offset: m.offset, key: m.key?.toString() ?? '', value, timestamp: Number(m.timestamp), ...(m.headers && Object.keys(m.headers).length > 0 ? { headers: m.headers } : {}) } };
   } catch (err) {
     return { ok: false, code: err instanceof EmotionMuseError ? err.code : 'MALFORMED_AVRO', error: errorMessage(err) };
   }

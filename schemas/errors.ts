@@ -15,6 +15,14 @@ export const ErrorCodes = [
   'CONFIG_INVALID',
   'SERVICE_UNAVAILABLE',
   'SERVICE_REFUSED',
+  /** A frame without its user's bearer token (the em-token header), where the classifier requires one. */
+  'TOKEN_MISSING',
+  /** A frame whose token is not signed by the configured key, is malformed, or fails a claim. */
+  'TOKEN_INVALID',
+  /** A frame whose token had expired (past its grace) when the classifier read it. */
+  'TOKEN_EXPIRED',
+  /** A frame whose token is another user's than the record's key. */
+  'TOKEN_WRONG_USER',
 ] as const;
 
 export type ErrorCode = (typeof ErrorCodes)[number];

@@ -37,7 +37,17 @@ export function edgeVerdict(frame: Frame): Verdict | undefined {
  * result back to its record. A frame without a face gives `faceFound: false` (counted, not
  * dead-lettered); invalid edge scores are dead-lettered as INVALID_RECORD.
  */
-export function createClassifierCore(engine: ClassifierEngine, metrics?: Metrics, options: { maxBatch?: number; concurrency?: number; prepareAhead?: number } = {}): ProcessorCore<never, Verdict> {
+export function createClassifierCore(
+  engine: ClassifierEngine,
+  metrics?: Metrics,
+  options: {
+    maxBatch?: number;
+    concurrency?: number;
+    prepareAhead?: number;
+    /** Why a frame may not be taken as its key's user's (auth/frame-token.ts), checked before it reaches the model; none: every frame is. */
+    authenticate?: (record: InputRecord) => Promise<EmotionMuseError | undefined>;
+  } = {},
+): ProcessorCore<never, Verdict> {
   const engineBatch = coalesce((frames: Frame[]) => engine.classify(frames), options.maxBatch ?? DEFAULT_MAX_INFERENCE_BATCH, options.concurrency ?? 1);
   const classify = async (frames: Frame[]): Promise<Verdict[]> => {
     const verdicts = frames.map(edgeVerdict);
@@ -55,7 +65,12 @@ export function createClassifierCore(engine: ClassifierEngine, metrics?: Metrics
     // Inference is stateless: a partition's next frames may go to the model while its last ones are still there.
     prepareAhead: options.prepareAhead ?? DEFAULT_PREPARE_AHEAD,
     async prepare(records) {
-      const results = await classify(records.map((r) => r.value as Frame));
+      // A frame that fails its identity check is dead-lettered with its code and never classified.
+      const refused = options.authenticate ? await Promise.all(records.map((r) => options.authenticate!(r))) : [];
+      const allowed = records.filter((_, i) => !refused[i]);
+      const classified = await classify(allowed.map((r) => r.value as Frame));
+      let k = 0;
+      const results = records.map((_, i) => refused[i] ?? classified[k++]!);
       if (metrics) {
         for (const r of results) {
           if (r instanceof EmotionMuseError) continue;

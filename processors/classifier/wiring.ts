@@ -1,4 +1,9 @@
+import { frameTokenProblem } from '../../auth/frame-token.ts';
+import { hasTokenKey, tokenConfigOf, tokenKeyOptions } from '../../auth/options.ts';
+import { TokenVerifier } from '../../auth/tokens.ts';
 import { opt } from '../../runtime/config.ts';
+import type { InputRecord } from '../../runtime/processor.ts';
+import { EmotionMuseError } from '../../schemas/errors.ts';
 import { LABELS } from '../../runtime/metrics.ts';
 import { DEFAULT_MAX_INFERENCE_BATCH } from '../../vision/emotion-cnn.ts';
 import { DEFAULT_DETECTOR_SIDES, formatDetectorSides, parseDetectorSides } from '../../vision/face-crop.ts';
@@ -18,6 +23,9 @@ export const classifierOptions = {
   prepareAhead: opt.int('EM_PREPARE_AHEAD', 'prepare-ahead', DEFAULT_PREPARE_AHEAD, 'Batches of a partition that may go to the model while its previous batch is still there (0: one at a time)', { min: 0, max: 64 }),
   minFaceScore: opt.number('EM_MIN_FACE_SCORE', 'min-face-score', 0.6, 'Face detector score threshold', { min: 0, max: 1 }),
   maxFramePixels: opt.int('EM_MAX_FRAME_PIXELS', 'max-frame-pixels', 4096 * 4096, 'Frames with more pixels go to the dead-letter topic (OVERSIZED_RECORD)', { min: 1 }),
+  frameAuth: opt.oneOf('EM_FRAME_AUTH', 'frame-auth', 'auto', ['auto', 'required', 'off'], 'Each frame must carry its user\'s bearer token (Kafka header em-token: signature, expiry and subject equal to the key), else it is dead-lettered (TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_WRONG_USER): required, off, or auto (required in the secured mode)'),
+  frameTokenGraceMs: opt.int('EM_FRAME_TOKEN_GRACE_MS', 'frame-token-grace-ms', 600_000, 'A frame\'s token may have expired this long before the classifier reads it (a backlog after an outage)', { min: 0 }),
+  ...tokenKeyOptions,
 };
 
 /** frames -> emotion-scores: the engine (detector and emotion CNN on the inference threads) and its model-info metric. */
@@ -25,7 +33,17 @@ export const classifier = entry({
   name: 'classifier',
   port: 9101,
   options: classifierOptions,
-  create: async ({ metrics, logger, config }) => {
+  create: async ({ metrics, logger, config, common }) => {
+    const required = config.frameAuth === 'required' || (config.frameAuth === 'auto' && common.security === 'on');
+    let authenticate: ((record: InputRecord) => Promise<EmotionMuseError | undefined>) | undefined;
+    if (required) {
+      const tokens = tokenConfigOf(config);
+      if (!hasTokenKey(tokens)) throw new EmotionMuseError('CONFIG_INVALID', 'frames must carry their user\'s token (--frame-auth required, or auto in the secured mode), but no token key is configured: set EM_JWT_SECRET, --jwt-secret-file, --jwt-public-key-file or --jwt-jwks-file');
+      const verifier = await TokenVerifier.create(tokens);
+      const grace = config.frameTokenGraceMs / 1000;
+      authenticate = (record) => frameTokenProblem(verifier, record.headers, record.key, grace);
+      logger.info('frames must carry their user\'s token (em-token header)', { graceMs: config.frameTokenGraceMs });
+    } else logger.info('frames are taken without a token check (--frame-auth off): any writer of the frames topic can write any user\'s frames');
     const engine = await ClassifierEngine.create({
       emotionModel: config.emotionModel,
       inferenceThreads: config.inferenceThreads,
@@ -41,6 +59,6 @@ export const classifier = entry({
     });
     metrics.modelInfo.set({ stage: 'classifier', model: 'emotion', version: engine.modelVersion, provider: engine.provider }, 1);
     for (const source of LABELS.faceSource) metrics.facelessFrames.inc({ stage: 'classifier', source }, 0);
-    return createClassifierCore(engine, metrics, { maxBatch: config.maxInferenceBatch, concurrency: Math.max(1, config.inferenceThreads), prepareAhead: config.prepareAhead });
+    return createClassifierCore(engine, metrics, { maxBatch: config.maxInferenceBatch, concurrency: Math.max(1, config.inferenceThreads), prepareAhead: config.prepareAhead, authenticate });
   },
 });
