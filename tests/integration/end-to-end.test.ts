@@ -11,44 +11,126 @@ import { replay } from '../../edge/replay.ts';
 import { readRecording, writeRecording } from '../../schemas/recording.ts';
 import type { EmotionChange, Frame } from '../../schemas/generated/types.ts';
 import { synthesizeSession } from '../../sessions/synth.ts';
-import { parseTimeline } from '../../sessions/timeline.ts';
+import { parseTimeline, type Segment } from '../../sessions/timeline.ts';
 import { topicName } from '../../topology/topology.ts';
 import { FACE_PHOTOS, FER_PUBLIC_TEST } from '../../sessions/faces.ts';
 import { registry } from '../support/frames.ts';
-import { collect, createTopology, randomPrefix, startProcessor, type ProcessorProcess, useKafka, waitFor } from '../support/kafka.ts';
+import { appRedisOptions, collect, createTopology, randomPrefix, startProcessor, type ProcessorProcess, testRedis, useKafka, waitFor } from '../support/kafka.ts';
+import { randomBytes } from 'node:crypto';
+import { globEscape, userKeys } from '../../state/keys.ts';
+import { UserStore } from '../../state/user-store.ts';
+import { mintDevelopmentToken, TokenVerifier } from '../../auth/tokens.ts';
+import { StreamClient } from '../../gateway/client.ts';
+import { Gateway } from '../../gateway/server.ts';
+import { recommenderOptions } from '../../processors/index.ts';
+import { loadCatalogue } from '../../processors/recommender/catalogue.ts';
+import { createLogger } from '../../runtime/log.ts';
+
+/**
+ * How long after a true change of mood the pipeline's change may come (its closing frame's capture
+ * offset): the default filter follows a change in under a second on synthesized sessions
+ * (processors/smoother/README.md); this leaves room for the frames a 64% classifier gets wrong.
+ */
+const E2E_MAX_CHANGE_DELAY_MS = 3000;
 
 describe('end to end: edge -> classifier -> smoother -> recommender', () => {
   const fx = useKafka();
 
-  it('gives every user of a replayed labelled session emotion changes and lists, and a second replay the same changes', async () => {
+  it('gives every user of a replayed labelled session the changes of its ground-truth timeline (labels, delays within a bound) and lists, hostile user ids included, each user only their own Redis keys; a second replay the same changes', async () => {
     const prefix = randomPrefix('e2e');
     const topology = await createTopology(fx.admin, prefix, 3);
+    // Ids with the characters that made Redis keys collide before (:, {, }, %), and the longest id.
+    const users = ['e2e-0', 'e2e:{1}%', `e2e-2${'x'.repeat(123)}`];
+    const timelines = ['neutral:6s,happy:8s', 'sad:7s,surprise:7s', 'happy:5s,angry:9s'];
     const frames: Frame[] = [];
-    for (const [u, timeline] of ['neutral:6s,happy:8s', 'sad:7s,surprise:7s'].entries()) {
-      frames.push(...(await synthesizeSession({ images: FER_PUBLIC_TEST, timeline: parseTimeline(timeline), fps: 10, seed: 70 + u, userId: `e2e-${u}`, sessionId: 'rec' })).frames);
+    const truth = new Map<string, Segment[]>();
+    for (const [u, timeline] of timelines.entries()) {
+      truth.set(users[u]!, parseTimeline(timeline));
+      frames.push(...(await synthesizeSession({ images: FER_PUBLIC_TEST, timeline: parseTimeline(timeline), fps: 10, seed: 70 + u, userId: users[u], sessionId: 'rec' })).frames);
     }
-    const env = { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '3', EM_REDIS_URL: inject('redisUrl'), EM_REDIS_PREFIX: `${prefix}r:` };
+    // Each frame carries its user's token, which the classifier requires here (in both modes).
+    const secret = randomBytes(32).toString('hex');
+    const tokenFor = (user: string) => mintDevelopmentToken({ secret }, user, 3600);
+    const redisPrefix = `${prefix}r:`;
+    const env = { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '3', EM_REDIS_URL: inject('redisUrl'), EM_REDIS_PREFIX: redisPrefix, EM_JWT_SECRET: secret, EM_FRAME_AUTH: 'required' };
     const processors: ProcessorProcess[] = [];
     for (const stage of ['classifier', 'smoother', 'recommender']) processors.push(await startProcessor(stage, env));
-    const reader = await collect(fx.kafka, [topicName(topology, 'emotion-changes'), topicName(topology, 'recommendations')]);
+    const reader = await collect(fx.kafka, [topicName(topology, 'emotion-changes'), topicName(topology, 'recommendations'), topicName(topology, 'dead-letter-frames')]);
     try {
       const changesOf = (session: string) =>
         reader.records.filter((r) => r.topic === topicName(topology, 'emotion-changes')).map((r) => registry.decode('emotion-change', r.value!)).filter((c) => c.sessionId === session);
+      const listsOf = (user: string) => reader.records.filter((r) => r.topic === topicName(topology, 'recommendations')).map((r) => registry.decode('recommendation', r.value!)).filter((l) => l.userId === user);
       const shape = (cs: EmotionChange[], user: string) => cs.filter((c) => c.userId === user).map((c) => [c.previousLabel, c.label, c.windowIndex, c.windowEndSeq, c.probabilities]);
 
-      await replay(frames, { kafka: fx.kafka, registry, topic: topicName(topology, 'frames'), sessionId: 'first', speed: Infinity });
-      await waitFor('both users changed and got lists', () => {
-        const lists = reader.records.filter((r) => r.topic === topicName(topology, 'recommendations')).map((r) => registry.decode('recommendation', r.value!));
-        return ['e2e-0', 'e2e-1'].every((u) => changesOf('first').some((c) => c.userId === u) && lists.some((l) => l.userId === u));
-      }, 120_000);
+      await replay(frames, { kafka: fx.kafka, registry, topic: topicName(topology, 'frames'), sessionId: 'first', speed: Infinity, tokenFor });
+      await waitFor('every user changed and got lists', () => users.every((u) => changesOf('first').some((c) => c.userId === u) && listsOf(u).length > 0), 120_000);
       await new Promise((r) => setTimeout(r, 3000));
+      expect(reader.records.filter((r) => r.topic === topicName(topology, 'dead-letter-frames')), 'no frame dead-lettered').toEqual([]);
       const first = changesOf('first');
-      for (const u of ['e2e-0', 'e2e-1']) expect(first.filter((c) => c.userId === u).length, u).toBeGreaterThanOrEqual(2);
+      for (const u of users) {
+        // The changes against the ground truth: each true segment's label is emitted within the
+        // bound after the segment starts (the first one from nothing), and no more than one
+        // other change comes per user. The changes' offsets are their closing frame's.
+        const mine = first.filter((c) => c.userId === u);
+        const segments = truth.get(u)!;
+        const offsetOf = (c: EmotionChange) => (c.windowEndSeq - 1) * 100;
+        for (const [i, seg] of segments.entries()) {
+          const hit = mine.find((c) => c.label === seg.label && offsetOf(c) >= seg.startMs && offsetOf(c) < seg.endMs);
+          expect(hit, `${u}: ${seg.label} at ${seg.startMs} ms is emitted (changes: ${mine.map((c) => `${c.label}@${offsetOf(c)}`).join(', ')})`).toBeDefined();
+          expect(offsetOf(hit!) - seg.startMs, `${u}: delay of ${seg.label}`).toBeLessThanOrEqual(E2E_MAX_CHANGE_DELAY_MS);
+          if (i > 0) expect(hit!.previousLabel).toBe(segments[i - 1]!.label);
+        }
+        expect(mine.length, `${u}: changes beyond the timeline's`).toBeLessThanOrEqual(segments.length + 1);
+        expect(listsOf(u).every((l) => l.userId === u)).toBe(true);
+      }
 
-      await replay(frames, { kafka: fx.kafka, registry, topic: topicName(topology, 'frames'), sessionId: 'second', speed: Infinity });
+      // A user with a hostile id through the gateway: frames over its socket (with its token), its changes and lists back.
+      const gwUser = 'gw:{3}%';
+      const gateway = new Gateway({
+        kafka: fx.kafka, registry, topology, redisUrl: inject('redisUrl'), redisOptions: appRedisOptions(), redisPrefix, verifier: await TokenVerifier.create({ secret }),
+        catalogue: loadCatalogue(recommenderOptions.modelDir.default), port: 0, host: '127.0.0.1',
+        limits: { framesPerSecond: 1000, maxMessageBytes: 64 * 1024, maxInFlight: 256, helloTimeoutMs: 5000 }, maxConnections: 10, maxInFlight: 4096,
+        logger: createLogger('warn', { component: 'e2e-gateway' }),
+      });
+      await gateway.start();
+      try {
+        await gateway.whenReady();
+        const gwTimeline = parseTimeline('surprise:6s,sad:6s');
+        const { frames: gwFrames } = await synthesizeSession({ images: FER_PUBLIC_TEST, timeline: gwTimeline, fps: 10, seed: 90, userId: gwUser, sessionId: 'gw' });
+        const client = await StreamClient.connect(`http://127.0.0.1:${gateway.port}`, { token: await tokenFor(gwUser), sessionId: 'gw:1', tokenInHeader: true });
+        const t0 = Date.now();
+        for (const f of gwFrames) client.send({ kind: 'GRAY8', seq: f.seq, captureTimeMs: t0 + (f.captureTimeMs - gwFrames[0]!.captureTimeMs), width: f.width, height: f.height, faceBox: null, data: f.data });
+        await client.waitFor('every frame acked', (c) => c.acked >= gwFrames.length, 60_000);
+        await client.waitFor('its changes to sad and a list', (c) => c.messages.some((m) => m.type === 'change' && m.label === 'sad') && c.messages.some((m) => m.type === 'list'), 60_000);
+        const seen = client.messages.filter((m) => m.type === 'change').map((m) => (m as { label: string }).label);
+        expect(seen[0]).toBe('surprise');
+        expect(seen).toContain('sad');
+        await client.close();
+        const direct = first.filter((c) => c.userId === gwUser);
+        expect(direct).toEqual([]);
+        users.push(gwUser);
+      } finally {
+        await gateway.close();
+      }
+
+      // Each user's Redis keys are theirs alone: their state holds their last mood, and no key of the prefix is outside the users' own patterns.
+      const store = new UserStore(inject('redisUrl'), { prefix: redisPrefix, historySize: 50, ttlSeconds: 60 }, appRedisOptions());
+      const admin = testRedis();
+      await store.connect();
+      try {
+        for (const u of users) expect((await store.read(u)).emotion?.label, u).toBe(changesOf(u === 'gw:{3}%' ? 'gw:1' : 'first').filter((c) => c.userId === u).at(-1)!.label);
+        const keys = await admin.keys(`${globEscape(redisPrefix)}*`);
+        expect(keys.length).toBeGreaterThan(0);
+        for (const key of keys) expect(users.filter((u) => key.startsWith(`${userKeys(redisPrefix, u).tag}:`)), key).toHaveLength(1);
+      } finally {
+        await store.close();
+        admin.disconnect();
+      }
+
+      await replay(frames, { kafka: fx.kafka, registry, topic: topicName(topology, 'frames'), sessionId: 'second', speed: Infinity, tokenFor });
       await waitFor('the second replay\'s changes', () => changesOf('second').length >= first.length, 120_000);
       await new Promise((r) => setTimeout(r, 3000));
-      for (const u of ['e2e-0', 'e2e-1']) expect(shape(changesOf('second'), u), u).toEqual(shape(first, u));
+      for (const u of users.filter((x) => x !== 'gw:{3}%')) expect(shape(changesOf('second'), u), u).toEqual(shape(first, u));
     } finally {
       for (const p of processors) p.proc.kill('SIGTERM');
       await Promise.all(processors.map((p) => p.exited));

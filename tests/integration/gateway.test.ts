@@ -6,6 +6,7 @@ import { mintDevelopmentToken, TokenVerifier } from '../../auth/tokens.ts';
 import { StreamClient } from '../../gateway/client.ts';
 import { HEADER_BYTES, encodeFrame, type ServerMessage, type StreamFrame } from '../../gateway/protocol.ts';
 import { Gateway } from '../../gateway/server.ts';
+import { SessionStore } from '../../gateway/sessions.ts';
 import { recommenderOptions } from '../../processors/index.ts';
 import { loadCatalogue } from '../../processors/recommender/catalogue.ts';
 import { UserStore } from '../../state/user-store.ts';
@@ -322,4 +323,23 @@ describe('gateway against the real broker and Redis', () => {
       await fragile.close();
     }
   }, 120_000);
+
+  it('keeps sessions of users whose ids and session ids share a joined form apart (user a, session b:c moved user a:b\'s session c before)', async () => {
+    const conn = testRedis();
+    await conn.ping();
+    const sessions = new SessionStore(conn, { prefix, logger: createLogger('error') });
+    try {
+      sessions.advance('a', 'b:c', 100);
+      await sessions.flush();
+      const other = testRedis();
+      const fresh = new SessionStore(other, { prefix, logger: createLogger('error') });
+      expect(await fresh.lastSeq('a', 'b:c')).toBe(100);
+      expect(await fresh.lastSeq('a:b', 'c')).toBe(0);
+      await fresh.close();
+      other.disconnect();
+    } finally {
+      await sessions.close();
+      conn.disconnect();
+    }
+  });
 });
