@@ -31,7 +31,7 @@ from emotionmuse_train.catalogue import load_catalogue, subset  # noqa: E402
 from emotionmuse_train.export import export, write_catalogue_files  # noqa: E402
 from emotionmuse_train.knn import ItemKnn  # noqa: E402
 from emotionmuse_train.labels import MOOD_VA, propagate  # noqa: E402
-from emotionmuse_train.logs import FORMATS, load_sequences  # noqa: E402
+from emotionmuse_train.logs import FORMATS, LogFormatError, load_sequences  # noqa: E402
 from emotionmuse_train.proxy import proxy_emotions  # noqa: E402
 from emotionmuse_train.report import markdown, svg  # noqa: E402
 from emotionmuse_train.simulate import simulate  # noqa: E402
@@ -139,7 +139,11 @@ def main() -> int:
     cat, va, gated = full_cat, labels_full.va, labels_full.gated
     real = None
     if args.interactions:
-        sequences, real = load_sequences(args.interactions, args.format, full_cat, gap_minutes=args.gap_minutes, min_ms=args.min_ms, min_length=3)
+        try:
+            sequences, real = load_sequences(args.interactions, args.format, full_cat, gap_minutes=args.gap_minutes, min_ms=args.min_ms, min_length=3)
+        except (LogFormatError, FileNotFoundError) as e:
+            print(f"error: --interactions {args.interactions} (--format {args.format}): {e}", file=sys.stderr)
+            return 2
         log(f"interactions: {real.plays} plays in {args.interactions} ({args.format}), {real.short} under {args.min_ms} ms dropped, match rate {real.match_rate:.1%} ({real.by_uri} by Spotify id, {real.by_name} by artist and title, {real.unmatched} unmatched), {len(sequences)} sequences of 3 plays or more")
         if not sequences:
             ap.error(f"no sequence of 3 or more catalogue tracks in {args.interactions}; unmatched for example: {real.examples_unmatched}")

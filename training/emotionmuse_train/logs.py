@@ -73,21 +73,40 @@ def _files(path: str, pattern: str) -> list:
     return sorted(glob.glob(path)) or [path]
 
 
+class LogFormatError(ValueError):
+    """A listening log that is not in the format it was given as: names the file and what is missing."""
+
+
+CSV_COLUMNS = ("sequence_id", "position", "track_uri")
+
+
 def read_plays(path: str, fmt: str):
     """(user or playlist, time or position, track id, artist, title, ms played or None, timestamped) per play."""
     if fmt == "csv":
         for f in _files(path, "*.csv"):
             with open(f, newline="", encoding="utf-8") as h:
-                for row in csv.DictReader(h):
-                    pos = row["position"].strip()
+                reader = csv.DictReader(h)
+                found = [c for c in (reader.fieldnames or [])]
+                missing = [c for c in CSV_COLUMNS if c not in found]
+                if missing:
+                    raise LogFormatError(f"{f}: the csv interchange format needs the columns {', '.join(CSV_COLUMNS)}; "
+                                         f"missing {', '.join(missing)}; the file has {', '.join(found) if found else 'no header row'}")
+                for line, row in enumerate(reader, start=2):
+                    pos = (row["position"] or "").strip()
+                    if not pos:
+                        raise LogFormatError(f"{f}, line {line}: the position is empty")
                     yield row["sequence_id"], _time(pos), _track_id(row["track_uri"]), "", "", None, not re.fullmatch(r"-?\d+", pos)
     elif fmt == "mpd":
         for f in _files(path, "mpd.slice.*.json"):
             with open(f, encoding="utf-8") as h:
-                playlists = json.load(h)["playlists"]
-            for p in playlists:
-                for t in p["tracks"]:
-                    yield f"pl-{p['pid']}", float(t["pos"]), _track_id(t.get("track_uri")), t.get("artist_name", ""), t.get("track_name", ""), None, False
+                data = json.load(h)
+            if not isinstance(data, dict) or not isinstance(data.get("playlists"), list):
+                raise LogFormatError(f"{f}: an MPD slice is a JSON object with a \"playlists\" list")
+            for n, p in enumerate(data["playlists"]):
+                tracks = p.get("tracks") or []
+                # A track without "pos" (trimmed copies drop it) takes its place in the list.
+                for i, t in enumerate(tracks):
+                    yield f"pl-{p.get('pid', f'{os.path.basename(f)}#{n}')}", float(t.get("pos", i)), _track_id(t.get("track_uri")), t.get("artist_name", ""), t.get("track_name", ""), None, False
     elif fmt == "spotify":
         for f in _files(path, "*.json"):
             name = os.path.basename(f)

@@ -1,11 +1,13 @@
 """The listening-log loaders on the project's own small fixtures (training/tests/fixtures)."""
 import os
 import sys
+import json
+import tempfile
 import unittest
 from dataclasses import dataclass
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from emotionmuse_train.logs import load_sequences, match_key  # noqa: E402
+from emotionmuse_train.logs import LogFormatError, load_sequences, match_key  # noqa: E402
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 
@@ -66,6 +68,29 @@ class Loaders(unittest.TestCase):
         self.assertEqual(seqs, [[0, 1]])
         self.assertEqual((rep.by_uri, rep.by_name, rep.unmatched), (1, 1, 1))
         self.assertEqual(rep.examples_unmatched, ["Ana Sol - Rio (Karaoke Version)"])
+
+    def test_csv_with_other_columns_names_the_file_and_the_columns(self):
+        with tempfile.TemporaryDirectory() as d:
+            f = os.path.join(d, "other.csv")
+            with open(f, "w") as h:
+                h.write("playlist,idx,uri\np1,0,spotify:track:AAAAAAAAAAAAAAAAAAAAA1\n")
+            with self.assertRaises(LogFormatError) as e:
+                load_sequences(f, "csv", CAT)
+            msg = str(e.exception)
+            for part in (f, "sequence_id, position, track_uri", "missing sequence_id, position, track_uri", "playlist, idx, uri"):
+                self.assertIn(part, msg)
+
+    def test_mpd_tracks_without_pos_take_the_list_order(self):
+        with tempfile.TemporaryDirectory() as d:
+            slice_ = {"playlists": [{"pid": 7, "tracks": [{"track_uri": f"spotify:track:{CAT.ids[i]}"} for i in (2, 0, 3)]}]}
+            with open(os.path.join(d, "mpd.slice.0-0.json"), "w") as h:
+                json.dump(slice_, h)
+            seqs, rep = load_sequences(d, "mpd", CAT, min_length=1)
+            self.assertEqual(seqs, [[2, 0, 3]])
+            with open(os.path.join(d, "mpd.slice.0-0.json"), "w") as h:
+                json.dump([1, 2], h)
+            with self.assertRaises(LogFormatError):
+                load_sequences(d, "mpd", CAT)
 
     def test_unknown_format(self):
         with self.assertRaises(ValueError):
