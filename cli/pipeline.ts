@@ -185,12 +185,20 @@ ${configHelp(pipelineOptions)}`,
 
     const abort = new AbortController();
     let interrupted = false;
-    const onSignal = () => {
+    // The first signal stops in order (it can take the stages' shutdown timeout while Kafka is
+    // away), and says so; a second one ends the stages and this process at once.
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (interrupted) {
+        console.log(`\n${signal} again: ending the stages and the pipeline now`);
+        supervisor.kill();
+        process.exit(130);
+      }
       interrupted = true;
+      console.log(`\n${signal}: stopping the pipeline (the stages finish their batches; ${signal === 'SIGINT' ? 'Ctrl-C' : 'a signal'} again ends it at once)`);
       abort.abort();
     };
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
 
     const users = new Set<string>();
     const framesTopic = topicName(topology, 'frames');
@@ -245,10 +253,16 @@ ${configHelp(pipelineOptions)}`,
     console.log('\nper-step latency from the processors\' /metrics (emotionmuse latency)');
     await latencyCommand.run([]);
 
-    await watcher.disconnect();
-    await player.disconnect();
+    // With Kafka away a client's disconnect can wait for its retries: bounded.
+    const bounded = (p: Promise<unknown>) => Promise.race([p.catch(() => undefined), new Promise((r) => setTimeout(r, 5000).unref())]);
+    await bounded(watcher.disconnect());
+    await bounded(player.disconnect());
     await supervisor.stop();
     console.log('stopped');
-    return complete() ? 0 : 1;
+    const code = complete() ? 0 : 1;
+    // Everything is stopped; a client that still holds a socket or a retry timer (seen with Kafka
+    // and Redis gone) must not keep the process alive.
+    setTimeout(() => process.exit(code), 1000).unref();
+    return code;
   },
 };

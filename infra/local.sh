@@ -115,6 +115,18 @@ other_mode_check() {
   fi
 }
 
+# In the secured mode a service found on the port is reused only when it speaks TLS with this
+# checkout's CA: anything else (a plain service of another checkout, a secured one with another CA)
+# would refuse every client, and the launcher would claim a secured service it does not have.
+reuse_check() {
+  local name=$1 port=$2
+  other_mode_check "$name" "$port"
+  [ "$SECURITY" = on ] || return 0
+  if [ -f "$SECRETS/ca.crt" ] && timeout 5 openssl s_client -connect "127.0.0.1:$port" -CAfile "$SECRETS/ca.crt" -verify_return_error </dev/null >/dev/null 2>&1; then return 0; fi
+  say "something listens on 127.0.0.1:$port but does not speak TLS with this checkout's CA ($SECRETS/ca.crt): it is not this checkout's secured $name, and the secured mode will not use it; stop it, or choose another port (EM_$(echo "$name" | tr a-z A-Z)_PORT)"
+  exit 1
+}
+
 # Starts KRaft node $1 of $2 (broker and controller); node 1 of 1 is the single local broker.
 # Nodes of a cluster listen on KAFKA_PORT + 2(i - 1) (clients) and the port after it (controller).
 kafka_node_up() {
@@ -127,7 +139,7 @@ kafka_node_up() {
   fi
   local pidf="$dir/kafka.pid"
   if pid_alive "$pidf" && listening "$port"; then say "kafka node $i already running (pid $(cat "$pidf")) on 127.0.0.1:$port"; return 0; fi
-  if listening "$port"; then other_mode_check kafka "$port"; say "something already listens on 127.0.0.1:$port; reusing it as Kafka"; return 0; fi
+  if listening "$port"; then reuse_check kafka "$port"; say "something already listens on 127.0.0.1:$port$([ "$SECURITY" = on ] && echo ' and speaks TLS with this checkout'"'"'s CA'); reusing it as Kafka"; return 0; fi
   mkdir -p "$dir/logs"
   sed -e "s#@KAFKA_PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$cport#g" -e "s#@DATA_DIR@#$dir#g" -e "s#@NODE_ID@#$i#g" \
     -e "s#@VOTERS@#$voters#g" -e "s#@RF@#$rf#g" -e "s#@MIN_ISR@#$min_isr#g" \
@@ -196,7 +208,7 @@ redis_acl() {
 
 redis_up() {
   local dir="$REDIS_DIR" pidf="$REDIS_DIR/redis.pid"
-  if listening "$REDIS_PORT"; then other_mode_check redis "$REDIS_PORT"; say "redis already listening on 127.0.0.1:$REDIS_PORT; reusing it"; return 0; fi
+  if listening "$REDIS_PORT"; then reuse_check redis "$REDIS_PORT"; say "redis already listening on 127.0.0.1:$REDIS_PORT$([ "$SECURITY" = on ] && echo ' with TLS of this checkout'"'"'s CA'); reusing it"; return 0; fi
   command -v redis-server >/dev/null || install_debs
   mkdir -p "$dir"
   local net=(--port "$REDIS_PORT")

@@ -61,6 +61,12 @@ export class Supervisor {
     });
   }
 
+  /** Ends every child at once (SIGKILL), restarting none. */
+  kill(): void {
+    this.stopping = true;
+    for (const c of this.children) if (c.proc && c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
+  }
+
   async stop(timeoutMs = 12_000): Promise<void> {
     this.stopping = true;
     await Promise.all(
