@@ -53,6 +53,8 @@ wait_port() {
   say "$name did not start listening on 127.0.0.1:$port within ${secs}s"; return 1
 }
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# The process listening on loopback port $1 (empty when none, or ss cannot tell).
+listener_pid() { ss -ltnpH "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2; }
 
 install_debs() {
   local missing=()
@@ -109,7 +111,9 @@ make_secrets() {
 other_mode_check() {
   local name=$1 port=$2 other
   if [ "$SECURITY" = on ]; then other="$DATA/$name/$name.pid"; else other="$DATA/$name-secure/$name.pid"; fi
-  if pid_alive "$other"; then
+  # The other mode's service counts only if it is the one listening on this port (both modes may
+  # run side by side, on ports of their own). Without ss, the pid alone decides.
+  if pid_alive "$other" && { ! command -v ss >/dev/null || [ "$(listener_pid "$port")" = "$(cat "$other")" ]; }; then
     say "the $([ "$SECURITY" = on ] && echo plain || echo secured) $name of this checkout listens on 127.0.0.1:$port; stop it first ($([ "$SECURITY" = on ] || echo 'EM_SECURITY=on ')infra/local.sh down $name) or choose another port"
     exit 1
   fi

@@ -79,7 +79,9 @@ describe('stream runtime: exactly once against the real broker', () => {
     const reader = await collect(fx.kafka, [topicName(topology, 'passthrough')]);
     try {
       const p = await startProcessor('passthrough', env);
-      await waitFor('some outputs', () => reader.records.length >= 1000, 60_000, 20);
+      await waitFor('some outputs', () => reader.records.length >= 1000, 60_000, 20).catch((err: Error) => {
+        throw new Error(`${err.message} (${reader.records.length} read); the processor's log:\n${p.logs.join('').slice(-8000)}`);
+      });
       const t0 = Date.now();
       p.proc.kill('SIGTERM');
       const { code } = await p.exited;
