@@ -69,6 +69,24 @@ describe('recommender core through the in-memory driver (real Redis of its own, 
   const driverFor = (onRetry?: () => Promise<void>) =>
     new TopologyTestDriver({ topology, cores: { recommender: createRecommenderCore({ scorer, store, config: { ...DEFAULT_RECOMMENDER_CONFIG, refreshIntervalMs: 30 * 60_000 } }) }, onRetry, maxAttempts: 4 });
 
+  /** A driver whose Redis is killed after the first `op` of the run, and started again before the retry. */
+  const killRedisAfter = (op: string) => {
+    let killed = false;
+    afterOperation = (done) => {
+      if (done === op && !killed) {
+        killed = true;
+        redis.kill();
+      }
+    };
+    const driver = driverFor(async () => {
+      afterOperation = undefined;
+      await redis.start();
+      const deadline = Date.now() + 15_000;
+      while (!store.ready() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    });
+    return { driver, killed: () => killed };
+  };
+
   it('builds a list on an emotion change and on the first listen, not on listens within the refresh interval; a repeated change makes no second list; an unknown track is dead-lettered', async () => {
     const driver = driverFor();
     const [t1, t2, t3] = scorer.catalogue.ids;
@@ -120,23 +138,11 @@ describe('recommender core through the in-memory driver (real Redis of its own, 
   }, 30_000);
 
   it('retries a batch whose Redis goes away in the middle of a list (after reading the user, before saving the list): one list, nothing dead-lettered', async () => {
-    let killed = false;
-    afterOperation = (op) => {
-      // The first list read of this test: Redis dies before the list is saved.
-      if (op === 'read' && !killed) {
-        killed = true;
-        redis.kill();
-      }
-    };
-    const driver = driverFor(async () => {
-      afterOperation = undefined;
-      await redis.start();
-      const deadline = Date.now() + 15_000;
-      while (!store.ready() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    });
+    // The first list read of this test: Redis dies before the list is saved.
+    const { driver, killed } = killRedisAfter('read');
     driver.pipe('emotion-changes', 'ben', change('ben', 'surprise', 30));
     await driver.run();
-    expect(killed).toBe(true);
+    expect(killed()).toBe(true);
     expect(driver.retries.get('recommender')).toBeGreaterThanOrEqual(1);
     const lists = driver.read<Recommendation>('recommendations').map((r) => r.value);
     expect(lists).toHaveLength(1);
@@ -149,23 +155,11 @@ describe('recommender core through the in-memory driver (real Redis of its own, 
   }, 60_000);
 
   it('a listen applied just before Redis fails still makes its list: the retry finds the list pending (it was lost before: the listen counted as applied, its list never made)', async () => {
-    let killed = false;
-    afterOperation = (op) => {
-      // Redis dies right after the listen is applied, before the list is built and saved.
-      if (op === 'apply-listen' && !killed) {
-        killed = true;
-        redis.kill();
-      }
-    };
-    const driver = driverFor(async () => {
-      afterOperation = undefined;
-      await redis.start();
-      const deadline = Date.now() + 15_000;
-      while (!store.ready() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    });
+    // Redis dies right after the listen is applied, before the list is built and saved.
+    const { driver, killed } = killRedisAfter('apply-listen');
     driver.pipe('listens', 'dan', listen('dan', scorer.catalogue.ids[5]!, 1));
     await driver.run();
-    expect(killed).toBe(true);
+    expect(killed()).toBe(true);
     expect(driver.retries.get('recommender')).toBeGreaterThanOrEqual(1);
     const lists = driver.read<Recommendation>('recommendations').map((r) => r.value);
     expect(lists.map((l) => [l.userId, l.trigger])).toEqual([['dan', 'LISTEN']]);

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { Admin, Kafka, Message } from 'kafkajs';
-import { afterAll, beforeAll, expect, inject } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, inject } from 'vitest';
 import { Redis, type RedisOptions } from 'ioredis';
 import { loadConfig } from '../../runtime/config.ts';
 import { basicAuthHeaders } from '../../runtime/http.ts';
@@ -65,9 +65,22 @@ export function metricsHeaders(): Record<string, string> {
 }
 
 /** A Kafka client and a connected admin for the tests of one file (connected before, closed after). */
+/** Processors started by the running test (their logs are printed when it fails). */
+const startedInTest: Array<{ name: string; p: ProcessorProcess }> = [];
+
 export function useKafka(): { readonly kafka: Kafka; readonly admin: Admin } {
   let kafka: Kafka | undefined;
   let admin: Admin | undefined;
+  afterEach((ctx) => {
+    // A failed test shows what its processors said (a timeout alone says nothing of why).
+    if (ctx.task.result?.state === 'fail') {
+      for (const { name, p } of startedInTest) {
+        const exit = p.proc.exitCode !== null || p.proc.signalCode !== null ? `exited ${p.proc.exitCode ?? p.proc.signalCode}` : 'running';
+        console.error(`--- ${name} (pid ${p.proc.pid}, port ${p.port}, ${exit}), last lines of its log:\n${p.logs.join('').split('\n').slice(-40).join('\n')}`);
+      }
+    }
+    startedInTest.length = 0;
+  });
   beforeAll(async () => {
     kafka = testKafka();
     admin = kafka.admin();
@@ -116,7 +129,9 @@ export async function startProcessor(name: string, env: Record<string, string>):
   proc.stdout!.on('data', (d: Buffer) => logs.push(d.toString()));
   proc.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
-  return { proc, port, logs, exited };
+  const started = { proc, port, logs, exited };
+  startedInTest.push({ name, p: started });
+  return started;
 }
 
 /** Starts `emotionmuse run <name>`, waits until `until()` holds, and kills it with SIGKILL mid-stream. */
