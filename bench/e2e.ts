@@ -11,6 +11,10 @@
  * Options: `npm run bench:e2e -- --help` (bench/e2e-options.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import type { IHeaders } from 'kafkajs';
+import { FRAME_TOKEN_HEADER } from '../auth/frame-token.ts';
+import { mintDevelopmentToken } from '../auth/tokens.ts';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -57,6 +61,10 @@ if (config.security) {
 }
 const { seconds, warmupSeconds, warmupRate, soakSeconds, soakRate, partitions, nodeArgs } = config;
 const usersCount = config.users;
+// Each frame carries its user's token (auth/frame-token.ts), as an edge client's does: the
+// classifier checks them where it requires them (the secured mode), and ignores them elsewhere.
+const benchSecret = randomBytes(32).toString('hex');
+const userTokens = await Promise.all(Array.from({ length: usersCount }, (_, u) => mintDevelopmentToken({ secret: benchSecret }, `bench-${u}`, 24 * 3600)));
 const cropRates = rates(config.cropRates, 'crop-rates');
 const jpegRates = rates(config.jpegRates, 'jpeg-rates');
 /**
@@ -99,7 +107,7 @@ process.on('exit', () => Object.values(procs).forEach((p) => p.kill('SIGKILL')))
 process.on('SIGINT', () => process.exit(130));
 for (const [stage, port] of Object.entries(ports)) {
   procs[stage] = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'bin/emotionmuse.js'), 'run', stage], {
-    env: { ...process.env, ...stageEnv(stage), EM_KAFKA_BROKERS: brokers.join(','), EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: String(partitions), EM_REDIS_URL: redisUrl, EM_REDIS_PREFIX: `em:${prefix}`, EM_HTTP_PORT: String(port), EM_LOG_LEVEL: 'warn' },
+    env: { ...process.env, ...stageEnv(stage), EM_KAFKA_BROKERS: brokers.join(','), EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: String(partitions), EM_REDIS_URL: redisUrl, EM_REDIS_PREFIX: `em:${prefix}`, EM_HTTP_PORT: String(port), EM_LOG_LEVEL: 'warn', EM_JWT_SECRET: benchSecret },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
 }
@@ -187,7 +195,7 @@ const partitionTable = ownPartitionTable(kafka);
 const seqs = new Map<string, number>();
 
 /** The next frame of a user: its expression changes every SEGMENT_FRAMES frames, users out of phase. */
-function nextFrame(mode: Mode, user: number, n: number): { key: string; value: Buffer } {
+function nextFrame(mode: Mode, user: number, n: number): { key: string; value: Buffer; headers: IHeaders } {
   const userId = `bench-${user}`;
   const seq = (seqs.get(userId) ?? 0) + 1;
   seqs.set(userId, seq);
@@ -197,7 +205,7 @@ function nextFrame(mode: Mode, user: number, n: number): { key: string; value: B
   const f: Frame = mode === '640x480 JPEG'
     ? { userId, sessionId: 's', seq, captureTimeMs: Date.now(), encoding: 'JPEG', width: 640, height: 480, data: jpegs[n % jpegs.length]!, faceBox: null, probabilities: [], edgeModelVersion: '' }
     : { userId, sessionId: 's', seq, captureTimeMs: Date.now(), encoding: 'GRAY8', width: c.width, height: c.height, data: c.data, faceBox: null, probabilities: [], edgeModelVersion: '' };
-  return { key: userId, value: registry.encode('frame', f) };
+  return { key: userId, value: registry.encode('frame', f), headers: { [FRAME_TOKEN_HEADER]: userTokens[user]! } };
 }
 
 type Mode = 'edge-cropped grey 48x48' | '640x480 JPEG';

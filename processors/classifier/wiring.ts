@@ -1,4 +1,4 @@
-import { frameTokenProblem } from '../../auth/frame-token.ts';
+import { FrameTokenChecker } from '../../auth/frame-token.ts';
 import { hasTokenKey, tokenConfigOf, tokenKeyOptions } from '../../auth/options.ts';
 import { TokenVerifier } from '../../auth/tokens.ts';
 import { opt } from '../../runtime/config.ts';
@@ -39,9 +39,8 @@ export const classifier = entry({
     if (required) {
       const tokens = tokenConfigOf(config);
       if (!hasTokenKey(tokens)) throw new EmotionMuseError('CONFIG_INVALID', 'frames must carry their user\'s token (--frame-auth required, or auto in the secured mode), but no token key is configured: set EM_JWT_SECRET, --jwt-secret-file, --jwt-public-key-file or --jwt-jwks-file');
-      const verifier = await TokenVerifier.create(tokens);
-      const grace = config.frameTokenGraceMs / 1000;
-      authenticate = (record) => frameTokenProblem(verifier, record.headers, record.key, grace);
+      const checker = new FrameTokenChecker(await TokenVerifier.create(tokens), config.frameTokenGraceMs / 1000);
+      authenticate = (record) => checker.check(record.headers, record.key);
       logger.info('frames must carry their user\'s token (em-token header)', { graceMs: config.frameTokenGraceMs });
     } else logger.info('frames are taken without a token check (--frame-auth off): any writer of the frames topic can write any user\'s frames');
     const engine = await ClassifierEngine.create({
