@@ -73,7 +73,7 @@ export function useKafka(): { readonly kafka: Kafka; readonly admin: Admin } {
   let admin: Admin | undefined;
   afterEach((ctx) => {
     // A failed test shows what its processors said (a timeout alone says nothing of why).
-    if (ctx.task.result?.state === 'fail') {
+    if (ctx.task.result?.state === 'fail' || process.env.EM_TEST_PROCESSOR_LOGS === '1') {
       for (const { name, p } of startedInTest) {
         const exit = p.proc.exitCode !== null || p.proc.signalCode !== null ? `exited ${p.proc.exitCode ?? p.proc.signalCode}` : 'running';
         console.error(`--- ${name} (pid ${p.proc.pid}, port ${p.port}, ${exit}), last lines of its log:\n${p.logs.join('').split('\n').slice(-40).join('\n')}`);
