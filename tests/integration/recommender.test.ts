@@ -1,3 +1,4 @@
+import { userKeys } from '../../state/keys.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -73,14 +74,14 @@ describe('recommender processor on the real broker and Redis', () => {
         { topic: 'listens', value: listen('ana', 'spotify-track-that-does-not-exist', 99) },
       ]);
       // Listens and emotion changes are two topics, consumed independently: let the listens land first.
-      await waitFor('the listens in Redis', async () => (await redis.llen(`${redisPrefix}u:ana:history`)) === tracks.length, 60_000);
+      await waitFor('the listens in Redis', async () => (await redis.llen(userKeys(redisPrefix, 'ana').history)) === tracks.length, 60_000);
       await send(topology, [
         { topic: 'emotion-changes', value: change('ana', 'sad', 1_764_000_100_000) },
         { topic: 'emotion-changes', value: change('newcomer', 'happy', 1_764_000_100_000) },
       ]);
       await waitFor('lists and the dead letter', () => lists(reader.records, topology).length >= 3 && reader.records.some((r) => r.topic === topicName(topology, 'dead-letter')), 60_000);
 
-      const history = await redis.lrange(`${redisPrefix}u:ana:history`, 0, -1);
+      const history = await redis.lrange(userKeys(redisPrefix, 'ana').history, 0, -1);
       expect(history, 'listens are in Redis, most recent first; the unknown track is not').toEqual([...tracks].reverse());
 
       const letter = registry.decode('dead-letter', reader.records.find((r) => r.topic === topicName(topology, 'dead-letter'))!.value!);
@@ -157,7 +158,7 @@ describe('recommender processor on the real broker and Redis', () => {
       await waitFor('ready after restart', async () => (await fetch(`http://127.0.0.1:${p.port}/readyz`)).status === 200, 30_000);
       const again = (await (await fetch(`http://127.0.0.1:${p.port}/users/ana/recommendations`, { headers: await bearer('ana') })).json()) as Recommendation;
       expect(again.listId).toBe(sad.listId);
-      expect(await redis.lrange(`${redisPrefix}u:ana:history`, 0, -1)).toEqual([...tracks].reverse());
+      expect(await redis.lrange(userKeys(redisPrefix, 'ana').history, 0, -1)).toEqual([...tracks].reverse());
     } finally {
       p.proc.kill('SIGTERM');
       await p.exited;
@@ -202,9 +203,9 @@ describe('recommender processor on the real broker and Redis', () => {
     ]);
     const reader = await collect(kafka, [topicName(topology, 'recommendations')]);
     const snapshot = async () => ({
-      history: await redis.lrange(`${redisPrefix}u:bo:history`, 0, -1),
-      hash: await redis.hgetall(`${redisPrefix}u:bo`),
-      list: await redis.get(`${redisPrefix}u:bo:list`),
+      history: await redis.lrange(userKeys(redisPrefix, 'bo').history, 0, -1),
+      hash: await redis.hgetall(userKeys(redisPrefix, 'bo').state),
+      list: await redis.get(userKeys(redisPrefix, 'bo').list),
     });
     let p = await startProcessor('recommender', env);
     try {
@@ -303,7 +304,7 @@ describe('recommender processor on the real broker and Redis', () => {
       await waitFor('processor ready', async () => (await fetch(`http://127.0.0.1:${p.port}/readyz`)).status === 200, 30_000);
       const half = inputs.length / 2;
       await produce(kafka, topicName(topology, 'listens'), inputs.slice(0, half).map((l) => ({ key: l.userId, value: registry.encode('listen', l) })), 20);
-      await waitFor('first half applied', async () => (await Promise.all(users.map((u) => own.llen(`em:u:${u}:history`)))).reduce((a, b) => a + b, 0) >= half, 30_000);
+      await waitFor('first half applied', async () => (await Promise.all(users.map((u) => own.llen(userKeys('em:', u).history)))).reduce((a, b) => a + b, 0) >= half, 30_000);
 
       server.kill('SIGTERM');
       await new Promise((r) => server.once('exit', r));
@@ -313,14 +314,14 @@ describe('recommender processor on the real broker and Redis', () => {
       server = startRedis();
       await waitFor('ready again', async () => (await fetch(`http://127.0.0.1:${p.port}/readyz`)).status === 200, 30_000);
       let counts: number[] = [];
-      await waitFor('every listen applied', async () => (counts = await Promise.all(users.map((u) => own.llen(`em:u:${u}:history`)))).every((n) => n === perUser), 90_000).catch((err: Error) => {
+      await waitFor('every listen applied', async () => (counts = await Promise.all(users.map((u) => own.llen(userKeys('em:', u).history)))).every((n) => n === perUser), 90_000).catch((err: Error) => {
         mkdirSync(ARTIFACTS, { recursive: true });
         writeFileSync(path.join(ARTIFACTS, 'recommender-outage.log'), `${p.logs.join('')}\n--- redis-server log ---\n${readFileSync(path.join(dir, 'redis.log'), 'utf8')}`);
         throw new Error(`${err.message}; history lengths ${counts.join(', ')} of ${perUser} each; the processor's log is in tests/artifacts/recommender-outage.log`);
       });
       for (const u of users) {
         const expected = inputs.filter((l) => l.userId === u).map((l) => l.trackId).reverse();
-        expect(await own.lrange(`em:u:${u}:history`, 0, -1), `${u}: every listen once, in order`).toEqual(expected);
+        expect(await own.lrange(userKeys('em:', u).history, 0, -1), `${u}: every listen once, in order`).toEqual(expected);
       }
     } finally {
       p.proc.kill('SIGTERM');

@@ -1,3 +1,4 @@
+import { userKeys } from '../../state/keys.ts';
 import { createHash } from 'node:crypto';
 import kafkajs from 'kafkajs';
 import type { Redis } from 'ioredis';
@@ -83,10 +84,10 @@ describe('reliability: poison pills and invalid values never stall a partition o
       expect(lists[0]).toMatchObject({ userId: 'nan-u', trigger: 'LISTEN', emotion: null });
       // No bad value reached the user's state.
       const redis = testRedis();
-      expect(await redis.hget(`${redisPrefix}u:nan-u`, 'emotion')).toBeNull();
+      expect(await redis.hget(userKeys(redisPrefix, 'nan-u').state, 'emotion')).toBeNull();
       // The read-back command prints what Redis holds, whatever it holds.
-      await redis.set(`${redisPrefix}u:odd:list`, JSON.stringify({ userId: 'odd', trigger: 'LISTEN', causeId: 'x', emotion: { label: 'sad', valence: null, arousal: 'high' }, items: [{ trackId: 't', rank: 1, finalScore: null }], modelVersion: 'm' }));
-      await redis.set(`${redisPrefix}u:broken:list`, '{not json');
+      await redis.set(userKeys(redisPrefix, 'odd').list, JSON.stringify({ userId: 'odd', trigger: 'LISTEN', causeId: 'x', emotion: { label: 'sad', valence: null, arousal: 'high' }, items: [{ trackId: 't', rank: 1, finalScore: null }], modelVersion: 'm' }));
+      await redis.set(userKeys(redisPrefix, 'broken').list, '{not json');
       redis.disconnect();
       const printed: string[] = [];
       const log = console.log;

@@ -1,3 +1,4 @@
+import { userKeys } from '../../state/keys.ts';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -179,16 +180,16 @@ describe('security: the secured broker, Redis and HTTP refuse what they must', (
       await produce(fx.kafka, topicName(topology, 'emotion-scores'), users.flatMap((u) => Array.from({ length: 30 }, (_, i) => ({ key: u, value: registry.encode('emotion-score', score(u, i + 1)) }))));
       const listen = (u: string, n: number): Listen => ({ listenId: `${u}-${n}`, userId: u, trackId: catalogue.ids[n + 3]!, startTimeMs: 1_764_000_000_000 + n, listenedMs: 30_000, outcome: 'COMPLETED' });
       await produce(fx.kafka, topicName(topology, 'listens'), users.flatMap((u) => [0, 1, 2].map((n) => ({ key: u, value: registry.encode('listen', listen(u, n)) }))));
-      await redis.set(`${rp}gw:s:ana:s1`, '30', 'EX', 600);
+      await redis.set(userKeys(rp, 'ana').session('s1'), '30', 'EX', 600);
       // Both stages have taken and committed everything (nothing of ana's is still in flight).
-      await waitFor('both stages committed everything', async () => (await caughtUp(fx.admin, `${prefix}smoother`, [topicName(topology, 'emotion-scores')])) && (await caughtUp(fx.admin, `${prefix}recommender`, [topicName(topology, 'listens')])) && (await redis.exists(`${rp}u:ana:list`, `${rp}u:bo:list`)) === 2, 90_000).catch((err: Error) => {
+      await waitFor('both stages committed everything', async () => (await caughtUp(fx.admin, `${prefix}smoother`, [topicName(topology, 'emotion-scores')])) && (await caughtUp(fx.admin, `${prefix}recommender`, [topicName(topology, 'listens')])) && (await redis.exists(userKeys(rp, 'ana').list, userKeys(rp, 'bo').list)) === 2, 90_000).catch((err: Error) => {
         throw new Error(`${err.message}\n${procs.map((p) => p.logs.join('').slice(-1500)).join('\n---\n')}`);
       });
 
       const before = await collectToEnd(changelog);
       expect(before.get('ana'), 'the changelog held ana\'s state').toBeTruthy();
       const keysBefore = await scanAll(redis, `${rp}*`);
-      expect(keysBefore.filter((k) => k.includes(':ana')).length, 'Redis held ana\'s keys').toBeGreaterThanOrEqual(3);
+      expect(keysBefore.filter((k) => k.startsWith(userKeys(rp, 'ana').tag)).length, 'Redis held ana\'s keys').toBeGreaterThanOrEqual(4);
 
       const run = await cli(['users', 'forget', '--user', 'ana'], env);
       expect(run.code, run.out).toBe(0);
@@ -196,10 +197,10 @@ describe('security: the secured broker, Redis and HTTP refuse what they must', (
       expect(run.out).toMatch(new RegExp(`${topicName(topology, 'frames').replaceAll('.', '\\.')}\\s+1 h\\s+1 h\\s+\\d{4}-\\d\\d-\\d\\d`));
 
       const keysAfter = await scanAll(redis, `${rp}*`);
-      expect(keysAfter.filter((k) => k.includes(':ana')), 'no key of ana').toEqual([]);
+      expect(keysAfter.filter((k) => k.includes('ana')), 'no key of ana').toEqual([]);
       const values = keysAfter.length > 0 ? await Promise.all(keysAfter.map(async (k) => ((await redis.type(k)) === 'string' ? await redis.get(k) : ''))) : [];
       expect(values.filter((v) => v?.includes('"userId":"ana"')), 'no value naming ana').toEqual([]);
-      expect(keysAfter).toContain(`${rp}u:bo:list`);
+      expect(keysAfter).toContain(userKeys(rp, 'bo').list);
       const after = await collectToEnd(changelog);
       expect(after.has('ana') && after.get('ana') === null, 'the changelog\'s last word on ana is a tombstone').toBe(true);
       expect(after.get('bo'), 'bo keeps his state').toBeTruthy();
