@@ -70,25 +70,46 @@ export type AclOutcome = { kind: 'applied'; created: number; unchanged: number }
 
 const key = (e: AclEntry) => [e.resourceType, e.resourceName, e.resourcePatternType, e.principal, e.host, e.operation, e.permissionType].join('|');
 
+/** Every ACL the broker that answers holds, as keys. */
+async function describedAcls(admin: Admin): Promise<Set<string>> {
+  const described = await admin.describeAcls({
+    resourceType: AclResourceTypes.ANY, resourcePatternType: ResourcePatternTypes.ANY,
+    operation: AclOperationTypes.ANY, permissionType: AclPermissionTypes.ANY,
+  } as Parameters<Admin['describeAcls']>[0]);
+  return new Set(described.resources.flatMap((r) => r.acls.map((a) => key({ ...a, resourceType: r.resourceType, resourceName: r.resourceName, resourcePatternType: r.resourcePatternType } as AclEntry))));
+}
+
 /**
- * Creates the ACLs the topology declares that the cluster lacks (it removes none). A broker
- * without an authorizer answers SECURITY_DISABLED: `no-authorizer`, unless `required`.
+ * Creates the ACLs the topology declares that the cluster lacks (it removes none), and returns
+ * once the broker's authorizer holds them. A broker without an authorizer answers
+ * SECURITY_DISABLED: `no-authorizer`, unless `required`.
+ *
+ * Why the wait: in KRaft, CreateAcls returns once the controller has committed the ACL records,
+ * and each broker applies them to its authorizer from the metadata log afterwards. A client that
+ * starts at once (a stage started by the pipeline right after `topics apply`) must not meet a
+ * broker that has not applied them: an authorization error is not retriable, and the stage's
+ * consumer would crash. DescribeAcls answers from the broker's authorizer, so the ACLs it lists are
+ * the ones it enforces. (A guard: 50 tries here, on a single broker with both cores busy, saw the
+ * ACLs at once every time.)
  */
-export async function applyAcls(admin: Admin, topology: Topology, options: { required?: boolean } = {}): Promise<AclOutcome> {
+export async function applyAcls(admin: Admin, topology: Topology, options: { required?: boolean; visibleWithinMs?: number } = {}): Promise<AclOutcome> {
   const wanted = aclRules(topology).flatMap(entries);
   let existing: Set<string>;
   try {
-    const described = await admin.describeAcls({
-      resourceType: AclResourceTypes.ANY, resourcePatternType: ResourcePatternTypes.ANY,
-      operation: AclOperationTypes.ANY, permissionType: AclPermissionTypes.ANY,
-    } as Parameters<Admin['describeAcls']>[0]);
-    existing = new Set(described.resources.flatMap((r) => r.acls.map((a) => key({ ...a, resourceType: r.resourceType, resourceName: r.resourceName, resourcePatternType: r.resourcePatternType } as AclEntry))));
+    existing = await describedAcls(admin);
   } catch (err) {
     if (!options.required && /SECURITY_DISABLED|Security features are disabled|No Authorizer/i.test(`${(err as { type?: string }).type ?? ''} ${String(err)}`)) return { kind: 'no-authorizer' };
     throw err;
   }
   const missing = wanted.filter((e) => !existing.has(key(e)));
-  if (missing.length > 0) await admin.createAcls({ acl: missing });
+  if (missing.length > 0) {
+    await admin.createAcls({ acl: missing });
+    const deadline = Date.now() + (options.visibleWithinMs ?? 30_000);
+    for (let seen = await describedAcls(admin); missing.some((e) => !seen.has(key(e))); seen = await describedAcls(admin)) {
+      if (Date.now() > deadline) throw new Error(`the broker did not apply ${missing.filter((e) => !seen.has(key(e))).length} of the ${missing.length} ACLs created within ${options.visibleWithinMs ?? 30_000} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
   return { kind: 'applied', created: missing.length, unchanged: wanted.length - missing.length };
 }
 

@@ -45,7 +45,7 @@ describe('stream runtime: exactly once against the real broker', () => {
       const inputs = keyedFrames(USERS, PER_USER);
       const third = Math.floor(inputs.length / 3);
       await produce(fx.kafka, topicName(topology, 'frames'), inputs.slice(0, third));
-      await waitFor('first outputs', () => reader.records.length > 500, 60_000, 20);
+      await waitFor('first outputs', () => reader.records.length > 500, 60_000, 20, [a]);
       const joiner = await startProcessor('passthrough', env);
       b = joiner;
       // Keep the stream flowing (about 10 s) while the second instance joins and the group rebalances.
@@ -54,7 +54,7 @@ describe('stream runtime: exactly once against the real broker', () => {
         await new Promise((r) => setTimeout(r, 250));
       }
       expect(await fetch(`http://127.0.0.1:${joiner.port}/readyz`).then((r) => r.status), 'the second instance joined the group').toBe(200);
-      await waitFor('all outputs', () => reader.records.length >= total, 120_000);
+      await waitFor('all outputs', () => reader.records.length >= total, 120_000, 200, [a, joiner]);
       await new Promise((r) => setTimeout(r, 2000));
       const [ma, mb] = await Promise.all([metricsText(a.port), metricsText(b.port)]);
       const inA = metricSum(ma, 'emotionmuse_records_in_total');
@@ -79,9 +79,7 @@ describe('stream runtime: exactly once against the real broker', () => {
     const reader = await collect(fx.kafka, [topicName(topology, 'passthrough')]);
     try {
       const p = await startProcessor('passthrough', env);
-      await waitFor('some outputs', () => reader.records.length >= 1000, 60_000, 20).catch((err: Error) => {
-        throw new Error(`${err.message} (${reader.records.length} read); the processor's log:\n${p.logs.join('').slice(-8000)}`);
-      });
+      await waitFor('some outputs', () => reader.records.length >= 1000, 60_000, 20, [p]);
       const t0 = Date.now();
       p.proc.kill('SIGTERM');
       const { code } = await p.exited;

@@ -165,10 +165,16 @@ export function metricSum(text: string, name: string, match = ''): number {
     .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
 }
 
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 60_000, everyMs = 200): Promise<T> {
+/**
+ * Polls `fn` until it gives a value. `running`: processors the wait depends on; one that exits
+ * ends the wait at once with its exit code (rather than a timeout that says nothing of why).
+ */
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 60_000, everyMs = 200, running: readonly ProcessorProcess[] = []): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
+    const gone = running.find((p) => p.proc.exitCode !== null || p.proc.signalCode !== null);
+    if (gone) throw new Error(`the processor on port ${gone.port} exited (${gone.proc.exitCode ?? gone.proc.signalCode}) while waiting for ${what}`);
     try {
       const value = await fn();
       if (value !== undefined && value !== false) return value;
