@@ -159,8 +159,13 @@ export class StreamRuntime<S> {
   /** kafkajs's fetch loop: hands the batch to its task and returns, so that fetching goes on. */
   private async onBatch({ batch, resolveOffset, isRunning }: EachBatchPayload): Promise<void> {
     if (this.stopping || !isRunning()) return;
-    const task = await this.tasks.task(batch.partition);
-    if (task.closed) return;
+    // A task whose start failed is started again by the task manager (after a backoff, with a
+    // seek to the committed offsets), so this batch is left alone. Its error must not escape
+    // into kafkajs: kafkajs takes an error it does not know (kafkajs's own TypeError from
+    // fetchTopicOffsets on a partition without a leader yet, seen under load) as not retriable
+    // and crashes the consumer for good, and the processor exited.
+    const task = await this.tasks.task(batch.partition).catch(() => undefined);
+    if (!task || task.closed) return;
     const { metrics, stage } = this;
     const input = this.inputs.find((i) => i.name === batch.topic)!;
     const admitted = admit(task, batch);
