@@ -9,6 +9,7 @@ import { EmotionMuseError } from '../schemas/errors.ts';
 import { createKafka } from '../runtime/kafka.ts';
 import { kafkaSecurity, metricsAuth, redisSecurity } from '../runtime/security.ts';
 import { createLogger } from '../runtime/log.ts';
+import { writePortFile } from '../runtime/net.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
 import type { Command } from './command.ts';
 import { deploymentTopology } from './deployment.ts';
@@ -62,6 +63,7 @@ ${configHelp(gatewayOptions)}`,
       logger,
     });
     await gateway.start();
+    writePortFile(c.portFile, gateway.port);
     logger.info('gateway listening', { port: gateway.port, web: c.web });
     const stop = new Promise<void>((resolve) => {
       process.once('SIGINT', () => resolve());

@@ -5,6 +5,7 @@ import { loadConfig, type ConfigOf } from '../runtime/config.ts';
 import { processorOptions } from '../runtime/common-config.ts';
 import { errorMessage } from '../schemas/errors.ts';
 import { startHttpServer } from '../runtime/http.ts';
+import { writePortFile } from '../runtime/net.ts';
 import { createKafka } from '../runtime/kafka.ts';
 import { kafkaSecurity, metricsAuth, type Principal } from '../runtime/security.ts';
 import { createLogger } from '../runtime/log.ts';
@@ -46,11 +47,13 @@ export async function runProcessor(name: string, argv: readonly string[]): Promi
   const http = await startHttpServer({
     port: config.httpPort === -1 ? entry.port : config.httpPort,
     host: config.httpHost,
+    portTries: config.httpPortTries,
     metricsAuth: metricsAuth(config),
     registry,
     ready: () => runtime.readiness(),
     routes: core.routes ? [...core.routes] : [],
   });
+  writePortFile(config.httpPortFile, http.port);
   logger.info('processor starting', { http: `${config.httpHost}:${http.port}`, brokers: config.brokers, kafka: security.describe, groupId: config.groupId || `${config.topicPrefix}${name}` });
 
   return new Promise<number>((resolve) => {

@@ -1,5 +1,5 @@
 import { tokenKeyOptions } from '../auth/options.ts';
-import { commonOptions } from '../runtime/common-config.ts';
+import { commonOptions, httpPortFileOption } from '../runtime/common-config.ts';
 import { opt } from '../runtime/config.ts';
 import { recommenderOptions } from '../processors/index.ts';
 
@@ -9,6 +9,7 @@ export const gatewayOptions = {
   ...tokenKeyOptions,
   port: opt.int('EM_GATEWAY_PORT', 'port', 8080, 'Port of HTTP and /v1/stream (0: any free port)', { min: 0, max: 65535 }),
   host: opt.string('EM_GATEWAY_HOST', 'host', '0.0.0.0', 'Address to listen on'),
+  portFile: httpPortFileOption,
   framesPerSecond: opt.number('EM_GATEWAY_FPS', 'frames-per-second', 15, 'Frames a second per user on this instance (token bucket, one second of burst); faster clients are slowed', { min: 0.1 }),
   maxMessageBytes: opt.int('EM_GATEWAY_MAX_MESSAGE_BYTES', 'max-message-bytes', 256 * 1024, 'Largest WebSocket message; larger ones get an error (MESSAGE_TOO_LARGE), and over four times this the socket is closed (1009)', { min: 1024 }),
   maxInFlight: opt.int('EM_GATEWAY_SOCKET_IN_FLIGHT', 'socket-in-flight', 64, 'Frames of one socket on their way to Kafka; past it the socket is not read until half have been stored', { min: 1 }),

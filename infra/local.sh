@@ -13,6 +13,7 @@
 #                                                   mode: EM_SECURITY=on stops the secured ones)
 #   infra/local.sh status                            what is running
 #   infra/local.sh install                           fetch the Kafka jars, install Debian packages
+#   infra/local.sh jars                              fetch the Kafka jars only; prints their folder
 #   infra/local.sh secrets                           make the secured mode's CA, certificates and
 #                                                   passwords (`up` does it when they are missing)
 #
@@ -298,6 +299,8 @@ case "$cmd" in
     done ;;
   status) status_line kafka "$KAFKA_PORT"; [ "$KAFKA_BROKERS_COUNT" = 3 ] && { status_line "kafka node 2" $((KAFKA_PORT + 2)); status_line "kafka node 3" $((KAFKA_PORT + 4)); }; status_line redis "$REDIS_PORT"; status_line prometheus "$PROMETHEUS_PORT" ;;
   install) install_debs; install_kafka ;;
+  # the Kafka jars only (the Docker image build takes them from here); prints their folder
+  jars) install_kafka; echo "$KAFKA_LIBS" ;;
   secrets) make_secrets; say "secrets in $SECRETS" ;;
-  *) echo "usage: infra/local.sh up|down|status|install|secrets [kafka|redis|prometheus]..." >&2; exit 2 ;;
+  *) echo "usage: infra/local.sh up|down|status|install|jars|secrets [kafka|redis|prometheus]..." >&2; exit 2 ;;
 esac

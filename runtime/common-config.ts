@@ -13,11 +13,16 @@ export const commonOptions = {
   ...securityOptions,
 } as const;
 
+/** Where a process that serves HTTP writes the port it listens on (the container image's health check reads it). */
+export const httpPortFileOption = opt.string('EM_HTTP_PORT_FILE', 'http-port-file', '', 'Write the port this process listens on to this file once it listens (empty: none); the container image sets it for its health check');
+
 /** Options of a processor process (`emotionmuse run <processor>`). */
 export const processorOptions = {
   ...commonOptions,
   httpHost: opt.string('EM_HTTP_HOST', 'http-host', '127.0.0.1', 'Address /metrics, /healthz, /readyz and the read-back routes bind to (0.0.0.0: every interface, as in a container)'),
   httpPort: opt.int('EM_HTTP_PORT', 'http-port', -1, 'Port of /metrics, /healthz, /readyz; -1 takes the processor\'s own port (passthrough 9100, classifier 9101, smoother 9102, recommender 9103), 0 any free port', { min: -1, max: 65535 }),
+  httpPortTries: opt.int('EM_HTTP_PORT_TRIES', 'http-port-tries', 1, 'When the HTTP port is taken, try this many ports from it on (replicas of one stage on one host network)', { min: 1, max: 100 }),
+  httpPortFile: httpPortFileOption,
   groupId: opt.string('EM_GROUP_ID', 'group-id', '', 'Consumer group; empty means <topic-prefix><processor>'),
   guarantee: opt.oneOf('EM_GUARANTEE', 'guarantee', 'topology', ['topology', ...GUARANTEES], 'How batches are committed; topology takes the processor\'s own (the pipeline\'s three stages at-least-once, the pass-through exactly-once)'),
   maxBatchRecords: opt.int('EM_MAX_BATCH_RECORDS', 'max-batch-records', 500, 'Most input records processed in one batch (one transaction under exactly-once)', { min: 1 }),

@@ -1,7 +1,7 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import type { Registry } from 'prom-client';
+import { listenOnFirstFree } from './net.ts';
 import type { Secret } from './secret.ts';
 
 /** The credentials /metrics asks for (Prometheus' scrape config sends them with basic_auth). */
@@ -46,6 +46,8 @@ export interface HttpServer {
 export async function startHttpServer(options: {
   port: number;
   host?: string;
+  /** Ports tried from `port` on when it is taken (1: only `port`). */
+  portTries?: number;
   /** Basic auth on /metrics; undefined leaves it open. */
   metricsAuth?: BasicAuth;
   registry: Registry;
@@ -86,12 +88,9 @@ export async function startHttpServer(options: {
     }
   };
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host ?? '127.0.0.1', () => resolve());
-  });
+  const port = await listenOnFirstFree(server, options.port, options.host ?? '127.0.0.1', options.portTries);
   return {
-    port: (server.address() as AddressInfo).port,
+    port,
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections();
       server.close(() => resolve());

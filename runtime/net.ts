@@ -1,5 +1,6 @@
-import { createServer } from 'node:net';
-import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 
 /** The kernel's range of ephemeral ports (outgoing connections take theirs from it). */
 function ephemeralRange(): [number, number] {
@@ -34,4 +35,45 @@ export async function freePort(): Promise<number> {
     if (await canListen(port)) return port;
   }
   throw new Error(`no free port found between ${from} and ${lo}`);
+}
+
+/**
+ * Listens on `port`, or, when it is taken and `tries` allows, on the ports after it: replicas of
+ * one stage on a host network (compose, several processes on one machine) each find a port of
+ * their own next to the stage's. Port 0 (any free port) is tried once. Resolves with the port.
+ */
+export async function listenOnFirstFree(server: Server, port: number, host: string, tries = 1): Promise<number> {
+  const last = port === 0 ? 0 : Math.min(65_535, port + Math.max(1, tries) - 1);
+  for (let p = port; ; p++) {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const onError = (err: Error) => reject(err);
+        server.once('error', onError);
+        server.listen(p, host, () => {
+          server.off('error', onError);
+          resolve();
+        });
+      });
+      const address = server.address();
+      return typeof address === 'object' && address ? address.port : p;
+    } catch (err) {
+      const taken = (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
+      if (!taken || p >= last) {
+        if (taken && last > port) throw new Error(`ports ${port}-${last} on ${host} are all taken (raise the port or the number of tries)`);
+        throw err;
+      }
+    }
+  }
+}
+
+/**
+ * Writes the port a process listens on to `file` (written whole, then renamed into place), for a
+ * health check that cannot know it in advance: the container image's checks /readyz on it.
+ */
+export function writePortFile(file: string, port: number): void {
+  if (!file) return;
+  mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${port}\n`);
+  renameSync(tmp, file);
 }

@@ -1,6 +1,34 @@
 // ONNX Runtime sessions, opened the same way in the main thread and in the inference worker
 // (runtime/onnx-worker.mjs). Plain JavaScript: worker threads do not inherit the TypeScript loader.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
 import ort from 'onnxruntime-node';
+
+const require = createRequire(import.meta.url);
+
+/**
+ * The shared library each non-CPU provider needs beside onnxruntime-node's binding. ONNX Runtime
+ * loads it on demand and, where it is missing, writes an error line of its own to stderr before
+ * any log level applies ("Failed to load library libonnxruntime_providers_shared.so"): an
+ * operator reading a container's log takes it for a fault. A provider whose library is not
+ * installed is therefore not tried at all.
+ */
+const PROVIDER_LIBRARIES = { cuda: 'libonnxruntime_providers_cuda.so' };
+
+/** The folder of onnxruntime-node's native binding (where its provider libraries go). */
+function bindingDir() {
+  const main = require.resolve('onnxruntime-node');
+  return path.join(path.dirname(main), '..', 'bin', 'napi-v6', process.platform, process.arch);
+}
+
+/** Why `provider` cannot be tried on this machine, or undefined when it can. */
+export function providerMissing(provider) {
+  const library = PROVIDER_LIBRARIES[provider];
+  if (!library) return undefined;
+  const file = path.join(bindingDir(), library);
+  return existsSync(file) ? undefined : `not installed (no ${library} beside onnxruntime-node's binding; its install script was skipped or found no GPU build)`;
+}
 
 /** Session options for one execution provider. */
 export function sessionOptions(provider, threads) {
@@ -29,6 +57,11 @@ export function sessionOptions(provider, threads) {
 export async function openFirst(modelPath, providers, threads) {
   const passedOver = [];
   for (const provider of providers) {
+    const missing = providerMissing(provider);
+    if (missing) {
+      passedOver.push(`${provider}: ${missing}`);
+      continue;
+    }
     // ONNX Runtime prints its own error when a provider library is missing; the caller says it
     // once, in its log, instead.
     const level = ort.env.logLevel;

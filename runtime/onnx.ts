@@ -34,6 +34,8 @@ export interface OpenOptions {
   readonly logger?: Logger;
 }
 
+const announced = new Set<ExecutionProvider>();
+
 /**
  * Opens an ONNX Runtime session with the first execution provider of `providers` that works:
  * CUDA where its provider library is installed and a GPU answers, else the next one (CPU).
@@ -44,7 +46,11 @@ export async function openSession(modelPath: string, options: OpenOptions): Prom
   const opened = copies > 0
     ? await inferencePool(copies).open(modelPath, options.providers, options.threads ?? 0)
     : await openFirst(modelPath, options.providers, options.threads ?? 0);
-  options.logger?.info(`onnxruntime: ${modelPath.split('/').pop()} runs on the ${opened.provider.toUpperCase()} execution provider${copies > 0 ? ` in ${copies} inference thread(s)` : ''}`, {
+  // The first model of a process says which provider runs and why others were passed over; the
+  // others say it at debug level unless their provider differs.
+  const first = !announced.has(opened.provider);
+  announced.add(opened.provider);
+  options.logger?.[first ? 'info' : 'debug'](`onnxruntime: ${modelPath.split('/').pop()} runs on the ${opened.provider.toUpperCase()} execution provider${copies > 0 ? ` in ${copies} inference thread(s)` : ''}`, {
     provider: opened.provider,
     passedOver: opened.passedOver,
   });
