@@ -4,7 +4,10 @@ import type { TestProject } from 'vitest/node';
 import { Redis } from 'ioredis';
 import { loadConfig } from '../../runtime/config.ts';
 import { createKafka } from '../../runtime/kafka.ts';
+import { freePort } from '../../runtime/net.ts';
 import { kafkaSecurity, redisSecurity, securityOptions } from '../../runtime/security.ts';
+import { engineAnswers, missingImages } from './docker.ts';
+import { chooseServices } from './services.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -15,8 +18,9 @@ declare module 'vitest' {
 }
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const HOW_TO_START = `Start them with \`npm run infra:up\` (local Kafka jars + Debian redis-server), or point the
-tests at running ones with EM_KAFKA_BROKERS=host:port and EM_REDIS_URL=redis://host:port.`;
+const HOW_TO_START = `Start them with \`npm run infra:up\` (local Kafka jars + Debian redis-server), point the
+tests at running ones with EM_KAFKA_BROKERS=host:port and EM_REDIS_URL=redis://host:port, or run them in
+Docker with EM_TEST_SERVICES=testcontainers (after infra/docker/build.sh kafka redis).`;
 
 interface Services {
   brokers: string;
@@ -25,41 +29,45 @@ interface Services {
   stop?: () => Promise<void>;
 }
 
-async function dockerAnswers(): Promise<boolean> {
-  if (process.env.EM_TEST_NO_DOCKER === '1') return false;
-  try {
-    const { getContainerRuntimeClient } = await import('testcontainers');
-    const client = await Promise.race([
-      getContainerRuntimeClient(),
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), 5000)),
-    ]);
-    return Boolean(client);
-  } catch {
-    return false;
-  }
+/** Kafka and Redis from the local images, through Testcontainers, on the host network. */
+async function startContainers(): Promise<Services> {
+  // Ryuk, Testcontainers' reaper, is an image from Docker Hub: off unless the environment says.
+  process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
+  // Testcontainers finds the containers' host through the bridge network's gateway; an engine
+  // without a bridge (host network only, as here) has none, and every container is on loopback.
+  process.env.TESTCONTAINERS_HOST_OVERRIDE ??= '127.0.0.1';
+  const { GenericContainer, Wait } = await import('testcontainers');
+  const [kafkaPort, controllerPort, redisPort] = [await freePort(), await freePort(), await freePort()];
+  const [kafka, redis] = await Promise.all([
+    new GenericContainer('emotionmuse/kafka:local')
+      .withNetworkMode('host')
+      .withEnvironment({ KAFKA_PORT: String(kafkaPort), KAFKA_CONTROLLER_PORT: String(controllerPort) })
+      .withWaitStrategy(Wait.forHealthCheck())
+      .withStartupTimeout(120_000)
+      .start(),
+    new GenericContainer('emotionmuse/redis:local')
+      .withNetworkMode('host')
+      .withCommand(['--port', String(redisPort), '--bind', '127.0.0.1', '--save', ''])
+      .withWaitStrategy(Wait.forLogMessage(/Ready to accept connections/))
+      .withStartupTimeout(60_000)
+      .start(),
+  ]);
+  return {
+    brokers: `127.0.0.1:${kafkaPort}`,
+    redisUrl: `redis://127.0.0.1:${redisPort}`,
+    from: `Testcontainers (emotionmuse/kafka:local ${kafka.getId().slice(0, 12)}, emotionmuse/redis:local ${redis.getId().slice(0, 12)})`,
+    stop: async () => {
+      await Promise.all([kafka.stop({ timeout: 20_000 }), redis.stop()]);
+    },
+  };
 }
 
-/** Endpoints from the environment first, then Testcontainers where a Docker engine answers, else the local launcher. */
+/** Endpoints from where EM_TEST_SERVICES says (tests/support/services.ts). */
 async function resolveServices(): Promise<Services> {
-  if (process.env.EM_KAFKA_BROKERS && process.env.EM_REDIS_URL) {
-    return { brokers: process.env.EM_KAFKA_BROKERS, redisUrl: process.env.EM_REDIS_URL, from: 'environment' };
-  }
-  if (await dockerAnswers()) {
-    const { KafkaContainer } = await import('@testcontainers/kafka');
-    const { RedisContainer } = await import('@testcontainers/redis');
-    const [kafka, redis] = await Promise.all([
-      new KafkaContainer('confluentinc/cp-kafka:7.9.0').withKraft().start(),
-      new RedisContainer('redis:7-alpine').start(),
-    ]);
-    return {
-      brokers: `${kafka.getHost()}:${kafka.getMappedPort(9093)}`,
-      redisUrl: redis.getConnectionUrl(),
-      from: 'testcontainers',
-      stop: async () => {
-        await Promise.all([kafka.stop(), redis.stop()]);
-      },
-    };
-  }
+  const { source, why } = await chooseServices(process.env, { engineAnswers, missingImages: () => missingImages(['emotionmuse/kafka:local', 'emotionmuse/redis:local']) });
+  console.log(`[integration] services from ${source}: ${why}`);
+  if (source === 'environment') return { brokers: process.env.EM_KAFKA_BROKERS!, redisUrl: process.env.EM_REDIS_URL!, from: 'environment' };
+  if (source === 'testcontainers') return startContainers();
   const up = spawnSync('bash', [`${ROOT}/infra/local.sh`, 'up', 'kafka', 'redis'], { stdio: 'inherit' });
   if (up.status !== 0) throw new Error(`the local launcher could not start Kafka and Redis.\n${HOW_TO_START}`);
   return {
