@@ -72,6 +72,25 @@ export function producerIsBroken(err: unknown): boolean {
   return false;
 }
 
+/** kafkajs error names that mean no broker could be reached or none answered in time. */
+const UNREACHABLE = new Set(['KafkaJSConnectionError', 'KafkaJSNoBrokerAvailableError', 'KafkaJSConnectionClosedError', 'KafkaJSBrokerNotFound', 'KafkaJSRequestTimeoutError', 'KafkaJSLockTimeout']);
+/** Broker error types that a restarting cluster answers with for a while. */
+const STARTING = new Set(['LEADER_NOT_AVAILABLE', 'NOT_LEADER_FOR_PARTITION', 'NOT_CONTROLLER', 'COORDINATOR_NOT_AVAILABLE', 'NOT_COORDINATOR', 'COORDINATOR_LOAD_IN_PROGRESS', 'REQUEST_TIMED_OUT']);
+
+/**
+ * Whether an error means that the brokers are away or still starting (a connection refused or
+ * closed, no broker or coordinator yet): worth waiting for. Authentication, authorization and
+ * configuration errors are not.
+ */
+export function brokerUnreachable(err: unknown): boolean {
+  for (let e = err as { name?: string; type?: string; code?: string; cause?: unknown; originalError?: unknown } | undefined, depth = 0; e && depth < 5; depth++) {
+    if ((typeof e.name === 'string' && UNREACHABLE.has(e.name)) || (typeof e.type === 'string' && STARTING.has(e.type))) return true;
+    if (e.code === 'ECONNREFUSED' || e.code === 'ECONNRESET') return true;
+    e = (e.originalError ?? e.cause) as typeof e;
+  }
+  return false;
+}
+
 /** A processor's consumer: read_committed, offsets committed by the runtime, heartbeats at a fifth of the session. */
 export function processorConsumer(kafka: Kafka, groupId: string, s: { sessionTimeoutMs: number; fetchMinBytes: number; fetchMaxWaitMs: number }, stopping: () => boolean): Consumer {
   return kafka.consumer({

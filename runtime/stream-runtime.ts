@@ -9,7 +9,7 @@ import { stageIdleEvictions } from './key-state.ts';
 import { CommitFailed, commitProtocol, type CommitProtocol } from './commit-protocol.ts';
 import { PartitionTable } from './checked-send.ts';
 import { recordCount, type Chunk } from './inbox.ts';
-import { processorConsumer } from './kafka.ts';
+import { brokerUnreachable, processorConsumer } from './kafka.ts';
 import type { Metrics } from './metrics.ts';
 import type { ProcessorCore } from './processor.ts';
 import { deadLetterValueLimit, inputsOf, recordIo, type Input } from './records.ts';
@@ -91,14 +91,18 @@ export class StreamRuntime<S> {
     });
     o.metrics.partitionsStalled.set({ stage: this.stage }, 0);
     o.metrics.skipped.inc({ stage: this.stage, reason: 'already-committed' }, 0);
-    await this.reachKafka();
+    const deadline = Date.now() + this.s.startTimeoutMs;
+    await this.reachKafka(deadline);
     if (this.stopping) return;
-    this.deadLetterValueMax = await deadLetterValueLimit(this.admin, this.inputs, this.s.maxDeadLetterValueBytes, this.s.maxRecordBytes, o.logger);
-    if (this.changelogSpec) await ensureChangelog(this.admin, this.changelogSpec, o.logger);
+    // Each step waits for brokers that go away while the stage starts (a broker restart, seen in
+    // the chaos test), within the same start deadline, rather than exiting.
+    this.deadLetterValueMax = await this.whileStarting(deadline, 'reading the inputs\' record size limits', () => deadLetterValueLimit(this.admin, this.inputs, this.s.maxDeadLetterValueBytes, this.s.maxRecordBytes, o.logger));
+    const changelog = this.changelogSpec;
+    if (changelog) await this.whileStarting(deadline, 'checking the changelog topic', () => ensureChangelog(this.admin, changelog, o.logger));
     if (this.stopping) return;
-    await this.protocol.start();
-    await consumer.connect();
-    for (const input of this.inputs) await consumer.subscribe({ topic: input.name, fromBeginning: true });
+    await this.whileStarting(deadline, 'opening the producer', () => this.protocol.start());
+    await this.whileStarting(deadline, 'connecting the consumer', () => consumer.connect());
+    for (const input of this.inputs) await this.whileStarting(deadline, `subscribing to ${input.name}`, () => consumer.subscribe({ topic: input.name, fromBeginning: true }));
     if (this.stopping) return;
     await consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.onBatch(payload) });
     o.logger.info('stream runtime started', { guarantee: this.guarantee, maxBatchRecords: this.s.maxBatchRecords });
@@ -109,8 +113,7 @@ export class StreamRuntime<S> {
    * while its broker restarts (or before it is up) waits for it instead of exiting after the
    * client's own few retries.
    */
-  private async reachKafka(): Promise<void> {
-    const deadline = Date.now() + this.s.startTimeoutMs;
+  private async reachKafka(deadline: number): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.admin.connect();
@@ -121,6 +124,24 @@ export class StreamRuntime<S> {
         this.o.logger.warn('Kafka not reachable yet; trying again', { attempt, error: errorMessage(err), givingUpInS: Math.round((deadline - Date.now()) / 1000) });
         await wait(1000, undefined, { signal: this.abort.signal }).catch(() => undefined);
         if (this.stopping) return;
+      }
+    }
+  }
+
+  /**
+   * Runs one step of the start, again each second while it fails because the brokers are away
+   * (brokerUnreachable) and the start deadline has not passed; any other error, or one past the
+   * deadline, is the start's failure.
+   */
+  private async whileStarting<T>(deadline: number, what: string, step: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await step();
+      } catch (err) {
+        if (this.stopping || Date.now() >= deadline || !brokerUnreachable(err)) throw err;
+        this.o.logger.warn(`Kafka went away while ${what}; trying again`, { attempt, error: errorMessage(err), givingUpInS: Math.round((deadline - Date.now()) / 1000) });
+        await wait(1000, undefined, { signal: this.abort.signal }).catch(() => undefined);
+        if (this.stopping) throw err;
       }
     }
   }

@@ -9,7 +9,8 @@ export type TopicAction =
   | { kind: 'config-updated'; topic: string; changes: string[] }
   | { kind: 'drift'; topic: string; problems: string[] };
 
-function desiredConfig(spec: TopicSpec): Record<string, string> {
+/** The topic configuration the topology declares for `spec` (also what the Kubernetes KafkaTopics carry). */
+export function desiredConfig(spec: TopicSpec): Record<string, string> {
   const config: Record<string, string> = { 'retention.ms': String(spec.retentionMs), 'cleanup.policy': spec.cleanupPolicy, 'message.timestamp.type': spec.timestampType, 'segment.ms': String(spec.segmentMs) };
   // compaction may wait at most a segment's time: old values of a key (a forgotten user's) do not linger
   if (spec.cleanupPolicy.includes('compact')) config['max.compaction.lag.ms'] = String(spec.segmentMs);

@@ -1,7 +1,8 @@
-import type { Batch, KafkaMessage } from 'kafkajs';
+import kafkajs, { type Batch, type KafkaMessage } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
 import { applyStaged, nextOffsets } from '../../runtime/batch-step.ts';
 import { Inbox, type Chunk } from '../../runtime/inbox.ts';
+import { brokerUnreachable } from '../../runtime/kafka.ts';
 import { mergeByTopic, splitBySize } from '../../runtime/produce.ts';
 import { deadLetterMessage, decodeRecord, encodeOutput, inputsOf } from '../../runtime/records.ts';
 import { admit, type Task } from '../../runtime/task.ts';
@@ -135,5 +136,21 @@ describe('task manager: a partition whose batches keep failing', () => {
     tasks.succeeded(2);
     expect(tasks.stalled(t0 + 1500)).toEqual([]);
     expect(await gauge()).toBe(0);
+  });
+});
+
+describe('which start failures wait for the brokers', () => {
+  // kafkajs's typings leave out its error classes' constructor arguments
+  const protocolError = (type: string, code: number, retriable: boolean) => new (kafkajs.KafkaJSProtocolError as unknown as new (e: object) => Error)({ type, code, retriable, message: type });
+  it('waits on refused or closed connections and starting brokers, wrapped or not, and not on refusals', () => {
+    const refused = new kafkajs.KafkaJSConnectionError('Connection error: connect ECONNREFUSED 127.0.0.1:9292');
+    expect(brokerUnreachable(refused)).toBe(true);
+    // kafkajs's retrier gives up with the last error as its cause
+    expect(brokerUnreachable(Object.assign(new kafkajs.KafkaJSError('Number of retries exceeded'), { name: 'KafkaJSNumberOfRetriesExceeded', cause: refused }))).toBe(true);
+    expect(brokerUnreachable(protocolError('COORDINATOR_NOT_AVAILABLE', 15, true))).toBe(true);
+    expect(brokerUnreachable(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }))).toBe(true);
+    expect(brokerUnreachable(protocolError('TOPIC_AUTHORIZATION_FAILED', 29, false))).toBe(false);
+    expect(brokerUnreachable(new (kafkajs.KafkaJSSASLAuthenticationError as unknown as new (m: string) => Error)('SASL SCRAM SHA512 authentication failed'))).toBe(false);
+    expect(brokerUnreachable(new Error('changelog has 3 partitions, its input 6'))).toBe(false);
   });
 });
