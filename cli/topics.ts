@@ -9,7 +9,11 @@ import { validateTopology } from '../topology/topology.ts';
 import type { Command } from './command.ts';
 import { deploymentTopology } from './deployment.ts';
 
-const applyOptions = { ...commonOptions, fixConfig: opt.bool('EM_FIX_CONFIG', 'fix-config', false, 'Also set drifted topic configs (retention, cleanup policy, timestamp type) back to the declared values') };
+const applyOptions = {
+  ...commonOptions,
+  fixConfig: opt.bool('EM_FIX_CONFIG', 'fix-config', false, 'Also set drifted topic configs (retention, cleanup policy, timestamp type) back to the declared values'),
+  growPartitions: opt.bool('EM_GROW_PARTITIONS', 'grow-partitions', false, 'Grow a topic that has fewer partitions than --partitions, where no stateful stage reads it (a keyed stateful topic is refused, with why)'),
+};
 
 export const topicsCommand: Command = {
   summary: 'create the declared topics (apply) or print the layout (describe)',
@@ -19,7 +23,10 @@ export const topicsCommand: Command = {
 apply     creates every missing topic of the topology and reports drift (wrong partition count,
           replication or config) without destroying data, then creates the least-privilege ACLs
           of every principal (topology/acls.ts) where the broker has an authorizer. Running it twice changes nothing the
-          second time. Exits 3 when drift remains.
+          second time. Exits 3 when drift remains. With --grow-partitions, a topic with fewer
+          partitions than --partitions grows, unless a stateful stage reads it: adding partitions
+          moves keys away from their state, so those are refused (size them before the first
+          deployment; README, "Scaling").
 describe  prints the topic layout and the processor graph (no broker needed).
 
 options:
@@ -48,11 +55,11 @@ ${configHelp(applyOptions)}`,
     const admin = createKafka({ brokers: config.brokers, clientId: 'emotionmuse-topics', security: kafkaSecurity(config, 'admin') }).admin();
     try {
       await admin.connect();
-      const actions = await applyTopology(admin, topology, { fixConfig: config.fixConfig });
+      const actions = await applyTopology(admin, topology, { fixConfig: config.fixConfig, growPartitions: config.growPartitions });
       console.log(formatActions(actions));
       const acls = await applyAcls(admin, topology, { required: config.security === 'on' });
       console.log(acls.kind === 'applied' ? `ACLs: ${acls.created} created, ${acls.unchanged} unchanged (${aclRules(topology).length} rules; topics describe lists them)` : 'ACLs: the broker has no authorizer (plain mode); none applied');
-      const changed = actions.filter((a) => a.kind === 'created' || a.kind === 'config-updated').length;
+      const changed = actions.filter((a) => a.kind === 'created' || a.kind === 'config-updated' || a.kind === 'grown').length;
       const drift = actions.filter((a) => a.kind === 'drift').length;
       console.log(`\n${changed === 0 ? 'no change' : `${changed} change(s)`}${drift > 0 ? `, ${drift} topic(s) drifted` : ''}`);
       return drift > 0 ? 3 : 0;

@@ -7,7 +7,7 @@ import { kafkaSecurity, redisSecurity } from '../runtime/security.ts';
 import { recommenderOptions } from '../processors/index.ts';
 import { Redis } from 'ioredis';
 import { migrateLegacyKeys } from '../state/migrate.ts';
-import { REDIS_OPTIONS } from '../state/redis.ts';
+import { clusterNodes, REDIS_OPTIONS } from '../state/redis.ts';
 import { UserStore } from '../state/user-store.ts';
 import { allTopics } from '../topology/topology.ts';
 import { verbConfig, type Command } from './command.ts';
@@ -114,6 +114,11 @@ ${configHelp(forgetOptions)}
 async function migrate(argv: readonly string[], help: string): Promise<number> {
   const c = verbConfig(argv, 'migrate-keys', migrateOptions, help);
   if (typeof c === 'number') return c;
+  // The old layout predates Redis Cluster support (its keys had no hash tags): one server only.
+  if (clusterNodes(c.redisUrl)) {
+    console.error('migrate-keys moves the old layout of one Redis server; the old layout never ran on a cluster, so there is nothing to move (give it the server\'s redis:// URL)');
+    return 2;
+  }
   const redis = new Redis(c.redisUrl, { ...REDIS_OPTIONS, ...redisSecurity(c, 'admin'), lazyConnect: false, enableOfflineQueue: true });
   try {
     const report = await migrateLegacyKeys(redis, c.redisPrefix, { dryRun: c.dryRun, onProgress: (n) => process.stderr.write(`\rscanned ${n} key(s) of the old layout`) });

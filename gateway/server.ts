@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Redis, type RedisOptions } from 'ioredis';
+import type { RedisOptions } from 'ioredis';
 import type { Kafka } from 'kafkajs';
 import { WebSocketServer } from 'ws';
 import { AuthError, type Identity, type TokenVerifier } from '../auth/tokens.ts';
@@ -10,7 +10,7 @@ import { basicAuthorized, refuseMetrics, type BasicAuth } from '../runtime/http.
 import type { Logger } from '../runtime/log.ts';
 import { createGatewayMetrics, type GatewayMetrics } from '../runtime/metrics.ts';
 import type { TrackCatalogue } from '../processors/recommender/catalogue.ts';
-import { REDIS_OPTIONS } from '../state/redis.ts';
+import { openRedis, type RedisClient } from '../state/redis.ts';
 import { UserStore } from '../state/user-store.ts';
 import type { Listen, Recommendation } from '../schemas/generated/types.ts';
 import type { SchemaRegistry } from '../schemas/registry.ts';
@@ -79,7 +79,7 @@ export class Gateway {
   private readonly wss: WebSocketServer;
   private readonly ingest: Ingest;
   private readonly fanout: Fanout;
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly store: UserStore;
   private readonly sessions: SessionStore;
   private readonly buckets = new Map<string, TokenBucket>();
@@ -107,7 +107,7 @@ export class Gateway {
     });
     this.store = new UserStore(o.redisUrl, { prefix: o.redisPrefix, historySize: 50, ttlSeconds: 86_400 }, o.redisOptions);
     // Its own connection for the sessions (UserStore keeps its connection to itself).
-    this.redis = new Redis(o.redisUrl, { ...REDIS_OPTIONS, ...o.redisOptions });
+    this.redis = openRedis(o.redisUrl, o.redisOptions);
     this.sessions = new SessionStore(this.redis, { prefix: o.redisPrefix, logger: o.logger });
     this.listenProducer = o.kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
     this.wss = new WebSocketServer({ noServer: true, maxPayload: Math.max(1024 * 1024, o.limits.maxMessageBytes * 4), perMessageDeflate: false });

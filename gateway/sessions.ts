@@ -1,4 +1,5 @@
-import type { Redis } from 'ioredis';
+import { Cluster } from 'ioredis';
+import type { RedisClient } from '../state/redis.ts';
 import type { Logger } from '../runtime/log.ts';
 import { checkPrefix, userKeys } from '../state/keys.ts';
 
@@ -8,7 +9,7 @@ local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) else redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return 1`;
 
-type Scripted = Redis & { advanceSeq(key: string, seq: number, ttl: number): Promise<number> };
+type Scripted = RedisClient & { advanceSeq(key: string, seq: number, ttl: number): Promise<number> };
 
 /**
  * The last sequence number the gateway accepted per user and session, in Redis (key
@@ -25,7 +26,7 @@ export class SessionStore {
   private readonly timer: NodeJS.Timeout;
 
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     private readonly o: { prefix: string; ttlSeconds?: number; logger: Logger },
   ) {
     checkPrefix(o.prefix);
@@ -65,8 +66,15 @@ export class SessionStore {
     if (this.dirty.size === 0 || this.redis.status !== 'ready') return;
     const keys = [...this.dirty];
     this.dirty.clear();
+    const ttl = this.o.ttlSeconds ?? 86_400;
+    if (this.redis instanceof Cluster) {
+      // a cluster pipeline must stay on one node; the users' keys are on many
+      const failed = await Promise.all(keys.map((key) => this.redis.advanceSeq(key, this.memory.get(key) ?? 0, ttl).then(() => undefined, () => key)));
+      for (const key of failed) if (key) this.dirty.add(key);
+      return;
+    }
     const tx = this.redis.pipeline();
-    for (const key of keys) (tx as unknown as Scripted).advanceSeq(key, this.memory.get(key) ?? 0, this.o.ttlSeconds ?? 86_400);
+    for (const key of keys) (tx as unknown as Scripted).advanceSeq(key, this.memory.get(key) ?? 0, ttl);
     await tx.exec().catch(() => keys.forEach((k) => this.dirty.add(k)));
   }
 

@@ -8,7 +8,7 @@ export const commonOptions = {
   topicPrefix: opt.string('EM_TOPIC_PREFIX', 'topic-prefix', 'emotionmuse.', 'Prefix of every topic name (and of consumer groups)'),
   partitions: opt.int('EM_PARTITIONS', 'partitions', 6, 'Partitions of every user-keyed topic (co-partitioned)', { min: 1, max: 1000 }),
   replicationFactor: opt.int('EM_REPLICATION_FACTOR', 'replication-factor', 1, 'Replication factor of new topics', { min: 1 }),
-  redisUrl: opt.string('EM_REDIS_URL', 'redis-url', 'redis://127.0.0.1:6379', 'Redis server'),
+  redisUrl: opt.string('EM_REDIS_URL', 'redis-url', 'redis://127.0.0.1:6379', 'Redis server (redis://host:port, rediss:// for TLS), or a Redis Cluster by its seed nodes (redis-cluster://host:port,host:port; rediss-cluster:// for TLS)'),
   logLevel: opt.oneOf('EM_LOG_LEVEL', 'log-level', 'info', ['debug', 'info', 'warn', 'error'], 'Log level'),
   ...securityOptions,
 } as const;

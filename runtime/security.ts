@@ -35,7 +35,7 @@ export const securityOptions = {
   kafkaSaslMechanism: opt.oneOf('EM_KAFKA_SASL_MECHANISM', 'kafka-sasl-mechanism', 'auto', MECHANISMS, 'SASL mechanism; auto: scram-sha-512 in the secured mode, none otherwise'),
   kafkaUsername: opt.string('EM_KAFKA_USERNAME', 'kafka-username', '', 'SASL user (default: this process\'s principal: classifier, smoother, recommender, passthrough, gateway, edge or admin)'),
   kafkaPassword: opt.secret('EM_KAFKA_PASSWORD', 'kafka-password-file', 'SASL password (secured mode: <secrets>/kafka-<principal>.password)'),
-  redisTls: opt.oneOf('EM_REDIS_TLS', 'redis-tls', 'auto', ['auto', 'on', 'off'], 'TLS to Redis; auto: on for rediss:// URLs and in the secured mode'),
+  redisTls: opt.oneOf('EM_REDIS_TLS', 'redis-tls', 'auto', ['auto', 'on', 'off'], 'TLS to Redis; auto: on for rediss:// and rediss-cluster:// URLs and in the secured mode'),
   redisCaFile: opt.string('EM_REDIS_TLS_CA_FILE', 'redis-tls-ca-file', '', 'PEM file of the CA that signed Redis\' certificate (secured mode: <secrets>/ca.crt)'),
   redisUsername: opt.string('EM_REDIS_USERNAME', 'redis-username', '', 'Redis ACL user (secured mode: emotionmuse, or admin for the tooling)'),
   redisPassword: opt.secret('EM_REDIS_PASSWORD', 'redis-password-file', 'Redis password (secured mode: <secrets>/redis-<user>.password)'),
@@ -102,7 +102,7 @@ export function kafkaSecurity(c: SecurityConfig, principal: Principal): KafkaSec
 export function redisSecurity(c: SecurityConfig & { redisUrl: string }, user: 'emotionmuse' | 'admin' = 'emotionmuse'): RedisOptions {
   const on = c.security === 'on';
   const dir = secretsDir(c);
-  const useTls = c.redisTls === 'on' || (c.redisTls === 'auto' && (on || c.redisUrl.startsWith('rediss:')));
+  const useTls = c.redisTls === 'on' || (c.redisTls === 'auto' && (on || c.redisUrl.startsWith('rediss:') || c.redisUrl.startsWith('rediss-cluster:')));
   const username = c.redisUsername || (on ? user : '');
   const password = c.redisPassword ?? (on ? readSecretFile(path.join(dir, `redis-${username}.password`), 'the Redis password') : undefined);
   const caFile = c.redisCaFile || (on ? path.join(dir, 'ca.crt') : '');

@@ -1,8 +1,8 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import type { RedisOptions } from 'ioredis';
 import { EmotionMuseError } from '../schemas/errors.ts';
 import type { Recommendation } from '../schemas/generated/types.ts';
 import { checkPrefix, userKeys } from './keys.ts';
-import { REDIS_OPTIONS, redisError } from './redis.ts';
+import { keyHolders, openRedis, redisError, type RedisClient } from './redis.ts';
 
 /**
  * Per-user state in Redis, in the key scheme of state/keys.ts (every key of a user in one hash
@@ -73,7 +73,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
 return 1`;
 
-type Scripted = Redis & {
+type Scripted = RedisClient & {
   applyListen(state: string, history: string, output: string, field: string, offset: string, track: string, n: number, ttl: number, startMs: number, intervalMs: number, outputTtl: number): Promise<number>;
   applyEmotion(state: string, history: string, output: string, field: string, offset: string, emotion: string, ttl: number, change: string, outputTtl: number): Promise<number>;
 };
@@ -117,7 +117,7 @@ export class UserStore {
   ) {
     this.prefix = checkPrefix(options.prefix);
     this.outputTtl = options.outputTtlSeconds ?? 3600;
-    const redis = new Redis(url, { ...REDIS_OPTIONS, ...connection });
+    const redis = openRedis(url, connection);
     redis.defineCommand('applyListen', { numberOfKeys: 3, lua: APPLY_LISTEN });
     redis.defineCommand('applyEmotion', { numberOfKeys: 3, lua: APPLY_EMOTION });
     // An error reaches the caller of the command that met it; the connection itself only reconnects.
@@ -212,17 +212,20 @@ export class UserStore {
 
   /**
    * Deletes every key this layout holds about `user` (state, history, last list, remembered
-   * outputs, the gateway's sessions): one SCAN of the user's own pattern. Returns how many went.
+   * outputs, the gateway's sessions): one SCAN of the user's own pattern (on a cluster, on each
+   * master; the keys are all on the one that holds the user's slot). Returns how many went.
    */
   forget(user: string): Promise<number> {
     return this.timed('forget', async () => {
       let deleted = 0;
-      let cursor = '0';
-      do {
-        const [next, keys] = await this.redis.scan(cursor, 'MATCH', this.keys(user).pattern, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length > 0) deleted += await this.redis.unlink(...keys);
-      } while (cursor !== '0');
+      for (const server of keyHolders(this.redis)) {
+        let cursor = '0';
+        do {
+          const [next, keys] = await server.scan(cursor, 'MATCH', this.keys(user).pattern, 'COUNT', 1000);
+          cursor = next;
+          if (keys.length > 0) deleted += await this.redis.unlink(...keys);
+        } while (cursor !== '0');
+      }
       return deleted;
     });
   }

@@ -3,10 +3,28 @@ import kafkajs, { type Admin } from 'kafkajs';
 const { ConfigResourceTypes } = kafkajs;
 import { allTopics, type Topology, type TopicSpec } from './topology.ts';
 
+/**
+ * Why `spec`'s partition count must not grow in place, or undefined when it may. A key's
+ * partition is its hash modulo the count: more partitions send most keys to another partition.
+ * A changelog, or a topic a stateful processor reads, holds each key's state on the partition of
+ * its key; after the change the key's records arrive where its state is not, and the state is
+ * lost or split. A topic read only by stateless stages (which keep per-user state in Redis, if
+ * any) can grow: its consumers take the new partitions at the next rebalance, and a user's
+ * records stay in order after the switch (those already written before it are read first only
+ * within each partition).
+ */
+export function growthRefusal(topology: Topology, spec: TopicSpec): string | undefined {
+  if (spec.id === 'changelog') return 'a changelog holds each key\'s state on the partition of its key';
+  const stateful = topology.processors.filter((p) => p.stateful && p.inputs.includes(spec.id as never)).map((p) => p.name);
+  if (stateful.length > 0) return `${stateful.join(' and ')} keep${stateful.length === 1 ? 's' : ''} each key's state by partition of this topic`;
+  return undefined;
+}
+
 export type TopicAction =
   | { kind: 'created'; topic: string }
   | { kind: 'unchanged'; topic: string }
   | { kind: 'config-updated'; topic: string; changes: string[] }
+  | { kind: 'grown'; topic: string; from: number; to: number }
   | { kind: 'drift'; topic: string; problems: string[] };
 
 /** The topic configuration the topology declares for `spec` (also what the Kubernetes KafkaTopics carry). */
@@ -42,9 +60,11 @@ export async function waitForLeaders(admin: Admin, topics: readonly string[], ti
  * Makes the cluster match the topology without destroying data: creates missing topics, reports
  * drift in partition count or replication (never changed here: more partitions would move keys),
  * and, with `fixConfig`, sets retention, cleanup policy and timestamp type back to the declared values.
+ * With `growPartitions`, a topic with fewer partitions than declared grows to the declared count
+ * where growthRefusal allows it; a keyed stateful one is refused with the reason and what to do.
  * Running it twice reports only `unchanged` the second time.
  */
-export async function applyTopology(admin: Admin, topology: Topology, options: { fixConfig?: boolean } = {}): Promise<TopicAction[]> {
+export async function applyTopology(admin: Admin, topology: Topology, options: { fixConfig?: boolean; growPartitions?: boolean } = {}): Promise<TopicAction[]> {
   const specs = allTopics(topology);
   const existing = new Set(await admin.listTopics());
   const missing = specs.filter((s) => !existing.has(s.name));
@@ -76,7 +96,18 @@ export async function applyTopology(admin: Admin, topology: Topology, options: {
     const meta = metadata.topics.find((t) => t.name === spec.name);
     const problems: string[] = [];
     const partitions = meta?.partitions.length ?? 0;
-    if (partitions !== spec.partitions) problems.push(`partitions: declared ${spec.partitions}, found ${partitions} (not changed: repartitioning moves keys; migrate to a new topic version)`);
+    let grown: TopicAction | undefined;
+    if (partitions < spec.partitions && options.growPartitions) {
+      const refusal = growthRefusal(topology, spec);
+      if (refusal) {
+        problems.push(`partitions: declared ${spec.partitions}, found ${partitions}; not grown: ${refusal}, and more partitions move most keys to another one. Size it before the first deployment, or move to a new version of the topic with the new count (a new topic name; the stateful stage rebuilds its state there)`);
+      } else {
+        await admin.createPartitions({ validateOnly: false, topicPartitions: [{ topic: spec.name, count: spec.partitions }] });
+        grown = { kind: 'grown', topic: spec.name, from: partitions, to: spec.partitions };
+      }
+    } else if (partitions !== spec.partitions) {
+      problems.push(`partitions: declared ${spec.partitions}, found ${partitions} (not changed: repartitioning moves keys${partitions < spec.partitions && !growthRefusal(topology, spec) ? '; --grow-partitions grows this one, which no stateful stage reads' : '; migrate to a new topic version'})`);
+    }
     const replicas = meta?.partitions[0]?.replicas.length ?? 0;
     if (replicas !== spec.replicationFactor) problems.push(`replication factor: declared ${spec.replicationFactor}, found ${replicas} (not changed)`);
 
@@ -95,6 +126,7 @@ export async function applyTopology(admin: Admin, topology: Topology, options: {
       problems.push(...configDiffs.map((d) => `${d} wanted (run with --fix-config to set it)`));
     }
     if (problems.length > 0) actions.push({ kind: 'drift', topic: spec.name, problems });
+    else if (grown) actions.push(grown);
     else if (configDiffs.length > 0) actions.push({ kind: 'config-updated', topic: spec.name, changes: configDiffs });
     else actions.push({ kind: 'unchanged', topic: spec.name });
   }
@@ -108,6 +140,7 @@ export function formatActions(actions: readonly TopicAction[]): string {
         case 'created': return `created    ${a.topic}`;
         case 'unchanged': return `unchanged  ${a.topic}`;
         case 'config-updated': return `updated    ${a.topic}: ${a.changes.join('; ')}`;
+        case 'grown': return `grown      ${a.topic}: ${a.from} -> ${a.to} partitions`;
         case 'drift': return `DRIFT      ${a.topic}:\n${a.problems.map((p) => `             - ${p}`).join('\n')}`;
       }
     })

@@ -40,6 +40,37 @@ describe('topics apply', () => {
     expect(offsets[0]!.high).toBe('1');
   });
 
+  it('grows a topic no stateful stage reads when asked, and refuses a keyed stateful one, saying why and what to do', async () => {
+    const prefix = randomPrefix('grow');
+    const small = buildTopology({ prefix, partitions: 2 });
+    await applyTopology(admin, small);
+    const big = buildTopology({ prefix, partitions: 4 });
+    const count = async (id: Parameters<typeof topicName>[1]) => (await admin.fetchTopicMetadata({ topics: [topicName(big, id)] })).topics[0]!.partitions.length;
+
+    // without the flag, the short topics are drift, and the message says which ones could grow
+    const asked = await applyTopology(admin, big);
+    const changes = asked.find((a) => a.topic === topicName(big, 'emotion-changes'));
+    expect(changes?.kind === 'drift' && changes.problems.join()).toContain('--grow-partitions grows this one');
+    expect(await count('emotion-changes')).toBe(2);
+
+    const actions = await applyTopology(admin, big, { growPartitions: true });
+    const by = (id: Parameters<typeof topicName>[1]) => actions.find((a) => a.topic === topicName(big, id));
+    // read only by the recommender (user state in Redis) and the gateway: grown
+    expect(by('emotion-changes')).toEqual({ kind: 'grown', topic: topicName(big, 'emotion-changes'), from: 2, to: 4 });
+    expect(by('recommendations')).toMatchObject({ kind: 'grown', from: 2, to: 4 });
+    expect(await count('emotion-changes')).toBe(4);
+    // the smoother keeps each user's state by partition of the scores: refused, and left alone
+    const scores = by('emotion-scores');
+    expect(scores?.kind).toBe('drift');
+    expect(scores?.kind === 'drift' && scores.problems.join()).toMatch(/not grown: smoother keeps each key's state by partition of this topic.*new version of the topic/);
+    expect(await count('emotion-scores')).toBe(2);
+    const changelog = actions.find((a) => a.topic.includes('.state-'));
+    expect(changelog?.kind === 'drift' && changelog.problems.join()).toContain('a changelog holds each key\'s state');
+    // a second run grows nothing more
+    const again = await applyTopology(admin, big, { growPartitions: true });
+    expect(again.find((a) => a.topic === topicName(big, 'emotion-changes'))?.kind).toBe('unchanged');
+  });
+
   it('reports config drift, fixes it only when asked, and is quiet afterwards', async () => {
     const topology = buildTopology({ prefix: randomPrefix('config'), partitions: 1 });
     await applyTopology(admin, topology);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { checkPrefix, escapeId, unescapeId, userKeys } from '../../state/keys.ts';
+import { clusterNodes } from '../../state/redis.ts';
 
 /** Redis Cluster's slot of a key: CRC16 (XMODEM) of its hash tag (the text between the first { and the next }, when not empty) or of the whole key, mod 16384. */
 function calculateSlot(key: string): number {
@@ -66,5 +67,15 @@ describe('the Redis key scheme (state/keys.ts)', () => {
   it('refuses a prefix with hash-tag braces', () => {
     expect(() => checkPrefix('em{x}:')).toThrow(/may not contain/);
     expect(checkPrefix('em:')).toBe('em:');
+  });
+});
+
+describe('Redis URLs', () => {
+  it('reads a Redis Cluster URL as its seed nodes, and a plain URL as no cluster', () => {
+    expect(clusterNodes('redis://127.0.0.1:6379')).toBeUndefined();
+    expect(clusterNodes('rediss://cache.example:6380')).toBeUndefined();
+    expect(clusterNodes('redis-cluster://10.0.0.1:7000,10.0.0.2:7001,redis-2')).toEqual({ tls: false, nodes: [{ host: '10.0.0.1', port: 7000 }, { host: '10.0.0.2', port: 7001 }, { host: 'redis-2', port: 6379 }] });
+    expect(clusterNodes('rediss-cluster://a:7000')).toEqual({ tls: true, nodes: [{ host: 'a', port: 7000 }] });
+    expect(() => clusterNodes('redis-cluster://a:7000,b:notaport')).toThrow(/host:port seed nodes.*"b:notaport"/);
   });
 });
