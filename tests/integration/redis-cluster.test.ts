@@ -25,6 +25,8 @@ import { collect, createTopology, freePort, produce, randomPrefix, startProcesso
 const PASSWORD = randomBytes(16).toString('hex');
 const USERS = ['ana', 'ana:history', '{ana}', 'bo%7B', `long-${'x'.repeat(120)}`, ...Array.from({ length: 45 }, (_, i) => `user-${i}`)];
 const catalogue = loadCatalogue(recommenderOptions.modelDir.default);
+const HISTORY = recommenderOptions.historySize.default;
+const TOP_K = recommenderOptions.topK.default;
 
 function change(userId: string, t: number): EmotionChange {
   const probabilities = [0.02, 0.02, 0.02, 0.88, 0.02, 0.02, 0.02];
@@ -75,20 +77,25 @@ describe('Redis Cluster: three masters on loopback', () => {
 
   it('keeps each user\'s state on one master, spreads the users over all three, and forgets one user without touching another', async () => {
     const prefix = `test.cluster.${randomBytes(3).toString('hex')}:`;
-    const store = new UserStore(url, { prefix, historySize: 10, ttlSeconds: 600 }, options);
+    // each user as the recommender keeps one after a while: a full history and a full list
+    const store = new UserStore(url, { prefix, historySize: HISTORY, ttlSeconds: 600 }, options);
     await store.connect();
     await waitFor('the store ready on the cluster', () => store.ready(), 20_000);
+    const track = (i: number, n: number) => catalogue.ids[(i * 7 + n) % catalogue.ids.length]!;
     try {
       for (const [i, user] of USERS.entries()) {
         const emotion = { label: 'happy', probabilities: change(user, 0).probabilities, valence: 0.8, arousal: 0.6, sinceMs: 1000 };
         expect(await store.applyEmotion(user, 'changes:0', String(i), emotion, `c-${i}`)).toBe('applied');
-        expect(await store.applyListen(user, 'listens:0', String(i), catalogue.ids[i]!, 1_764_000_000_000, 60_000)).toBe('refresh');
-        const list: Recommendation = { listId: `l-${i}`, userId: user, trigger: 'LISTEN', causeId: 'test', emotion: null, items: [{ trackId: catalogue.ids[i]!, rank: 1, finalScore: 1, preferenceScore: 1, emotionScore: 1 }], modelVersion: 'test', createdTimeMs: 1 };
-        await store.saveList(user, 'listens:0', String(i), list);
+        for (let n = 0; n < HISTORY; n++) expect(await store.applyListen(user, 'listens:0', String(n), track(i, n), 1_764_000_000_000 + n * 60_000, 60_000)).toBe('refresh');
+        const items = Array.from({ length: TOP_K }, (_, r) => ({ trackId: track(i, r), rank: r + 1, finalScore: 0.9 - r / 100, preferenceScore: 0.8 - r / 100, emotionScore: 0.7 }));
+        const list: Recommendation = { listId: `l-${i}`, userId: user, trigger: 'LISTEN', causeId: `listens:0@${HISTORY - 1}`, emotion: { label: 'happy', probabilities: change(user, 0).probabilities, valence: 0.8, arousal: 0.6 }, items, modelVersion: 'bilstm-va-full', createdTimeMs: 1_764_000_000_000 };
+        await store.saveList(user, 'listens:0', String(HISTORY - 1), list);
       }
       for (const [i, user] of USERS.entries()) {
         expect((await store.lastList(user))?.listId).toBe(`l-${i}`);
-        expect((await store.read(user)).history).toEqual([catalogue.ids[i]]);
+        const { history } = await store.read(user);
+        expect(history).toHaveLength(HISTORY);
+        expect(history[0]).toBe(track(i, HISTORY - 1));
       }
 
       // where the keys are: each user's on exactly one master, every master holding some users
@@ -97,7 +104,8 @@ describe('Redis Cluster: three masters on loopback', () => {
       try {
         const holders = new Map<string, Set<number>>();
         const perMaster: number[] = [];
-        let bytes = 0;
+        let kept = 0;
+        let outputs = 0;
         for (const [m, node] of cluster.nodes('master').entries()) {
           const keys = await node.keys(`${prefix}*`);
           perMaster.push(keys.length);
@@ -105,15 +113,17 @@ describe('Redis Cluster: three masters on loopback', () => {
             const user = USERS.find((u) => key.startsWith(`${userKeys(prefix, u).tag}:`))!;
             expect(user, key).toBeDefined();
             holders.set(user, (holders.get(user) ?? new Set()).add(m));
-            bytes += Number(await node.memory('USAGE', key));
+            const size = Number(await node.memory('USAGE', key));
+            if (key.startsWith(`${userKeys(prefix, user).tag}:o:`)) outputs += size;
+            else kept += size;
           }
         }
         expect(perMaster).toHaveLength(3);
         for (const n of perMaster) expect(n).toBeGreaterThan(0);
         for (const user of USERS) expect(holders.get(user)?.size, user).toBe(1);
-        console.log(`[redis-cluster] ${USERS.length} users over 3 masters (${perMaster.join(', ')} keys); ${Math.round(bytes / USERS.length)} bytes a user (state, a one-track history, a list of one, its remembered output: MEMORY USAGE)`);
+        console.log(`[redis-cluster] ${USERS.length} users over 3 masters (${perMaster.join(', ')} keys); by MEMORY USAGE a user holds ${Math.round(kept / USERS.length)} bytes of state (its hash, ${HISTORY} listens, a list of ${TOP_K}) and ${Math.round(outputs / USERS.length / (HISTORY + 1))} bytes per remembered output (one per record of the last hour; ${HISTORY + 1} here)`);
 
-        expect(await store.forget('ana')).toBeGreaterThanOrEqual(3);
+        expect(await store.forget('ana')).toBe(3 + HISTORY + 1);
         expect(await store.lastList('ana')).toBeNull();
         for (const other of ['ana:history', '{ana}']) expect((await store.lastList(other))?.userId).toBe(other);
       } finally {

@@ -39,13 +39,13 @@ describe('deploy/k8s', () => {
     const broken = text
       .replace(/(kind: KafkaTopic\n(?:.*\n)*?  partitions: )6/, '$1six')
       .replace(/(kind: ScaledObject\n(?:.*\n)*?spec:\n)/, '$1  maxReplicas: 3\n')
-      .replace(/(name: smoother\n(?:.*\n)*?      containers:\n        - )/, '$1imagePullPolice: Always\n          ');
+      .replace(/(name: smoother\n(?:.*\n)*?      containers:\n      - )/, '$1imagePullPolice: Always\n        ');
     expect(broken).not.toBe(text);
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'em-k8s-')), 'broken.yaml');
     writeFileSync(file, broken);
     const r = check('--file', file);
     expect(r.status).toBe(1);
-    expect(r.stdout).toMatch(/KafkaTopic\/emotionmuse\.[a-z.-]+: spec\.partitions: 'six' is not of type 'integer'/);
+    expect(r.stdout).toMatch(/KafkaTopic\/emotionmuse\.[\w.-]+: spec\.partitions: 'six' is not of type 'integer'/);
     expect(r.stdout).toMatch(/ScaledObject\/\w+: spec: Additional properties are not allowed \('maxReplicas' was unexpected\)/);
     expect(r.stdout).toMatch(/Deployment\/smoother: .*imagePullPolice/);
   }, 120_000);
