@@ -8,10 +8,10 @@ import { allTopics, type Topology, type TopicSpec } from './topology.ts';
  * partition is its hash modulo the count: more partitions send most keys to another partition.
  * A changelog, or a topic a stateful processor reads, holds each key's state on the partition of
  * its key; after the change the key's records arrive where its state is not, and the state is
- * lost or split. A topic read only by stateless stages (which keep per-user state in Redis, if
- * any) can grow: its consumers take the new partitions at the next rebalance, and a user's
- * records stay in order after the switch (those already written before it are read first only
- * within each partition).
+ * lost or split. A topic read only by stateless stages (the recommender keeps its per-user state
+ * in Redis) can grow: its consumers take the new partitions at the next rebalance. A user whose
+ * key moves may have records on the old partition not yet read when the first one on the new
+ * partition is: their order can break once, at the change.
  */
 export function growthRefusal(topology: Topology, spec: TopicSpec): string | undefined {
   if (spec.id === 'changelog') return 'a changelog holds each key\'s state on the partition of its key';
