@@ -6,7 +6,7 @@
 #     CRDs' schemas in ../shared/k8s-crds (EM_K8S_CRDS), strictly (unknown fields are errors);
 #   - checks the rendered Prometheus configuration and rules with a promtool that knows Kubernetes
 #     service discovery (Debian's is built without it): Prometheus' own, built once from the Go
-#     module proxy into .cache/promtool-k8s/ (about 3 minutes).
+#     module proxy into .cache/promtool-k8s/ (about 2 minutes).
 #
 #   scripts/check-k8s.sh [OVERLAY...]     default: dev prod
 #   scripts/check-k8s.sh --file FILE      validate one rendered file (the tests feed it broken ones)
@@ -34,7 +34,8 @@ if [ "${1:-}" = --file ]; then
 fi
 if [ ! -x "$PROMTOOL" ]; then
   say "building promtool $PROMTOOL_VERSION with Kubernetes service discovery (Go module proxy) into $(dirname "$PROMTOOL")"
-  GOBIN="$PWD/$(dirname "$PROMTOOL")" GOFLAGS=-mod=mod go install "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION"
+  # Prometheus' build tags leave out every service discovery but Kubernetes' (2 minutes, not 5)
+  GOBIN="$PWD/$(dirname "$PROMTOOL")" GOFLAGS=-mod=mod go install -tags remove_all_sd,enable_kubernetes_sd "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION"
 fi
 out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 overlays=("$@"); [ ${#overlays[@]} -gt 0 ] || overlays=(dev prod)
