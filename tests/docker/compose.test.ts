@@ -162,6 +162,7 @@ describe('infra/docker-compose.yml on a real Docker engine, with the local image
       expect(reader.records.filter((r) => r.topic === topicName(topology, 'dead-letter-frames'))).toEqual([]);
       expect(docker(['inspect', '-f', '{{.State.ExitCode}}', second!]).stdout.trim()).toBe('0');
       expect(stopMs).toBeLessThan(10_000);
+      console.log(`[compose] a classifier replica stopped (SIGTERM) in ${stopMs} ms while ${users.length} users sent ${expected.length} frames; every frame scored, no dead letter`);
       const left = await waitFor('the remaining replica holding every partition', async () => {
         const m = await groupMembers(group);
         return m.length === 1 && m[0]!.length === PARTITIONS && m;
@@ -183,6 +184,7 @@ describe('infra/docker-compose.yml on a real Docker engine, with the local image
       const state = docker(['inspect', '-f', '{{.State.ExitCode}} {{.State.OOMKilled}}', container!]).stdout.trim();
       expect(`${service}: ${state}`).toBe(`${service}: 0 false`);
       expect(ms, `${service} took ${ms} ms to stop`).toBeLessThan(10_000);
+      console.log(`[compose] ${service} stopped on SIGTERM in ${ms} ms, exit code 0`);
       const logs = docker(['logs', '--tail', '5', container!]);
       if (service !== 'gateway') expect(`${logs.stdout}${logs.stderr}`).toContain('"msg":"stopped"');
     }
