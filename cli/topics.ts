@@ -12,7 +12,7 @@ import { deploymentTopology } from './deployment.ts';
 const applyOptions = {
   ...commonOptions,
   fixConfig: opt.bool('EM_FIX_CONFIG', 'fix-config', false, 'Also set drifted topic configs (retention, cleanup policy, timestamp type) back to the declared values'),
-  growPartitions: opt.bool('EM_GROW_PARTITIONS', 'grow-partitions', false, 'Grow a topic that has fewer partitions than --partitions, where no stateful stage reads it (a keyed stateful topic is refused, with why)'),
+  growPartitions: opt.bool('EM_GROW_PARTITIONS', 'grow-partitions', false, 'Grow a topic that has fewer partitions than the topology declares (--partitions for the user-keyed ones), where no stateful stage reads it (a keyed stateful topic is refused, with why)'),
 };
 
 export const topicsCommand: Command = {
@@ -24,9 +24,9 @@ apply     creates every missing topic of the topology and reports drift (wrong p
           replication or config) without destroying data, then creates the least-privilege ACLs
           of every principal (topology/acls.ts) where the broker has an authorizer. Running it twice changes nothing the
           second time. Exits 3 when drift remains. With --grow-partitions, a topic with fewer
-          partitions than --partitions grows, unless a stateful stage reads it: adding partitions
+          partitions than declared grows, unless a stateful stage reads it: adding partitions
           moves keys away from their state, so those are refused (size them before the first
-          deployment; README, "Scaling").
+          deployment; README, "Kubernetes and scaling").
 describe  prints the topic layout and the processor graph (no broker needed).
 
 options:

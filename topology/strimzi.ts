@@ -113,7 +113,7 @@ export const K8S_OVERLAYS: Readonly<Record<'dev' | 'prod', ClusterShape>> = {
   // one broker that is also the controller: a laptop cluster (kind, minikube)
   dev: { partitions: 6, replicationFactor: 1, lagThreshold: 200 },
   // three brokers and three controllers. 120 partitions, sized before the first deployment
-  // because a keyed stateful topic cannot grow later (README, "Scaling"): 120 divides evenly
+  // because a keyed stateful topic cannot grow later (README, "Kubernetes and scaling"): 120 divides evenly
   // among 1-6, 8, 10, 12, 15, 20, 24, 30, 40, 60 and 120 replicas.
   prod: { partitions: 120, replicationFactor: 3, lagThreshold: 500 },
 };
