@@ -24,15 +24,17 @@ development), verified against the HS256 secret (EM_JWT_SECRET or --jwt-secret-f
 ES256 public key, or a JWKS file.
 
   /v1/stream                 WebSocket: frames in (crop, scores or whole frames), acks, errors,
-                             and the user's own scores, emotion changes and lists out
+                             and the user's own emotion changes and lists out (its per-frame
+                             scores too when the hello says "scores": true, or ?scores=1)
   GET  /v1/me/recommendations  the user's last list
   GET  /v1/me/emotion          the user's current emotion (label, probabilities, valence, arousal)
   POST /v1/me/listens          a play: {"trackId": "...", "listenedMs": 30000, "outcome": "COMPLETED"}
   /                          the web client (camera, on-device crop, live view); ?token=<jwt> signs in
   /healthz /readyz /metrics  liveness, readiness, Prometheus
 
-Run more instances behind a load balancer to scale out; gateway/README.md says how events reach
-each instance's users and what that costs.
+Run more instances behind a load balancer to scale out: each reads every user's events, or, with
+--instances, --instance and --peers, only those of its share of the partitions (a client of
+another instance's user is sent there). gateway/README.md says how and what each costs.
 
 options:
 ${configHelp(gatewayOptions)}`,
@@ -60,6 +62,7 @@ ${configHelp(gatewayOptions)}`,
       fanoutMinBytes: c.fanoutMinBytes,
       fanoutMaxWaitMs: c.fanoutMaxWaitMs,
       assets: c.web ? await loadWebAssets() : undefined,
+      routing: c.instances > 1 ? { instances: c.instances, instance: c.instance, peers: c.peers } : undefined,
       logger,
     });
     await gateway.start();

@@ -8,6 +8,10 @@ export interface StreamClientOptions {
   readonly tokenInHeader?: boolean;
   /** Called with every server message. */
   readonly onMessage?: (m: ServerMessage) => void;
+  /** Ask for the per-frame score events too (changes and lists always come). @defaultValue true */
+  readonly scores?: boolean;
+  /** Redirects to another gateway instance (close 4307) followed before giving up. @defaultValue 2 */
+  readonly followRedirects?: number;
 }
 
 /**
@@ -25,9 +29,28 @@ export class StreamClient {
     readonly welcome: WelcomeMessage,
   ) {}
 
-  /** Opens a socket and resolves once the server's welcome arrives; rejects with the close code or HTTP status otherwise. */
-  static connect(baseUrl: string, o: StreamClientOptions): Promise<StreamClient> {
-    const url = `${baseUrl.replace(/^http/, 'ws')}/v1/stream${o.sessionId ? `?session=${encodeURIComponent(o.sessionId)}` : ''}`;
+  /**
+   * Opens a socket and resolves once the server's welcome arrives, following the gateway's
+   * redirects to the instance that serves the user; rejects with the close code or HTTP status
+   * otherwise.
+   */
+  static async connect(baseUrl: string, o: StreamClientOptions): Promise<StreamClient> {
+    let base = baseUrl;
+    for (let hops = 0; ; hops++) {
+      try {
+        return await StreamClient.open(base, o);
+      } catch (err) {
+        const redirect = (err as { code?: number; messages?: ServerMessage[] }).messages?.find((m) => m.type === 'redirect');
+        if ((err as { code?: number }).code !== 4307 || !redirect || redirect.type !== 'redirect' || hops >= (o.followRedirects ?? 2)) throw err;
+        base = redirect.url;
+      }
+    }
+  }
+
+  private static open(baseUrl: string, o: StreamClientOptions): Promise<StreamClient> {
+    const scores = o.scores ?? true;
+    const query = new URLSearchParams({ ...(o.sessionId ? { session: o.sessionId } : {}), ...(scores ? { scores: '1' } : {}) }).toString();
+    const url = `${baseUrl.replace(/^http/, 'ws')}/v1/stream${query ? `?${query}` : ''}`;
     const ws = new WebSocket(url, { headers: o.tokenInHeader ? { authorization: `Bearer ${o.token}` } : {}, perMessageDeflate: false });
     return new Promise((resolve, reject) => {
       let client: StreamClient | undefined;
@@ -41,7 +64,7 @@ export class StreamClient {
         if (!client) reject(err);
       });
       ws.on('open', () => {
-        if (!o.tokenInHeader) ws.send(JSON.stringify({ type: 'hello', token: o.token, sessionId: o.sessionId }));
+        if (!o.tokenInHeader) ws.send(JSON.stringify({ type: 'hello', token: o.token, sessionId: o.sessionId, scores }));
       });
       ws.on('message', (data, isBinary) => {
         if (isBinary) return;

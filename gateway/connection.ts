@@ -46,6 +46,8 @@ export interface StreamContext {
   bucket(userId: string): TokenBucket;
   /** Registers a (user, session) pair; returns a function that closes the socket that held it before. */
   claim(key: string, takeOver: () => void): () => void;
+  /** Where a user this instance does not serve is sent (gateway/routing.ts); undefined when it serves them. */
+  redirectFor(userId: string): { url: string; instance: number } | undefined;
 }
 
 interface Waiting {
@@ -79,6 +81,8 @@ export class StreamConnection {
   private welcomed = false;
   /** Cancels the wait of the current pause (its timer, or its place among the in-flight waiters). */
   private pauseCancel: (() => void) | undefined;
+  /** Whether the client asked for score events (changes and lists always come). */
+  private wantsScores: boolean;
 
   constructor(
     private readonly ws: WebSocket,
@@ -87,7 +91,10 @@ export class StreamConnection {
     identity: Identity | undefined,
     /** `?session=` of the upgrade request. */
     sessionId: string | undefined,
+    /** `?scores=1` of the upgrade request. */
+    scores = false,
   ) {
+    this.wantsScores = scores;
     this.inFlight = new InFlight(ctx.limits.maxInFlight);
     ctx.metrics.connections.inc();
     ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
@@ -134,6 +141,13 @@ export class StreamConnection {
 
   private async begin(identity: Identity, sessionId: string | undefined): Promise<void> {
     this.identity = identity;
+    const elsewhere = this.ctx.redirectFor(identity.userId);
+    if (elsewhere) {
+      // Another instance reads this user's partitions: the client goes there.
+      this.ctx.metrics.rejections.inc({ reason: 'WRONG_INSTANCE' });
+      this.send({ type: 'redirect', url: elsewhere.url, instance: elsewhere.instance });
+      return this.close(CLOSE_CODES.WRONG_INSTANCE, `this user is served by gateway instance ${elsewhere.instance}`);
+    }
     this.sessionId = sessionId && /^[\w.:-]{1,128}$/.test(sessionId) ? sessionId : `ws-${randomUUID()}`;
     // (timers hold at most 2^31 - 1 ms, about 24.8 days: a longer token is checked again then)
     let expiry: NodeJS.Timeout;
@@ -145,7 +159,7 @@ export class StreamConnection {
     watch();
     this.cleanups.push(() => clearTimeout(expiry));
     this.cleanups.push(this.ctx.claim(`${identity.userId}\u0000${this.sessionId}`, () => this.close(CLOSE_CODES.SESSION_TAKEN_OVER, 'the session was opened on another socket')));
-    this.cleanups.push(this.ctx.fanout.listen(identity.userId, (m) => this.send(m)));
+    this.cleanups.push(this.ctx.fanout.listen(identity.userId, (m) => (m.type !== 'score' || this.wantsScores) && this.send(m)));
     const lastSeq = await this.ctx.sessions.lastSeq(identity.userId, this.sessionId);
     this.lastReceived = this.acked = this.resumedAfter = lastSeq;
     this.welcomed = true;
@@ -191,6 +205,7 @@ export class StreamConnection {
     this.ctx.verifier.verify(typeof message.token === 'string' ? message.token : undefined).then(
       (identity) => {
         this.cleanups.shift()?.(); // the hello timer
+        if (message.scores === true) this.wantsScores = true;
         return this.begin(identity, typeof message.sessionId === 'string' ? message.sessionId : undefined);
       },
       (err: unknown) => {

@@ -3,6 +3,7 @@ import type { Consumer, Kafka } from 'kafkajs';
 import type { Logger } from '../runtime/log.ts';
 import type { SchemaRegistry } from '../schemas/registry.ts';
 import type { ServerMessage } from './protocol.ts';
+import { ownedPartitionsAssigner } from './routing.ts';
 
 export type EventTopic = 'emotion-scores' | 'emotion-changes' | 'recommendations';
 
@@ -26,16 +27,19 @@ export interface FanoutOptions {
   readonly retries?: number;
   /** First wait before a crashed consumer is started again; doubles up to 30 s. @defaultValue 1000 */
   readonly restartBackoffMs?: number;
+  /** The partitions this instance reads (gateway/routing.ts); undefined reads them all. */
+  readonly owned?: readonly number[];
 }
 
 type Listener = (message: ServerMessage) => void;
 
 /**
  * How each gateway instance gets the events of the users connected to it: it reads the score,
- * change and list topics in a consumer group of its own (so every instance sees every partition,
- * from the newest offset on), looks at each record's key (the user id) and decodes and forwards
- * only the records of users who have a socket here. Records of other users cost a key comparison.
- * The cost and the alternatives at 10,000 users are in gateway/README.md.
+ * change and list topics in a consumer group of its own, from the newest offset on: every
+ * partition, or with routing (gateway/routing.ts) only the partitions of the users it serves. It
+ * looks at each record's key (the user id) and decodes and forwards only the records of users
+ * who have a socket here. Records of other users cost a key comparison. The cost and the
+ * alternatives at 10,000 users are in gateway/README.md.
  */
 export class Fanout {
   private consumer: Consumer;
@@ -48,6 +52,8 @@ export class Fanout {
   private lastCrash: string | undefined;
   private readonly byTopic: Map<string, EventTopic>;
   private readonly groupId: string;
+  /** Records read, by partition number (every topic): what routing saves is seen here. */
+  readonly recordsRead = new Map<number, number>();
 
   constructor(private readonly o: FanoutOptions) {
     this.byTopic = new Map(Object.entries(o.topics).map(([id, name]) => [name, id as EventTopic]));
@@ -65,6 +71,7 @@ export class Fanout {
       heartbeatInterval: 1000,
       // A crash is handled here, one way: not ready, then a new consumer after a backoff.
       retry: { retries: this.o.retries ?? 5, restartOnFailure: async () => false },
+      ...(this.o.owned ? { partitionAssigners: [ownedPartitionsAssigner(this.o.owned)] } : {}),
     });
   }
 
@@ -98,7 +105,8 @@ export class Fanout {
     await consumer.subscribe({ topics: Object.values(this.o.topics), fromBeginning: false });
     await consumer.run({
       partitionsConsumedConcurrently: 3,
-      eachMessage: async ({ topic, message }) => {
+      eachMessage: async ({ topic, partition, message }) => {
+        this.recordsRead.set(partition, (this.recordsRead.get(partition) ?? 0) + 1);
         if (!message.key || !message.value || this.listeners.size === 0) return;
         const set = this.listeners.get(message.key.toString());
         if (!set) return;

@@ -21,6 +21,9 @@ export const gatewayOptions = {
   fanoutMinBytes: opt.int('EM_GATEWAY_FANOUT_MIN_BYTES', 'fanout-min-bytes', 1, 'The fan-out consumer\'s fetch waits at the broker for this many bytes (or --fanout-max-wait-ms)', { min: 1 }),
   fanoutMaxWaitMs: opt.int('EM_GATEWAY_FANOUT_MAX_WAIT_MS', 'fanout-max-wait-ms', 20, 'Longest a fan-out fetch waits at the broker', { min: 1 }),
   web: opt.bool('EM_GATEWAY_WEB', 'web', true, 'Serve the web client (web/) at /'),
+  instances: opt.int('EM_GATEWAY_INSTANCES', 'instances', 1, 'Gateway instances that split the users by partition: each reads only the events of its partitions (p % instances = instance) and sends other users\' clients to their instance', { min: 1 }),
+  instance: opt.int('EM_GATEWAY_INSTANCE', 'instance', 0, 'This instance\'s index, 0 to --instances - 1', { min: 0 }),
+  peers: opt.list('EM_GATEWAY_PEERS', 'peers', [], 'Base URL of every instance by index (where a client of another instance\'s user is sent), e.g. https://gw-0.example.com,https://gw-1.example.com'),
   modelDir: recommenderOptions.modelDir,
   redisPrefix: recommenderOptions.redisPrefix,
 };

@@ -13,10 +13,14 @@
  * open), `throttle` (the gateway stopped reading for a while: rate limit or backpressure), and the
  * user's own `score`, `change` and `list` events as they happen.
  *
+ * Score events come only to a socket that asks for them (`"scores": true` in the hello, or
+ * `?scores=1` on the upgrade); changes and lists always.
+ *
  * Close codes: 4401 (token missing, invalid or expired), 4408 (no hello in time), 4429 (the
  * gateway has no room for another connection), 4409 (the same session was opened on another
- * socket), 1009 (message over the hard size limit), 1011 (Kafka refused a frame: reconnect and
- * resend from the last ack).
+ * socket), 4307 (another gateway instance serves this user: the `redirect` message before it
+ * names it; connect there), 1009 (message over the hard size limit), 1011 (Kafka refused a frame:
+ * reconnect and resend from the last ack).
  */
 
 export const PROTOCOL_MAGIC = 0x45; // 'E'
@@ -30,7 +34,7 @@ const KIND_OF = new Map<number, FrameKind>(Object.entries(FRAME_KINDS).map(([k, 
 
 const FLAG_FACE_BOX = 1;
 
-export const CLOSE_CODES = { UNAUTHENTICATED: 4401, HELLO_TIMEOUT: 4408, NO_ROOM: 4429, SESSION_TAKEN_OVER: 4409, SLOW_READER: 4413, TOO_LARGE: 1009 } as const;
+export const CLOSE_CODES = { UNAUTHENTICATED: 4401, HELLO_TIMEOUT: 4408, NO_ROOM: 4429, SESSION_TAKEN_OVER: 4409, SLOW_READER: 4413, WRONG_INSTANCE: 4307, TOO_LARGE: 1009 } as const;
 
 /** Per-message error codes of the gateway. */
 export const GATEWAY_ERRORS = ['BAD_MESSAGE', 'BAD_FRAME', 'BAD_SCORES', 'MESSAGE_TOO_LARGE', 'OUT_OF_ORDER', 'NOT_AUTHENTICATED', 'SERVICE_UNAVAILABLE'] as const;
@@ -152,6 +156,7 @@ export interface WelcomeMessage {
 export type ServerMessage =
   | WelcomeMessage
   | { readonly type: 'ack'; readonly seq: number }
+  | { readonly type: 'redirect'; readonly url: string; readonly instance: number }
   | { readonly type: 'error'; readonly code: GatewayErrorCode | string; readonly message: string; readonly seq?: number }
   | { readonly type: 'throttle'; readonly reason: 'RATE_LIMITED' | 'BACKPRESSURE'; readonly resumeInMs: number }
   | { readonly type: 'score'; readonly seq: number; readonly captureTimeMs: number; readonly faceFound: boolean; readonly probabilities: number[]; readonly scoredAt: string; readonly processedTimeMs: number }
@@ -162,4 +167,6 @@ export interface HelloMessage {
   readonly type: 'hello';
   readonly token?: string;
   readonly sessionId?: string;
+  /** Send this socket the user's per-frame score events too. @defaultValue false */
+  readonly scores?: boolean;
 }

@@ -14,10 +14,11 @@ import { openRedis, type RedisClient } from '../state/redis.ts';
 import { UserStore } from '../state/user-store.ts';
 import type { Listen, Recommendation } from '../schemas/generated/types.ts';
 import type { SchemaRegistry } from '../schemas/registry.ts';
-import { topicName, type Topology } from '../topology/topology.ts';
+import { topicName, topicSpec, type Topology } from '../topology/topology.ts';
 import type { WebAssets } from './assets.ts';
 import { StreamConnection, type StreamContext, type StreamLimits } from './connection.ts';
 import { Fanout } from './fanout.ts';
+import { checkRouting, ownedPartitions, ownerOf } from './routing.ts';
 import { Ingest } from './ingest.ts';
 import { InFlight, TokenBucket } from './limits.ts';
 import { SessionStore } from './sessions.ts';
@@ -52,6 +53,11 @@ export interface GatewayOptions {
   readonly fanoutMaxWaitMs?: number;
   /** Tries of a failing fan-out fetch before its consumer is started again (gateway/fanout.ts). @defaultValue 5 */
   readonly fanoutRetries?: number;
+  /**
+   * Several instances that split the users by partition (gateway/routing.ts): this one reads only
+   * its partitions and sends other users' clients to their instance. Undefined: one instance.
+   */
+  readonly routing?: { readonly instances: number; readonly instance: number; readonly peers: readonly string[] };
 }
 
 const JSON_TYPE = { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' };
@@ -70,15 +76,17 @@ class HttpError extends Error {
 /**
  * `emotionmuse gateway`: the way in for clients that do not speak Kafka. HTTP and WebSocket on
  * one port; every request carries a bearer token, and the user of every frame, subscription and
- * read is the token's subject. Runs no stage; scale it by running more instances behind a load
- * balancer (gateway/README.md).
+ * read is the token's subject. Runs no stage. Scale it by running more instances behind a load
+ * balancer, or, with `routing`, instances that each read only the partitions of their own users
+ * (gateway/README.md).
  */
 export class Gateway {
   readonly metrics: GatewayMetrics;
   private server: http.Server | undefined;
   private readonly wss: WebSocketServer;
   private readonly ingest: Ingest;
-  private readonly fanout: Fanout;
+  /** Public for tests and benchmarks: what it read, by partition. */
+  readonly fanout: Fanout;
   private readonly redis: RedisClient;
   private readonly store: UserStore;
   private readonly sessions: SessionStore;
@@ -92,7 +100,10 @@ export class Gateway {
   constructor(private readonly o: GatewayOptions) {
     this.metrics = createGatewayMetrics();
     this.ingest = new Ingest({ kafka: o.kafka, registry: o.registry, topic: topicName(o.topology, 'frames'), lingerMs: o.lingerMs });
+    const partitions = topicSpec(o.topology, 'recommendations').partitions;
+    const routing = o.routing && o.routing.instances > 1 ? checkRouting({ ...o.routing, partitions }) : undefined;
     this.fanout = new Fanout({
+      owned: routing ? ownedPartitions(routing) : undefined,
       kafka: o.kafka,
       registry: o.registry,
       groupPrefix: o.topology.prefix,
@@ -131,6 +142,11 @@ export class Gateway {
         let b = this.buckets.get(userId);
         if (!b) this.buckets.set(userId, (b = new TokenBucket(o.limits.framesPerSecond)));
         return b;
+      },
+      redirectFor: (userId) => {
+        if (!routing) return undefined;
+        const owner = ownerOf(routing, userId);
+        return owner === routing.instance ? undefined : { url: routing.peers[owner]!, instance: owner };
       },
       claim: (key, takeOver) => {
         this.claims.get(key)?.();
@@ -211,7 +227,7 @@ export class Gateway {
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       this.wss.emit('connection', ws, req);
-      new StreamConnection(ws, this.context, identity, url.searchParams.get('session') ?? undefined);
+      new StreamConnection(ws, this.context, identity, url.searchParams.get('session') ?? undefined, url.searchParams.get('scores') === '1');
     });
   }
 

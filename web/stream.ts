@@ -11,6 +11,8 @@ export class BrowserStream {
   private ws: WebSocket | undefined;
   private nextSeq = 1;
   private stopped = false;
+  /** The gateway instance that serves this user, once one has said so (a redirect). */
+  private base = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}`;
   readonly sessionId: string;
   open = false;
   sent = 0;
@@ -25,12 +27,14 @@ export class BrowserStream {
   }
 
   connect(): void {
-    const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/v1/stream?session=${encodeURIComponent(this.sessionId)}`;
+    const url = `${this.base}/v1/stream?session=${encodeURIComponent(this.sessionId)}`;
     const ws = new WebSocket(url);
     this.ws = ws;
-    ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', token: this.token, sessionId: this.sessionId }));
+    // the live view shows every frame's scores: ask for them
+    ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', token: this.token, sessionId: this.sessionId, scores: true }));
     ws.onmessage = (e) => {
       const m = JSON.parse(String(e.data)) as ServerMessage;
+      if (m.type === 'redirect') this.base = m.url.replace(/^http/, 'ws');
       if (m.type === 'welcome') {
         this.open = true;
         this.nextSeq = m.lastSeq + 1;
@@ -47,6 +51,11 @@ export class BrowserStream {
         return;
       }
       if (this.stopped) return;
+      if (e.code === CLOSE_CODES.WRONG_INSTANCE) {
+        // another gateway instance serves this user: go there at once
+        this.events.onStatus(`moving to the gateway that serves this user (${this.base})`, false);
+        return this.connect();
+      }
       this.events.onStatus(`disconnected (${e.code}); reconnecting`, false);
       setTimeout(() => this.connect(), 1000);
     };
