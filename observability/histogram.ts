@@ -23,6 +23,18 @@ export function seriesLabels(text: string, name: string, where: Record<string, s
   return out;
 }
 
+/** The sum of the counter or gauge `name` over the series whose labels match `where` (0 when none does). */
+export function sumSeries(text: string, name: string, where: Record<string, string>): number {
+  let total = 0;
+  for (const line of text.split('\n')) {
+    const m = /^(\w+)(?:\{([^}]*)\})?\s+(\S+)/.exec(line);
+    if (m?.[1] !== name) continue;
+    const labels = labelsOf(m[2] ?? '');
+    if (Object.entries(where).every(([k, v]) => labels[k] === v)) total += Number(m[3]);
+  }
+  return total;
+}
+
 /** Collects the histogram `name` from Prometheus exposition text, merged over the series whose labels match `where`. */
 export function readHistogram(text: string, name: string, where: Record<string, string>): Histogram {
   const buckets = new Map<number, number>();
