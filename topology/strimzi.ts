@@ -107,13 +107,68 @@ export interface ClusterShape {
   readonly replicationFactor: number;
   /** Records behind per replica before KEDA adds one. */
   readonly lagThreshold: number;
+  /**
+   * Gateway instances that split the users by partition (gateway/routing.ts): a StatefulSet of
+   * this many pods, each reached through a host of its own. At most `partitions`.
+   */
+  readonly gatewayInstances: number;
+  /** The public host of the gateway; instance i is also `gw-<i>.<host>`. */
+  readonly gatewayHost: string;
 }
 
 export const K8S_OVERLAYS: Readonly<Record<'dev' | 'prod', ClusterShape>> = {
   // one broker that is also the controller: a laptop cluster (kind, minikube)
-  dev: { partitions: 6, replicationFactor: 1, lagThreshold: 200 },
-  // three brokers and three controllers. 120 partitions, sized before the first deployment
-  // because a keyed stateful topic cannot grow later (README, "Kubernetes and scaling"): 120 divides evenly
-  // among 1-6, 8, 10, 12, 15, 20, 24, 30, 40, 60 and 120 replicas.
-  prod: { partitions: 120, replicationFactor: 3, lagThreshold: 500 },
+  dev: { partitions: 6, replicationFactor: 1, lagThreshold: 200, gatewayInstances: 1, gatewayHost: 'emotionmuse.example.com' },
+  // three brokers and three controllers. 240 partitions, sized before the first deployment
+  // because a keyed stateful topic cannot grow later (README, "Kubernetes and scaling"): by the
+  // capacity model (npm run bench:capacity, bench/results/capacity-2026-12-07.md), 10,000 users
+  // sending crops need 120 and 20,000 need 240; 240 divides evenly among 1-6, 8, 10, 12, 15, 16,
+  // 20, 24, 30, 40, 48, 60, 80, 120 and 240 replicas. 12 gateway instances hold about 1,700 users
+  // (about 140 each by the model); raising the count is a configuration change, not a migration.
+  prod: { partitions: 240, replicationFactor: 3, lagThreshold: 500, gatewayInstances: 12, gatewayHost: 'emotionmuse.example.com' },
 };
+
+/** The host of gateway instance `i` (where the other instances send its users' clients). */
+export function gatewayInstanceHost(shape: ClusterShape, i: number): string {
+  return `gw-${i}.${shape.gatewayHost}`;
+}
+
+/**
+ * The routed gateway of an overlay: the StatefulSet's replica count, the ConfigMap that tells each
+ * pod how many instances there are and where each is reached (its own index comes from the pod's
+ * `apps.kubernetes.io/pod-index` label), a Service per pod, and an Ingress with a host per pod.
+ * The shared host (base/gateway.yaml) reaches any pod, which sends a client elsewhere when
+ * another instance serves its user.
+ */
+export function gatewayRouting(shape: ClusterShape): Manifest[] {
+  const n = shape.gatewayInstances;
+  if (!Number.isInteger(n) || n < 1 || n > shape.partitions) throw new Error(`gateway instances must be 1 to ${shape.partitions} (the partitions), not ${n}`);
+  const labels = { 'app.kubernetes.io/name': 'emotionmuse', 'app.kubernetes.io/component': 'gateway' };
+  const instances = Array.from({ length: n }, (_, i) => i);
+  return [
+    { apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 'gateway' }, spec: { replicas: n } },
+    {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'gateway-routing', labels },
+      data: { EM_GATEWAY_INSTANCES: String(n), EM_GATEWAY_PEERS: instances.map((i) => `https://${gatewayInstanceHost(shape, i)}`).join(',') },
+    },
+    ...instances.map((i) => ({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: `gateway-${i}`, labels },
+      spec: { selector: { ...labels, 'statefulset.kubernetes.io/pod-name': `gateway-${i}` }, ports: [{ name: 'http', port: 80, targetPort: 'http' }] },
+    })),
+    {
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'Ingress',
+      metadata: { name: 'gateway-instances', labels },
+      spec: {
+        rules: instances.map((i) => ({
+          host: gatewayInstanceHost(shape, i),
+          http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: `gateway-${i}`, port: { name: 'http' } } } }] },
+        })),
+      },
+    },
+  ];
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { quantile, readHistogram, seriesLabels } from '../../observability/histogram.ts';
+import { quantile, readHistogram, seriesLabels, sumSeries } from '../../observability/histogram.ts';
 
 const text = `# HELP x_seconds x
 # TYPE x_seconds histogram
@@ -33,5 +33,13 @@ describe('histogram quantiles from Prometheus text', () => {
     const info = `${text}m_info{stage="a",version="v1",provider="cpu"} 1\nm_info{stage="b",version="v2",provider="cuda"} 1\n`;
     expect(seriesLabels(info, 'm_info', { stage: 'b' })).toEqual([{ stage: 'b', version: 'v2', provider: 'cuda' }]);
     expect(seriesLabels(info, 'x_seconds', {})).toEqual([]);
+  });
+
+  it('sums a counter over the series that match, and not the ones whose name only starts the same', () => {
+    const counters = `${text}c_total{stage="a",topic="t1"} 7\nc_total{stage="a",topic="t2"} 5\nc_total{stage="b",topic="t1"} 100\nc_total_other{stage="a"} 9\nplain 3\n`;
+    expect(sumSeries(counters, 'c_total', { stage: 'a' })).toBe(12);
+    expect(sumSeries(counters, 'c_total', { topic: 't1' })).toBe(107);
+    expect(sumSeries(counters, 'c_total', { stage: 'z' })).toBe(0);
+    expect(sumSeries(counters, 'plain', {})).toBe(3);
   });
 });

@@ -57,7 +57,7 @@ describe('deploy/k8s', () => {
       expect(topics.length).toBeGreaterThan(0);
       for (const t of topics) if (!t.metadata.name.includes('dead-letter')) expect(t.spec!.partitions, t.metadata.name).toBe(shape.partitions);
       for (const stage of ['classifier', 'smoother', 'recommender', 'gateway']) {
-        const deployment = docs.find((d) => d.kind === 'Deployment' && d.metadata.name === stage)!;
+        const deployment = docs.find((d) => d.kind === (stage === 'gateway' ? 'StatefulSet' : 'Deployment') && d.metadata.name === stage)!;
         const pod = (deployment.spec as { template: { spec: Record<string, unknown> } }).template.spec;
         const container = (pod.containers as Array<Record<string, Record<string, unknown> & { httpGet?: { path: string } }>>)[0]!;
         expect(container.readinessProbe!.httpGet!.path, `${overlay} ${stage}`).toBe('/readyz');
@@ -69,6 +69,26 @@ describe('deploy/k8s', () => {
         const scaled = docs.find((d) => d.kind === 'ScaledObject' && d.metadata.name === stage)!;
         expect(scaled.spec!.maxReplicaCount).toBe(shape.partitions);
       }
+      // The routed gateway: one pod per instance, each told the count and every instance's URL, its
+      // index from the pod's label, and reached through a Service and a host of its own.
+      const gateway = docs.find((d) => d.kind === 'StatefulSet' && d.metadata.name === 'gateway')!;
+      const gatewaySpec = gateway.spec as { replicas: number; template: { spec: { containers: Array<{ env: Array<{ name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }>; envFrom: Array<{ configMapRef?: { name: string } }> }> } } };
+      expect(gatewaySpec.replicas).toBe(shape.gatewayInstances);
+      const gatewayContainer = gatewaySpec.template.spec.containers[0]!;
+      expect(gatewayContainer.env.find((e) => e.name === 'EM_GATEWAY_INSTANCE')?.valueFrom?.fieldRef?.fieldPath).toBe("metadata.labels['apps.kubernetes.io/pod-index']");
+      const routingName = gatewayContainer.envFrom.map((e) => e.configMapRef?.name).find((n) => n?.startsWith('gateway-routing'));
+      const routing = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === routingName) as unknown as { data: Record<string, string> };
+      expect(routing.data.EM_GATEWAY_INSTANCES).toBe(String(shape.gatewayInstances));
+      const peers = routing.data.EM_GATEWAY_PEERS!.split(',');
+      expect(peers).toHaveLength(shape.gatewayInstances);
+      const ingress = docs.find((d) => d.kind === 'Ingress' && d.metadata.name === 'gateway-instances') as unknown as { spec: { rules: Array<{ host: string; http: { paths: Array<{ backend: { service: { name: string } } }> } }> } };
+      peers.forEach((peer, i) => {
+        const rule = ingress.spec.rules.find((r) => `https://${r.host}` === peer)!;
+        expect(rule, peer).toBeDefined();
+        const service = docs.find((d) => d.kind === 'Service' && d.metadata.name === rule.http.paths[0]!.backend.service.name)!;
+        expect((service.spec as { selector: Record<string, string> }).selector['statefulset.kubernetes.io/pod-name']).toBe(`gateway-${i}`);
+      });
+      expect(shape.gatewayInstances).toBeLessThanOrEqual(shape.partitions);
       const config = docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name.startsWith('emotionmuse-config')) as unknown as { data: Record<string, string> };
       expect(config.data.EM_PARTITIONS).toBe(String(shape.partitions));
       expect(config.data.EM_REPLICATION_FACTOR).toBe(String(shape.replicationFactor));
