@@ -38,7 +38,7 @@ import { applyTopology } from '../topology/apply.ts';
 import { allTopics, buildTopology, topicName } from '../topology/topology.ts';
 import { resizeGrey } from '../vision/image.ts';
 import { APP_COMPONENTS, COMPONENTS, DEFAULT_ASSUMPTIONS, plan, type Assumptions, type Component, type PerUser } from './capacity-model.ts';
-import { drainLag, LOAD_CLASSES, loadServices, pipelineLag, SEGMENT_FRAMES } from './load.ts';
+import { drainLag, LOAD_CLASSES, loadServices, paceUsers, pipelineLag, SEGMENT_FRAMES } from './load.ts';
 import { checkFlags, machine, table } from './machine.ts';
 import { freePort, procStats } from './proc-stats.ts';
 
@@ -177,29 +177,15 @@ async function connectUsers(step: string, n: number): Promise<Sim[]> {
 }
 
 /** Sends every user's frames at `fps`, each user at its own phase, for `durationS`. */
-async function drive(sims: Sim[], mode: Mode, durationS: number): Promise<number> {
-  const t0 = performance.now();
-  const period = 1000 / fps;
-  const next = sims.map((s) => t0 + (s.index / sims.length) * period);
-  let sent = 0;
-  while (performance.now() - t0 < durationS * 1000) {
-    const now = performance.now();
-    for (const s of sims) {
-      while (next[s.index]! <= now) {
-        next[s.index]! += period;
-        const seq = ++s.seq;
-        const list = faces.get(LOAD_CLASSES[(Math.floor(seq / SEGMENT_FRAMES) + s.index) % LOAD_CLASSES.length]!)!;
-        const face = list[(seq * 7 + s.index) % list.length]!;
-        const frame: StreamFrame = mode === 'crop'
-          ? { kind: 'GRAY8', seq, captureTimeMs: Date.now(), width: 48, height: 48, faceBox: null, data: face.crop }
-          : { kind: 'SCORES', seq, captureTimeMs: Date.now(), width: 0, height: 0, faceBox: null, data: new Uint8Array(0), probabilities: face.probabilities, modelVersion: edgeModel };
-        s.client.send(frame);
-        sent++;
-      }
-    }
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  return sent;
+async function drive(sims: Sim[], mode: Mode, durationS: number): Promise<void> {
+  await paceUsers(sims, fps, durationS, (index, seq) => {
+    const list = faces.get(LOAD_CLASSES[(Math.floor(seq / SEGMENT_FRAMES) + index) % LOAD_CLASSES.length]!)!;
+    const face = list[(seq * 7 + index) % list.length]!;
+    const frame: StreamFrame = mode === 'crop'
+      ? { kind: 'GRAY8', seq, captureTimeMs: Date.now(), width: 48, height: 48, faceBox: null, data: face.crop }
+      : { kind: 'SCORES', seq, captureTimeMs: Date.now(), width: 0, height: 0, faceBox: null, data: new Uint8Array(0), probabilities: face.probabilities, modelVersion: edgeModel };
+    sims[index]!.client.send(frame);
+  });
 }
 
 /** Sent and received bytes of the broker's client connections so far, by the kernel's counters of its sockets. */

@@ -23,7 +23,7 @@ import { createKafka } from '../runtime/kafka.ts';
 import { applyTopology } from '../topology/apply.ts';
 import { buildTopology } from '../topology/topology.ts';
 import { FER_PUBLIC_TEST } from '../sessions/faces.ts';
-import { LOAD_CLASSES, loadServices, SEGMENT_FRAMES } from './load.ts';
+import { LOAD_CLASSES, loadServices, paceUsers, SEGMENT_FRAMES } from './load.ts';
 import { checkFlags, machine, percentile, table } from './machine.ts';
 import { freePort, machineBusy, procStats } from './proc-stats.ts';
 import { STATE_VERSIONS } from '../processors/index.ts';
@@ -125,26 +125,16 @@ async function addClients(n: number): Promise<void> {
 
 /** Sends every client's frames at `fps`, each client at its own phase, for `durationS`. */
 async function drive(durationS: number): Promise<void> {
-  const t0 = performance.now();
-  const period = 1000 / fps;
-  const next = sims.map((s) => t0 + (s.index / sims.length) * period);
-  while (performance.now() - t0 < durationS * 1000) {
-    const now = performance.now();
-    for (const s of sims) {
-      while (next[s.index]! <= now) {
-        next[s.index]! += period;
-        const seq = ++s.seq;
-        const cls = CLASSES[(Math.floor(seq / SEGMENT_FRAMES) + s.index) % CLASSES.length]!;
-        const list = crops.get(cls)!;
-        const captureTimeMs = Date.now();
-        if (seq % 50 === 0) sentAt.clear();
-        sentAt.set(`${s.index}:${seq}`, captureTimeMs);
-        s.client.send({ kind: 'GRAY8', seq, captureTimeMs, width: 48, height: 48, faceBox: null, data: list[seq % list.length]! });
-        s.sent++;
-      }
-    }
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await paceUsers(sims, fps, durationS, (index, seq) => {
+    const s = sims[index]!;
+    const cls = CLASSES[(Math.floor(seq / SEGMENT_FRAMES) + s.index) % CLASSES.length]!;
+    const list = crops.get(cls)!;
+    const captureTimeMs = Date.now();
+    if (seq % 50 === 0) sentAt.clear();
+    sentAt.set(`${s.index}:${seq}`, captureTimeMs);
+    s.client.send({ kind: 'GRAY8', seq, captureTimeMs, width: 48, height: 48, faceBox: null, data: list[seq % list.length]! });
+    s.sent++;
+  });
 }
 
 const cpuOf = (name: string) => procStats(procs[name]!.pid!);

@@ -44,3 +44,24 @@ export async function drainLag(lag: () => Promise<number>): Promise<number | und
   }
   return undefined;
 }
+
+/**
+ * Calls `send(user, seq)` for each of `users` simulated users `fps` times a second for
+ * `durationS`, each user at its own phase (frames due at evenly spread times, as from independent
+ * cameras), checking every 5 ms for what has come due. `seq` continues each user's own count.
+ */
+export async function paceUsers(users: ReadonlyArray<{ readonly index: number; seq: number }>, fps: number, durationS: number, send: (user: number, seq: number) => void): Promise<void> {
+  const t0 = performance.now();
+  const period = 1000 / fps;
+  const next = users.map((u) => t0 + (u.index / users.length) * period);
+  while (performance.now() - t0 < durationS * 1000) {
+    const now = performance.now();
+    for (const [i, u] of users.entries()) {
+      while (next[i]! <= now) {
+        next[i]! += period;
+        send(u.index, ++u.seq);
+      }
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
