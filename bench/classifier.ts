@@ -18,7 +18,24 @@ import { machine, percentile, table, timeIt } from './machine.ts';
 import { coalesce } from '../runtime/coalesce.ts';
 import { DEFAULT_MAX_INFERENCE_BATCH } from '../vision/emotion-cnn.ts';
 
-const ms = (process.argv.includes('--seconds') ? Number(process.argv[process.argv.indexOf('--seconds') + 1]) : 2) * 1000;
+const argv = process.argv.slice(2);
+if (argv.includes('--help')) {
+  process.stdout.write(`npm run bench:classifier [-- options]: every emotion model alone, then the whole classifier stage
+
+  --seconds 2          length of each of the three timed runs of a row
+  --models a,b         only these emotion models in the inference-only rows (default: all)
+  --inference-only     no whole-stage rows
+`);
+  process.exit(0);
+}
+const flag = (name: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
+const ms = Number(flag('--seconds') ?? 2) * 1000;
+const onlyModels = flag('--models')?.split(',');
+const unknownModels = (onlyModels ?? []).filter((m) => !(m in EMOTION_MODELS));
+if (unknownModels.length > 0) {
+  process.stderr.write(`unknown emotion model(s): ${unknownModels.join(', ')}; the models are ${Object.keys(EMOTION_MODELS).join(', ')}\n`);
+  process.exit(2);
+}
 const INFERENCE_THREADS = 2;
 /** The whole stage as the processor runs it: its defaults (two inference threads of one ONNX Runtime thread each, pieces of 16). */
 async function stage(options: Parameters<typeof ClassifierEngine.create>[0] = {}): Promise<(frames: readonly Frame[]) => Promise<unknown>> {
@@ -53,13 +70,17 @@ const greyFiles = (() => {
 const crops = greyFiles.length > 0
   ? await Promise.all(greyFiles.map(async (f) => sharp(f).greyscale().raw().toBuffer({ resolveWithObject: true })))
   : await Promise.all(FACE_PHOTOS.map((f) => sharp(f).extract({ left: 700, top: 300, width: 480, height: 480 }).resize(48, 48).greyscale().raw().toBuffer({ resolveWithObject: true })));
-for (const name of Object.keys(EMOTION_MODELS) as EmotionModel[]) {
+for (const name of (onlyModels ?? Object.keys(EMOTION_MODELS)) as EmotionModel[]) {
   const e = await ClassifierEngine.create({ providers: ['cpu'], emotionModel: name });
   const modelInputs = crops.map((c) => resizeGrey({ data: new Uint8Array(c.data), width: c.info.width, height: c.info.height }, e.inputSide, e.inputSide));
   for (const batch of [1, 8, 32, 64]) {
     const inputs = Array.from({ length: batch }, (_, i) => modelInputs[i % modelInputs.length]!);
     await measure(`inference only (${e.inputSide}x${e.inputSide} face crops), ${name}, batch ${batch}`, batch, () => e.infer(inputs));
   }
+}
+if (argv.includes('--inference-only')) {
+  console.log(table(['what', 'ms per frame', 'frames/s', 'ms per batch', 'p99 ms per batch'], rows));
+  process.exit(0);
 }
 // Camera-like frames: one person in front of the camera, the face about 180 pixels wide.
 const webcam = await Promise.all([[0, 0], [1, 1], [2, 1], [3, 2], [4, 0], [5, 3]].map(([p, f]) => webcamFrame(p!, f!, { faceWidth: 180 })));

