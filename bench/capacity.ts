@@ -26,7 +26,7 @@ import sharp from 'sharp';
 import { mintDevelopmentToken } from '../auth/tokens.ts';
 import { StreamClient } from '../gateway/client.ts';
 import type { StreamFrame } from '../gateway/protocol.ts';
-import { readHistogram, sumSeries } from '../observability/histogram.ts';
+import { readHistogram, seriesLabels, sumSeries } from '../observability/histogram.ts';
 import { ClassifierEngine } from '../processors/classifier/engine.ts';
 import { STATE_VERSIONS } from '../processors/index.ts';
 import { parseArgv } from '../runtime/config.ts';
@@ -139,6 +139,8 @@ process.stderr.write('starting the stages and the gateway\n');
 for (const stage of ['classifier', 'smoother', 'recommender']) await start(stage, ['run', stage]);
 await start('gateway', ['gateway']);
 const metricsOf = (name: string) => fetch(`http://127.0.0.1:${ports[name]}/metrics`).then((r) => r.text());
+/** The emotion model the classifier serves, as its info metric names it. */
+const servedModel = seriesLabels(await metricsOf('classifier'), METRICS.modelInfo.name, { stage: 'classifier' })[0];
 
 // Faces: FER-2013 PublicTest crops of four expressions, and the packaged CNN's probabilities for
 // each (what a device that runs the model itself would send).
@@ -475,7 +477,7 @@ const report = `# Capacity benchmark (\`npm run bench:capacity\`)
 
 ${date}, ${machine()}. One gateway, the classifier, the smoother and the recommender, each its own
 process, the local single-node broker (replication factor 1) and Redis, and this load generator
-share the machine. Each simulated user is a WebSocket sending ${fps} frames/s whose face changes
+share the machine. The classifier serves ${servedModel ? `${servedModel.version} on ${servedModel.provider}` : 'an unknown model'}. Each simulated user is a WebSocket sending ${fps} frames/s whose face changes
 expression every ${SEGMENT_FRAMES} frames, and asks for score events (as the web client does); ${userSteps.join(' and ')} users per
 mode; ${partitions} partitions per topic; ${f(seconds)} s measured per step after ${f(warmupSeconds)} s of warm-up. Errors seen by
 the users: ${errors.length}${errors.length ? ` (first: ${errors[0]})` : ''}.

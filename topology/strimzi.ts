@@ -122,9 +122,11 @@ export const K8S_OVERLAYS: Readonly<Record<'dev' | 'prod', ClusterShape>> = {
   // three brokers and three controllers. 240 partitions, sized before the first deployment
   // because a keyed stateful topic cannot grow later (README, "Kubernetes and scaling"): by the
   // capacity model (npm run bench:capacity, bench/results/capacity-2026-12-07.md), 10,000 users
-  // sending crops need 120 and 20,000 need 240; 240 divides evenly among 1-6, 8, 10, 12, 15, 16,
-  // 20, 24, 30, 40, 48, 60, 80, 120 and 240 replicas. 12 gateway instances hold about 1,700 users
-  // (about 140 each by the model); raising the count is a configuration change, not a migration.
+  // sending crops to the served ensemble classifier need 240 (191 classifier pods), 10,000 in
+  // scores mode 120; 240 divides evenly among 1-6, 8, 10, 12, 15, 16, 20, 24, 30, 40, 48, 60, 80,
+  // 120 and 240 replicas. 12 gateway instances hold about 1,600 to 2,400 users (130 to 200 each
+  // by the model, scores and crop mode); raising the count is a configuration change, not a
+  // migration.
   prod: { partitions: 240, replicationFactor: 3, lagThreshold: 500, gatewayInstances: 12, gatewayHost: 'emotionmuse.example.com' },
 };
 
