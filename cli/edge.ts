@@ -13,7 +13,8 @@ import { DEFAULT_DETECTOR_SIDES, formatDetectorSides, parseDetectorSides, scaled
 import { record } from '../edge/record.ts';
 import { replay } from '../edge/replay.ts';
 import { ffmpegFrames, ffmpegRawFrames, folderFrames, probeVideoSize, type RawFrame } from '../edge/sources.ts';
-import { emotionModelOption, recommenderOptions } from '../processors/index.ts';
+import { recommenderOptions } from '../processors/index.ts';
+import { DEFAULT_EMOTION_MODEL, DEVICE_EMOTION_MODEL, EMOTION_MODELS, type EmotionModel } from '../vision/emotion-cnn.ts';
 import { loadCatalogue } from '../processors/recommender/catalogue.ts';
 import { readRecording } from '../schemas/recording.ts';
 import { SchemaRegistry } from '../schemas/registry.ts';
@@ -52,7 +53,9 @@ const publishOptions = {
   realtime: opt.bool('EM_REALTIME', 'realtime', false, 'Read a video file at its own speed, as a camera delivers frames (otherwise as fast as it decodes)'),
   stats: opt.bool('EM_STATS', 'stats', false, 'Print what the client cost (its CPU and ffmpeg\'s, as a share of one core) and what it sent, at the end'),
   detector: opt.string('EM_DETECTOR', 'detector', formatDetectorSides(DEFAULT_DETECTOR_SIDES), 'On-device face detector side, or a cascade (128/256): vision/README.md'),
-  emotionModel: emotionModelOption.emotionModel,
+  // devices run the smallest model by default (vision/emotion-cnn.ts DEVICE_EMOTION_MODEL); the
+  // classifier's own default is larger
+  emotionModel: opt.oneOf('EM_EMOTION_MODEL', 'emotion-model', DEVICE_EMOTION_MODEL, Object.keys(EMOTION_MODELS) as EmotionModel[], `On-device emotion CNN for --send scores (and the crop size): ${DEVICE_EMOTION_MODEL} by default, the smallest (63.9% on PublicTest, 0.2 ms a face); the classifier serves ${DEFAULT_EMOTION_MODEL}, more accurate at about twice the cost; accuracy and cost in models/README.md`),
   track: opt.bool('EM_TRACK', 'track', true, 'Video and camera: look for the face near its last place (a 128x128 window) and search the whole frame only when it is lost, and every --refresh-frames frames'),
   refreshFrames: opt.int('EM_REFRESH_FRAMES', 'refresh-frames', 30, 'With --track: search the whole frame at least this often', { min: 1 }),
   ...edgeTokenOptions,
