@@ -14,6 +14,10 @@ import { evaluateFolder } from '../processors/classifier/evaluate.ts';
 
 const dir = fileURLToPath(new URL('.', import.meta.url));
 const args = process.argv.slice(2);
+if (args.includes('--help')) {
+  console.log('npm run models:eval [-- folder] [--models a,b]: measures emotion models on a labelled folder (default ../shared/data/fer2013/public-test), with and without CLAHE, and writes accuracy, macro-F1, per-class figures and confusion into their cards');
+  process.exit(0);
+}
 const only = args.includes('--models') ? args[args.indexOf('--models') + 1]!.split(',') : undefined;
 const folder = args.filter((a, i) => !a.startsWith('--') && args[i - 1] !== '--models')[0];
 const data = path.resolve(folder ?? path.join(dir, '../../shared/data/fer2013/public-test'));

