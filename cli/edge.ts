@@ -55,7 +55,7 @@ const publishOptions = {
   detector: opt.string('EM_DETECTOR', 'detector', formatDetectorSides(DEFAULT_DETECTOR_SIDES), 'On-device face detector side, or a cascade (128/256): vision/README.md'),
   // devices run the smallest model by default (vision/emotion-cnn.ts DEVICE_EMOTION_MODEL); the
   // classifier's own default is larger
-  emotionModel: opt.oneOf('EM_EMOTION_MODEL', 'emotion-model', DEVICE_EMOTION_MODEL, Object.keys(EMOTION_MODELS) as EmotionModel[], `On-device emotion CNN for --send scores (and the crop size): ${DEVICE_EMOTION_MODEL} by default, the smallest (63.9% on PublicTest, 0.2 ms a face); the classifier serves ${DEFAULT_EMOTION_MODEL}, more accurate at about twice the cost; accuracy and cost in models/README.md`),
+  emotionModel: opt.oneOf('EM_EMOTION_MODEL', 'emotion-model', DEVICE_EMOTION_MODEL, Object.keys(EMOTION_MODELS) as EmotionModel[], `On-device emotion CNN for --send scores (and the crop size): ${DEVICE_EMOTION_MODEL} by default, the smallest (63.9% on PublicTest, 0.2 ms a face); the classifier serves ${DEFAULT_EMOTION_MODEL}, more accurate at about 2.5 times the cost; student-int8 (66.8%, 0.23 ms, 909 kB) is the best single network; accuracy and cost in models/README.md`),
   track: opt.bool('EM_TRACK', 'track', true, 'Video and camera: look for the face near its last place (a 128x128 window) and search the whole frame only when it is lost, and every --refresh-frames frames'),
   refreshFrames: opt.int('EM_REFRESH_FRAMES', 'refresh-frames', 30, 'With --track: search the whole frame at least this often', { min: 1 }),
   ...edgeTokenOptions,

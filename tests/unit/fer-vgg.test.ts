@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ort } from '../../runtime/onnx.ts';
+import { exportedParity, parityOf } from '../support/train-fer.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const OUT = path.join(ROOT, '.cache', 'fer-vgg-smoke');
@@ -22,15 +22,9 @@ describe('VGG-16+SE training toolkit: export parity', () => {
   }, 120_000);
 
   it('gives the probabilities PyTorch gave, within 1e-4, for the same faces', async () => {
-    const { faces, probabilities } = JSON.parse(readFileSync(path.join(OUT, 'parity.json'), 'utf8')) as { faces: number[][][]; probabilities: number[][] };
+    const { faces } = parityOf(OUT);
     expect(faces.length).toBe(16);
-    const session = await ort.InferenceSession.create(path.join(OUT, 'model.onnx'));
-    const input = new Float32Array(faces.length * 48 * 48);
-    faces.flat(2).forEach((p, i) => (input[i] = (p / 255 - 0.5) * 2));
-    const out = await session.run({ input: new ort.Tensor('float32', input, [faces.length, 48, 48, 1]) });
-    const got = out.probabilities!.data as Float32Array;
-    let worst = 0;
-    probabilities.flat().forEach((p, i) => (worst = Math.max(worst, Math.abs(p - got[i]!))));
+    const { got, worst } = await exportedParity(OUT);
     expect(worst).toBeLessThan(1e-4);
     for (let b = 0; b < faces.length; b++) expect(Array.from(got.subarray(b * 7, b * 7 + 7)).reduce((x, y) => x + y, 0)).toBeCloseTo(1, 5);
   });
