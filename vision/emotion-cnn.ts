@@ -36,7 +36,7 @@ export const EMOTION_MODELS = {
 export type EmotionModel = keyof typeof EMOTION_MODELS;
 /**
  * What the classifier serves: the best PublicTest accuracy within 0.5 ms a face (batch 32, two
- * threads, bench:classifier): the CPU student (int8) and fer's model, averaged, 67.5% at 0.47 ms
+ * threads, bench:classifier): the CPU student (int8) and fer's model, averaged, 67.5% at 0.47-0.52 ms (three runs, median 0.50)
  * (models/README.md, "A second model and the ensembles").
  */
 export const DEFAULT_EMOTION_MODEL: EmotionModel = 'student-fer';
