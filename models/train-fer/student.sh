@@ -4,7 +4,7 @@
 # .cache/fer-student. Resumable: run it again after an interruption and it goes on from the last
 # epoch's checkpoint. The teacher runs in ONNX Runtime, installed here (no dependencies: Debian's
 # numpy serves it) under .cache/train-ort with the pip of the quantizer's environment.
-#   npm run models:student [-- --max-minutes 30 ...]   (train.py --help lists them; 26 epochs, about 45 minutes here)
+#   npm run models:student [-- --max-minutes 30 ...]   (train.py --help lists them; 26 epochs, about 50 minutes here)
 #   npm run models:student -- --publish    the finished run to models/emotion-student(-int8).onnx, cards, PublicTest
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"

@@ -4,7 +4,7 @@ Two networks, each with its own recipe:
 - --arch vgg (the default): the paper's VGG-16+SE (vgg_se.py) with the paper's recipe (below);
 - --arch resnet: the CPU student (resnet_s.py), a small residual net with batch norm, with the
   student recipe: SGD with Nesterov momentum 0.9 at --lr 0.05 (weight decay 5e-4) annealed to zero
-  on a cosine over --epochs (26: 45 minutes here), batch 128, the paper's augmentations plus a shift of up to 4
+  on a cosine over --epochs (26: about 50 minutes here), batch 128, the paper's augmentations plus a shift of up to 4
   pixels, no class weights (the served figure is accuracy), and the last epoch kept: PublicTest
   is drawn as a curve but chooses nothing. With --teacher models/emotion-ensemble.onnx it learns
   from the ensemble's answers on the same augmented faces.
