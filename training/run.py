@@ -28,15 +28,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from emotionmuse_train.autoencoder import train_embeddings  # noqa: E402
 from emotionmuse_train.catalogue import load_catalogue, subset  # noqa: E402
-from emotionmuse_train.export import export, write_catalogue_files  # noqa: E402
-from emotionmuse_train.knn import ItemKnn  # noqa: E402
+from emotionmuse_train.export import export, export_emotion, export_neighbours, write_catalogue_files  # noqa: E402
+from emotionmuse_train.hybrid import Hybrid  # noqa: E402
+from emotionmuse_train.knn import ItemKnn, RecencyItemKnn, SessionKnn  # noqa: E402
 from emotionmuse_train.labels import MOOD_VA, propagate  # noqa: E402
 from emotionmuse_train.logs import FORMATS, LogFormatError, load_sequences  # noqa: E402
 from emotionmuse_train.proxy import proxy_emotions  # noqa: E402
 from emotionmuse_train.report import markdown, svg  # noqa: E402
 from emotionmuse_train.simulate import simulate  # noqa: E402
 from emotionmuse_train.models import N_HISTORY  # noqa: E402
-from emotionmuse_train.train import KINDS, LOSSES, build_model, evaluate, popularity_scores, prepare, train  # noqa: E402
+from emotionmuse_train.train import KINDS, LOSSES, NEIGHBOURHOOD, NOT_SERVED, build_model, evaluate, popularity_scores, prepare, train  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RERANK_LAMBDAS = (0.3, 0.5, 0.7, 0.9)
@@ -60,7 +61,7 @@ def _train_job(job):
     val = evaluate(model, data, "val", max_users=options["test_users"])
     metrics = evaluate(model, data, "test", max_users=options["test_users"], rerank=RERANK_LAMBDAS if kind == "bilstm-va" else ())
     log(f"  {'tuning ' if trial else ''}{KINDS[kind]} seed {seed} {settings}: validation NDCG@10 full {val['full']['ndcg']:.4f}; test sampled {metrics['sampled']}, full {metrics['full']}")
-    return {"val": val, "test": metrics, "history": history, "state": model.state_dict() if kind == "bilstm-va" else None}
+    return {"val": val, "test": metrics, "history": history, "state": model.state_dict() if kind not in NOT_SERVED else None}
 
 
 # Tried on the validation split with seed 0 when --tune is given; the best by full-catalogue
@@ -72,7 +73,19 @@ TUNE_GRID = {
     "item-knn": [{"window": w, "recent": r} for w in (2, 5, 10) for r in (3, 5, 10)],
     "bpr-mf": [{"lr": lr, "negatives": n} for lr in (2e-3, 5e-3, 1e-2) for n in (4, 16)],
     "sequence": [{"lr": lr, "history_length": h} for lr in (1e-3, 2e-3) for h in (20, 50)],
+    # always tuned (each trial is one pass over the data); recent: the history's last plays used
+    "item-knn-recency": [{"window": w, "alpha": a, "decay": d, "recent": 20, "neighbours": 100} for w in (3, 10) for a in (0.5, 0.75) for d in (0.85, 1.0)],
+    "sknn": [{"k": k, "recent": 50} for k in (50, 100, 200)],
+    "vsknn": [{"k": k, "recent": 50, "decay": d, "idf": True} for k in (100, 200) for d in (0.8, 0.9)],
+    # the weight of the sequence model's normalised score against the neighbourhood model's
+    "hybrid": [{"weight": w} for w in (0.25, 0.5, 0.75)],
 }
+
+
+def build_neighbourhood(kind: str, data, settings: dict):
+    if kind == "item-knn-recency":
+        return RecencyItemKnn(data.n_items, data.items, **settings)
+    return SessionKnn(data.n_items, data.items, **settings)
 
 
 def _run_pool(jobs, processes):
@@ -87,6 +100,46 @@ SIZES = {
     "small": {"catalogue": 3000, "users": 1500, "seeds": 3, "max_epochs": 10, "targets": 24, "patience": 3, "batch": 128},
     "smoke": {"catalogue": 1000, "users": 200, "seeds": 1, "max_epochs": 1, "targets": 2, "patience": 1, "batch": 64},
 }
+
+
+class WithEmotion:
+    """A model's scores with the V-A Bi-LSTM's emotion embedding, for reranking any model."""
+
+    def __init__(self, model, va_model):
+        self.model, self.va_model = model, va_model
+
+    def score_all(self, hist, mask, probs, user=None):
+        return self.model.score_all(hist, mask, probs, user)[0], self.va_model.emotion(probs)
+
+
+def select_served(servable: dict, with_hybrid: bool, data, results: dict, tuning: list, chosen: dict, test_users: int, log) -> dict:
+    """The model the recommender serves: the best by validation NDCG@10 (full catalogue) among every
+    servable model and the hybrid of the best neighbourhood and the best sequence model (its
+    weight tuned on validation too). Returns what the card records, and the models to export."""
+    by_val = lambda group: max(group, key=lambda k: servable[k]["val"]) if group else None  # noqa: E731
+    seq = by_val([k for k in servable if k not in NEIGHBOURHOOD])
+    nb = by_val([k for k in servable if k in NEIGHBOURHOOD])
+    validation = {k: v["val"] for k, v in servable.items()}
+    weight = None
+    if with_hybrid and seq and nb:
+        trials = []
+        for t in TUNE_GRID["hybrid"]:
+            v = evaluate(Hybrid(servable[nb]["model"], servable[seq]["model"], t["weight"]), data, "val", max_users=test_users)["full"]["ndcg"]
+            tuning.append({"model": KINDS["hybrid"], "settings": {**t, "neighbourhood": nb, "sequence": seq}, "val_ndcg10_full": v})
+            trials.append((t, v))
+        t, validation["hybrid"] = max(trials, key=lambda x: x[1])
+        weight = t["weight"]
+        chosen["hybrid"] = {**t, "neighbourhood": nb, "sequence": seq}
+        results[KINDS["hybrid"]] = [evaluate(Hybrid(servable[nb]["model"], servable[seq]["model"], weight), data, "test", max_users=test_users)]
+        log(f"  {KINDS['hybrid']} ({nb} + {seq}, weight {weight}; validation {validation['hybrid']:.4f}): {results[KINDS['hybrid']][0]}")
+    if not validation:
+        return {"model": None}
+    model = max(validation, key=validation.get)
+    kind = "hybrid" if model == "hybrid" else "neighbourhood" if model in NEIGHBOURHOOD else "sequence"
+    scorer = Hybrid(servable[nb]["model"], servable[seq]["model"], weight) if kind == "hybrid" else servable[model]["model"]
+    log(f"served: {model} (validation NDCG@10 full {validation[model]:.4f}; " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(validation.items(), key=lambda x: -x[1])) + ")")
+    return {"model": model, "kind": kind, "sequence": seq, "neighbourhood": nb, "weight": weight, "validation": validation, "scorer": scorer,
+            "sequence_model": servable[seq]["model"] if seq else None, "neighbourhood_model": servable[nb]["model"] if nb else None}
 
 
 def main() -> int:
@@ -200,7 +253,21 @@ def main() -> int:
             chosen["item-knn"] = knn_settings
         results[KINDS["item-knn"]] = [evaluate(ItemKnn(data.n_items, data.items, **knn_settings), data, "test", max_users=args.test_users)]
         log(f"  {KINDS['item-knn']} {knn_settings}: {results[KINDS['item-knn']][0]}")
-    trained = [k for k in kinds if k not in ("popularity", "item-knn")]
+    # Every servable model with its validation NDCG@10 (full): the best one is exported and served.
+    servable = {}
+    for kind in [k for k in kinds if k in NEIGHBOURHOOD]:
+        best = None
+        for t in TUNE_GRID[kind]:
+            model = build_neighbourhood(kind, data, t)
+            v = evaluate(model, data, "val", max_users=args.test_users)["full"]["ndcg"]
+            tuning.append({"model": KINDS[kind], "settings": t, "val_ndcg10_full": v})
+            if best is None or v > best[1]:
+                best = (model, v, t)
+        model, v, chosen[kind] = best
+        servable[kind] = {"model": model, "val": v, "settings": chosen[kind]}
+        results[KINDS[kind]] = [evaluate(model, data, "test", max_users=args.test_users)]
+        log(f"  {KINDS[kind]} {chosen[kind]} (validation {v:.4f}): {results[KINDS[kind]][0]}")
+    trained = [k for k in kinds if k not in ("popularity", "item-knn", "hybrid") and k not in NEIGHBOURHOOD]
     global _JOB_CONTEXT
     trials = sorted(((k, 0, t, True) for k in trained if k in tuned for t in TUNE_GRID["bpr-mf" if k == "bpr-mf" else "sequence"]), key=lambda j: not j[0].startswith("bilstm"))
     job_seconds = 0.0
@@ -224,7 +291,7 @@ def main() -> int:
     jobs = sorted(((k, s, chosen.get(k, {}), False) for k in trained for s in range(seeds) if (k, s) not in by_job), key=lambda j: (not j[0].startswith("bilstm"), j[1]))
     by_job.update({(j[0], j[1]): r for j, r in zip(jobs, _run_pool(jobs, args.jobs))})
     for kind in kinds:
-        for seed in range(seeds) if kind not in ("popularity", "item-knn") else ():
+        for seed in range(seeds) if kind in trained else ():
             done = by_job[(kind, seed)]
             metrics, history, state = done["test"], done["history"], done["state"]
             results.setdefault(KINDS[kind], []).append({"sampled": metrics["sampled"], "full": metrics["full"]})
@@ -232,13 +299,27 @@ def main() -> int:
                 results.setdefault(f"{KINDS[kind]} + reranking, lambda {lam}", []).append(metrics[f"rerank-{lam}"])
             histories[f"{kind}/{seed}"] = history
             best_val = max(h["val_ndcg10_full"] for h in history)
+            if kind not in NOT_SERVED and (kind not in servable or done["val"]["full"]["ndcg"] > servable[kind]["val"]):
+                model = build_model(kind, data.n_items, len(data.items))
+                model.load_state_dict(state)
+                model.history = chosen.get(kind, {}).get("history_length", N_HISTORY)
+                servable[kind] = {"model": model.eval(), "val": done["val"]["full"]["ndcg"], "seed": seed}
             if kind == "bilstm-va" and (best_va is None or best_val > best_va[1]):
                 model = build_model(kind, data.n_items, len(data.items))
                 model.load_state_dict(state)
                 model.history = chosen.get(kind, {}).get("history_length", N_HISTORY)
                 best_va = (model.eval(), best_val, seed)
 
+    serving = select_served(servable, "hybrid" in kinds, data, results, tuning, chosen, args.test_users, log)
+    if best_va is not None and serving["model"] != "bilstm-va":
+        # The emotion rerank applies to any served model: its candidates, the V-A model's embedding.
+        served = WithEmotion(serving["scorer"], best_va[0])
+        metrics = evaluate(served, data, "test", max_users=args.test_users, rerank=RERANK_LAMBDAS)
+        for lam in RERANK_LAMBDAS:
+            results[f"{KINDS[serving['model']]} + reranking, lambda {lam}"] = [metrics[f"rerank-{lam}"]]
+
     context = {
+        "serving": {k: v for k, v in serving.items() if k not in ("scorer", "sequence_model", "neighbourhood_model")} if serving["model"] else None,
         "catalogue": f"{len(cat)} tracks ({'all' if not preset['catalogue'] else 'a seeded sample'} of {len(full_cat)} distinct Spotify tracks in ../shared/data/music/catalogue), 13 features z-scored; ids are Spotify track ids, indices follow their sorted order",
         "labels": f"{labels_full.passed} of {len(full_cat)} tracks pass the cosine gate 0.75 (k = 5, distance-weighted, L2-normalised z-scored features, 12 features shared with the reference set); the other {labels_full.fallback} take their own Spotify valence and energy as valence and arousal. Mood coordinates: " + ", ".join(f"{k} {v}" for k, v in MOOD_VA.items()),
         "autoencoder": f"tied-weight autoencoder 13 -> 64 (tanh), reconstruction MSE {mse:.4f} on z-scored features",
@@ -264,14 +345,29 @@ def main() -> int:
     with open(os.path.join(out, "report.svg"), "w") as f:
         f.write(svg(results))
 
-    card = {"name": f"emotionmuse-bilstm-va-{size}", "version": f"bilstm-va-{size}-{time.strftime('%Y%m%d')}", "size": size,
+    served_name = serving["model"] or "none"
+    card = {"name": f"emotionmuse-{served_name}-{size}", "version": f"{served_name}-{size}-{time.strftime('%Y%m%d')}", "size": size,
             "items": len(cat), "history": 50, "context": context, "results": results, "training": histories}
-    if best_va is not None:
-        packed = args.pack if args.pack is not None else len(cat) > PACK_ABOVE
-        card["export"] = export(best_va[0], out, len(cat), card["version"], packed_music_emb=music_emb if packed else None)
-        card["export"]["seed"] = best_va[2]
+    if serving["model"]:
+        # The folder holds the best sequence model's graph, the best neighbourhood model's tables
+        # and the V-A model's emotion path; card.json's "serving" says which of them is served.
+        seq_model, nb_model = serving["sequence_model"], serving["neighbourhood_model"]
+        packed = seq_model is not None and (args.pack if args.pack is not None else len(cat) > PACK_ABOVE)
+        card["serving"] = context["serving"]
+        card["export"] = {}
+        card["files"] = {"tracks": "tracks.tsv", "music_emb": "music_emb.f32 (float32 little-endian, items x 64)"}
+        if seq_model is not None:
+            card["export"] = export(seq_model, out, len(cat), card["version"], packed_music_emb=music_emb if packed else None, emotion=best_va[0].emotion if best_va else None)
+            card["export"].update(model=serving["sequence"], seed=servable[serving["sequence"]].get("seed"))
+            card["files"].update(scoring="scoring.onnx", parity="parity.json")
+        if best_va is not None:
+            card["export"]["emotion"] = export_emotion(best_va[0].emotion, out)
+            card["files"]["emotion"] = "emotion.onnx: probabilities -> emotion embedding (the V-A Bi-LSTM's), for reranking any served model"
+        if nb_model is not None:
+            hybrid = serving["scorer"] if serving["kind"] == "hybrid" else None
+            card["export"]["neighbours"] = export_neighbours(nb_model, out, len(cat), nb_model.popularity, hybrid=hybrid)
+            card["files"]["neighbours"] = "neighbours/: the neighbourhood model's tables (params.json says which), scored by processors/recommender/neighbours.ts"
         write_catalogue_files(out, cat, va, gated, None if packed else music_emb, np.expm1(pop.numpy()) / max(1.0, float(np.expm1(pop.numpy()).sum())))
-        card["files"] = {"scoring": "scoring.onnx", "tracks": "tracks.tsv", "music_emb": "music_emb.f32 (float32 little-endian, items x 64)", "parity": "parity.json"}
         if packed:
             card["files"]["packed"] = "weights.q8 + packed.json: the item embedding, output layer and music embeddings as int8 with row scales; weights.bin and music_emb.f32 are rebuilt from them at the first start (training/emotionmuse_train/pack.py)"
         card["inputs"] = {"history": "int64 [batch, 50]: track index + 1, left-padded with 0", "mask": "float32 [batch, 50]: 1 where a track is", "probabilities": "float32 [batch, 7]: smoothed FER-order probabilities"}

@@ -9,9 +9,18 @@ import torch
 
 from .models import BPRMF, GRU4Rec, N_HISTORY, SASRec, BiLSTMRecommender
 
+# Neighbourhood models: built from counts, no training loop; always tuned on the validation split.
+NEIGHBOURHOOD = ("item-knn-recency", "sknn", "vsknn")
+# Not served: popularity and BPR-MF (its user vectors exist only for training sequences) and the
+# baseline item-kNN (its unpruned similarity; the recency item-kNN is its servable successor).
+NOT_SERVED = ("popularity", "bpr-mf", "item-knn")
+
 KINDS = {
     "popularity": "Popularity",
     "item-knn": "Item-kNN (co-occurrence cosine)",
+    "item-knn-recency": "Item-kNN, recency-weighted (asymmetric cosine, top-k neighbours)",
+    "sknn": "SKNN (session-kNN)",
+    "vsknn": "V-SKNN (recency-weighted session-kNN)",
     "bpr-mf": "BPR-MF",
     "gru4rec": "GRU4Rec-style GRU",
     "sasrec": "SASRec-style self-attention",
@@ -19,6 +28,7 @@ KINDS = {
     "bilstm-onehot": "Bi-LSTM + one-hot emotion",
     "bilstm-soft": "Bi-LSTM + soft probabilities",
     "bilstm-va": "Bi-LSTM + V-A embedding (EmotionMuse)",
+    "hybrid": "Hybrid: the best neighbourhood model's candidates re-scored by the best sequence model",
 }
 
 
