@@ -364,7 +364,8 @@ def main() -> int:
             card["export"]["emotion"] = export_emotion(best_va[0].emotion, out)
             card["files"]["emotion"] = "emotion.onnx: probabilities -> emotion embedding (the V-A Bi-LSTM's), for reranking any served model"
         if nb_model is not None:
-            hybrid = serving["scorer"] if serving["kind"] == "hybrid" else None
+            # the hybrid with its tuned weight, served or not, for the scorer's parity test
+            hybrid = Hybrid(nb_model, seq_model, serving["weight"]) if serving["weight"] is not None else None
             card["export"]["neighbours"] = export_neighbours(nb_model, out, len(cat), nb_model.popularity, hybrid=hybrid)
             card["files"]["neighbours"] = "neighbours/: the neighbourhood model's tables (params.json says which), scored by processors/recommender/neighbours.ts"
         write_catalogue_files(out, cat, va, gated, None if packed else music_emb, np.expm1(pop.numpy()) / max(1.0, float(np.expm1(pop.numpy()).sum())))

@@ -4,13 +4,23 @@ import type { Logger } from '../../runtime/log.ts';
 import { openSession, ort, type ExecutionProvider, type ModelSession } from '../../runtime/onnx.ts';
 import { valenceArousal } from '../../schemas/emotions.ts';
 import { loadCatalogue, type TrackCatalogue } from './catalogue.ts';
+import { fuse, NeighbourModel, type Candidate } from './neighbours.ts';
 import { unpackedModelDir } from './unpack.ts';
+
+export type { Candidate } from './neighbours.ts';
 
 export const HISTORY = 50;
 
-export interface Candidate {
-  readonly index: number;
-  readonly preference: number;
+export const SERVED_MODELS = ['auto', 'sequence', 'neighbourhood', 'hybrid'] as const;
+export type ServedModel = (typeof SERVED_MODELS)[number];
+
+/** What training chose to serve (card.json's `serving`; absent in exports from before it). */
+interface CardServing {
+  readonly model: string;
+  readonly kind: Exclude<ServedModel, 'auto'>;
+  readonly weight?: number | null;
+  readonly sequence?: string | null;
+  readonly neighbourhood?: string | null;
 }
 
 export interface ScoredList {
@@ -41,25 +51,66 @@ export function scoringFile(dir: string, graph: ScoringGraph): string {
  */
 export class Scorer {
   private constructor(
-    private readonly session: ModelSession,
+    private readonly session: ModelSession | undefined,
     readonly catalogue: TrackCatalogue,
     readonly modelVersion: string,
     readonly provider: ExecutionProvider,
-    /** The graph file in use: scoring.onnx (float32 throughout) or scoring-int8.onnx (two-stage). */
+    /** The graph file in use: scoring.onnx (float32 throughout), scoring-int8.onnx (two-stage), or none (a neighbourhood model alone). */
     readonly graphFile: string,
+    /** The base model served: the sequence graph, the neighbourhood tables, or their hybrid. */
+    readonly served: Exclude<ServedModel, 'auto'>,
+    private readonly neighbours: NeighbourModel | undefined,
+    private readonly emotion: ModelSession | undefined,
+    private readonly hybridWeight: number,
   ) {}
 
-  static async open(modelDir: string, options: { providers: readonly ExecutionProvider[]; threads?: number; graph?: ScoringGraph; logger?: Logger }): Promise<Scorer> {
+  /**
+   * `served`: which base model gives the candidates; `auto` (default) is what training chose on
+   * validation (card.json's `serving`), the sequence graph for exports that predate the choice.
+   */
+  static async open(modelDir: string, options: { providers: readonly ExecutionProvider[]; threads?: number; graph?: ScoringGraph; served?: ServedModel; logger?: Logger }): Promise<Scorer> {
     const dir = unpackedModelDir(modelDir);
-    const card = JSON.parse(readFileSync(path.join(dir, 'card.json'), 'utf8')) as { version: string };
-    const file = scoringFile(dir, options.graph ?? 'auto');
-    const { session, provider } = await openSession(path.join(dir, file), options);
-    options.logger?.info('recommender scoring graph', { file });
-    return new Scorer(session, loadCatalogue(dir), card.version, provider, file);
+    const card = JSON.parse(readFileSync(path.join(dir, 'card.json'), 'utf8')) as { version: string; serving?: CardServing | null };
+    const served = !options.served || options.served === 'auto' ? (card.serving?.kind ?? 'sequence') : options.served;
+    const neighbours = served === 'sequence' ? undefined : NeighbourModel.open(dir);
+    if (served !== 'sequence' && !neighbours) throw new Error(`${dir} has no neighbourhood model (neighbours/params.json) to serve as ${served}; train one with: npm run train`);
+    let session: ModelSession | undefined;
+    let provider: ExecutionProvider = 'cpu';
+    let file = 'none';
+    if (served !== 'neighbourhood') {
+      file = scoringFile(dir, options.graph ?? 'auto');
+      ({ session, provider } = await openSession(path.join(dir, file), options));
+    }
+    // A neighbourhood model alone takes its emotion embedding from the V-A model's emotion path.
+    const emotionFile = path.join(dir, 'emotion.onnx');
+    const emotion = served === 'neighbourhood' && existsSync(emotionFile) ? (await openSession(emotionFile, options)).session : undefined;
+    if (served === 'neighbourhood' && !emotion) options.logger?.warn('the model folder has no emotion.onnx: every track is equally compatible with every emotion, so reranking keeps the preference order', { dir });
+    const weight = typeof card.serving?.weight === 'number' ? card.serving.weight : 0.5;
+    options.logger?.info('recommender scoring', { served, graph: file, neighbourhood: neighbours?.params.kind, ...(served === 'hybrid' ? { weight } : {}) });
+    return new Scorer(session, loadCatalogue(dir), card.version, provider, file, served, neighbours, emotion, weight);
   }
 
-  /** Top-100 candidates and emotion embeddings for several users at once. */
+  /** Top-100 candidates and emotion embeddings for several users at once, from the served base model. */
   async candidates(requests: ReadonlyArray<{ history: readonly number[]; probabilities: readonly number[] }>): Promise<Array<{ candidates: Candidate[]; embedding: Float32Array }>> {
+    if (this.served === 'neighbourhood') {
+      const embeddings = await this.emotionEmbeddings(requests.map((r) => r.probabilities));
+      return requests.map((r, b) => ({ candidates: this.neighbours!.top(r.history), embedding: embeddings[b]! }));
+    }
+    const sequence = await this.sequenceCandidates(requests);
+    if (this.served === 'sequence') return sequence;
+    return sequence.map((s, b) => ({ candidates: fuse(this.neighbours!.top(requests[b]!.history), s.candidates, this.hybridWeight), embedding: s.embedding }));
+  }
+
+  private async emotionEmbeddings(probabilities: ReadonlyArray<readonly number[]>): Promise<Float32Array[]> {
+    if (!this.emotion) return probabilities.map(() => new Float32Array(64));
+    const probs = new Float32Array(probabilities.length * 7);
+    probabilities.forEach((p, b) => probs.set(p.slice(0, 7), b * 7));
+    const out = await this.emotion.run({ probabilities: new ort.Tensor('float32', probs, [probabilities.length, 7]) });
+    const emb = out.emotion_embedding!.data as Float32Array;
+    return probabilities.map((_p, b) => emb.slice(b * 64, (b + 1) * 64));
+  }
+
+  private async sequenceCandidates(requests: ReadonlyArray<{ history: readonly number[]; probabilities: readonly number[] }>): Promise<Array<{ candidates: Candidate[]; embedding: Float32Array }>> {
     const n = requests.length;
     const history = new BigInt64Array(n * HISTORY);
     const mask = new Float32Array(n * HISTORY);
@@ -74,7 +125,7 @@ export class Scorer {
       });
       probs.set(r.probabilities.slice(0, 7), b * 7);
     });
-    const out = await this.session.run({
+    const out = await this.session!.run({
       history: new ort.Tensor('int64', history, [n, HISTORY]),
       mask: new ort.Tensor('float32', mask, [n, HISTORY]),
       probabilities: new ort.Tensor('float32', probs, [n, 7]),

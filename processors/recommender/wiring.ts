@@ -5,13 +5,14 @@ import { opt } from '../../runtime/config.ts';
 import { redisSecurity } from '../../runtime/security.ts';
 import { entry, inferenceOptions, providersOf } from '../options.ts';
 import { createRecommenderCore, DEFAULT_RECOMMENDER_CONFIG } from './core.ts';
-import { SCORING_GRAPHS, Scorer } from './scorer.ts';
+import { SCORING_GRAPHS, SERVED_MODELS, Scorer } from './scorer.ts';
 import { UserStore } from '../../state/user-store.ts';
 
 export const recommenderOptions = {
   ...inferenceOptions,
   modelDir: opt.string('EM_RECOMMENDER_MODEL', 'model-dir', fileURLToPath(new URL('../../models/recommender-full', import.meta.url)), 'Folder of an exported recommender (scoring.onnx, tracks.tsv, card.json, and music_emb.f32 or, packed, weights.q8 + packed.json)'),
   scoringGraph: opt.oneOf('EM_SCORING_GRAPH', 'scoring-graph', 'auto', SCORING_GRAPHS, 'Scoring graph: exact = scoring.onnx (float32 over the catalogue); two-stage = scoring-int8.onnx (int8 candidates, exact float32 rescoring); auto = two-stage where the model folder has it'),
+  served: opt.oneOf('EM_RECOMMENDER_SERVE', 'serve', 'auto', SERVED_MODELS, 'Base model that gives the candidates: auto = what training chose on validation (card.json "serving"; the sequence graph for older exports); sequence = scoring.onnx; neighbourhood = the item-kNN or session-kNN tables in neighbours/; hybrid = both, fused with the trained weight'),
   lambda: opt.number('EM_RERANK_LAMBDA', 'lambda', DEFAULT_RECOMMENDER_CONFIG.lambda, 'Reranking: final = lambda * preference + (1 - lambda) * emotion compatibility', { min: 0, max: 1 }),
   topK: opt.int('EM_TOP_K', 'top-k', DEFAULT_RECOMMENDER_CONFIG.topK, 'Tracks per published list', { min: 1, max: 100 }),
   refreshIntervalMs: opt.int('EM_LISTEN_REFRESH_MS', 'listen-refresh-ms', DEFAULT_RECOMMENDER_CONFIG.refreshIntervalMs, 'Listens refresh a user\'s list at most once per this many ms', { min: 0 }),
@@ -30,9 +31,9 @@ export const recommender = entry({
     const tokens = tokenConfigOf(config);
     const verifier = hasTokenKey(tokens) ? await TokenVerifier.create(tokens) : undefined;
     if (!verifier) logger.warn('no token key configured: GET /users/{id}/recommendations refuses every request (set EM_JWT_SECRET or a key file)');
-    const scorer = await Scorer.open(config.modelDir, { providers: providersOf(config.providers), threads: config.threads, graph: config.scoringGraph, logger });
-    logger.info('recommender model loaded', { model: scorer.modelVersion, tracks: scorer.catalogue.size, provider: scorer.provider, graph: scorer.graphFile });
-    metrics.modelInfo.set({ stage: 'recommender', model: 'bilstm-va', version: scorer.modelVersion, provider: scorer.provider }, 1);
+    const scorer = await Scorer.open(config.modelDir, { providers: providersOf(config.providers), threads: config.threads, graph: config.scoringGraph, served: config.served, logger });
+    logger.info('recommender model loaded', { model: scorer.modelVersion, tracks: scorer.catalogue.size, provider: scorer.provider, graph: scorer.graphFile, served: scorer.served });
+    metrics.modelInfo.set({ stage: 'recommender', model: scorer.served, version: scorer.modelVersion, provider: scorer.provider }, 1);
     const store = new UserStore(common.redisUrl, {
       prefix: config.redisPrefix,
       historySize: config.historySize,

@@ -13,6 +13,8 @@ import { main } from '../../cli/main.ts';
 import { mintDevelopmentToken } from '../../auth/tokens.ts';
 import { recommenderOptions } from '../../processors/index.ts';
 import { loadCatalogue, type TrackCatalogue } from '../../processors/recommender/catalogue.ts';
+import { Scorer } from '../../processors/recommender/scorer.ts';
+import { logsSmokeModel } from '../support/recommender-models.ts';
 import type { EmotionChange, Listen, Recommendation } from '../../schemas/generated/types.ts';
 import { topicName, type Topology } from '../../topology/topology.ts';
 import { registry } from '../support/frames.ts';
@@ -235,23 +237,16 @@ describe('recommender processor on the real broker and Redis', () => {
     }
   });
 
-  it('serves a model trained on listening logs (the csv interchange format): lists drawn from that model\'s tracks', async () => {
-    // The CI's training step exports it; without it, the toolkit's smoke run makes it here (seconds).
-    const dir = path.join(ROOT, '.cache', 'recommender-logs-smoke');
-    try {
-      readFileSync(path.join(dir, 'card.json'));
-    } catch {
-      const { spawnSync } = await import('node:child_process');
-      const r = spawnSync('bash', ['training/run.sh', '--size', 'smoke', '--interactions', 'training/tests/fixtures/playlists-smoke.csv', '--format', 'csv', '--out', dir], { cwd: ROOT, encoding: 'utf8' });
-      if (r.status !== 0) throw new Error(`the training smoke run on listening logs failed: ${r.stderr.slice(-2000)}`);
-    }
-    const card = JSON.parse(readFileSync(path.join(dir, 'card.json'), 'utf8')) as { context: { interactions: string } };
+  it.each(['neighbourhood', 'sequence', 'hybrid'] as const)('serves the %s model of an export trained on listening logs (the csv interchange format): lists drawn from that model\'s tracks', async (served) => {
+    const dir = logsSmokeModel();
+    const card = JSON.parse(readFileSync(path.join(dir, 'card.json'), 'utf8')) as { version: string; context: { interactions: string }; serving: { model: string; kind: string } };
     expect(card.context.interactions).toMatch(/^real logs: .*playlists-smoke\.csv \(csv\).*match rate 100\.0%/);
+    expect(['sequence', 'neighbourhood', 'hybrid']).toContain(card.serving.kind);
     const trained = loadCatalogue(dir);
     const prefix = randomPrefix('recommender-logs');
     const topology = await createTopology(admin, prefix, 1);
     const reader = await collect(kafka, [topicName(topology, 'recommendations')]);
-    const p = await startProcessor('recommender', { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '1', EM_REDIS_URL: inject('redisUrl'), EM_REDIS_PREFIX: `${prefix}r:`, EM_RECOMMENDER_MODEL: dir });
+    const p = await startProcessor('recommender', { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '1', EM_REDIS_URL: inject('redisUrl'), EM_REDIS_PREFIX: `${prefix}r:`, EM_RECOMMENDER_MODEL: dir, EM_RECOMMENDER_SERVE: served });
     try {
       await send(topology, [
         ...trained.ids.slice(0, 3).map((id, n) => ({ topic: 'listens' as const, value: listen('lg', id, n) })),
@@ -259,7 +254,13 @@ describe('recommender processor on the real broker and Redis', () => {
       ]);
       await waitFor('the change\'s list', () => lists(reader.records, topology).some((l) => l.trigger === 'EMOTION_CHANGE'), 60_000);
       const list = lists(reader.records, topology).find((l) => l.trigger === 'EMOTION_CHANGE')!;
-      expect(list.modelVersion).toMatch(/^bilstm-va-smoke-/);
+      // The process says which base model it serves, and the list is the one it gives for this history.
+      expect(await metricsText(p.port)).toMatch(new RegExp(`emotionmuse_model_info\\{[^}]*model="${served}"`));
+      const scorer = await Scorer.open(dir, { providers: ['cpu'], served });
+      const [expected] = await scorer.candidates([{ history: [2, 1, 0], probabilities: change('lg', 'happy', 0).probabilities }]);
+      const items = scorer.rerank(expected!.candidates, expected!.embedding, recommenderOptions.lambda.default, 10);
+      expect(list.items.map((i) => i.trackId)).toEqual(items.map((i) => trained.ids[i.index]));
+      expect(list.modelVersion).toBe(card.version);
       expect(list.items.length).toBe(10);
       for (const it of list.items) expect(trained.indexOf.has(it.trackId)).toBe(true);
       expect(list.items.map((i) => i.trackId)).not.toContain(trained.ids[0]);

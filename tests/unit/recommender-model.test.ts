@@ -45,7 +45,7 @@ describe.each(GRAPHS)('exported recommender $dir/$file', ({ dir, file }) => {
   });
 
   it('scores users in a batch exactly as one by one, and never recommends a listened track', async () => {
-    const scorer = await Scorer.open(dir, { providers: ['cpu'], graph: file === 'scoring.onnx' ? 'exact' : 'two-stage' });
+    const scorer = await Scorer.open(dir, { providers: ['cpu'], graph: file === 'scoring.onnx' ? 'exact' : 'two-stage', served: 'sequence' });
     expect(scorer.graphFile).toBe(file);
     const n = scorer.catalogue.size;
     const users = [
@@ -70,8 +70,8 @@ describe.each(GRAPHS)('exported recommender $dir/$file', ({ dir, file }) => {
 
 describe.each(MODELS.filter((dir) => existsSync(path.join(dir, 'scoring-int8.onnx'))))('two-stage graph of %s', (dir) => {
   it('returns the exact graph\'s top-100 and scores for 300 varied users', async () => {
-    const exact = await Scorer.open(dir, { providers: ['cpu'], graph: 'exact' });
-    const fast = await Scorer.open(dir, { providers: ['cpu'], graph: 'two-stage' });
+    const exact = await Scorer.open(dir, { providers: ['cpu'], graph: 'exact', served: 'sequence' });
+    const fast = await Scorer.open(dir, { providers: ['cpu'], graph: 'two-stage', served: 'sequence' });
     const n = exact.catalogue.size;
     let seed = 7;
     const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);

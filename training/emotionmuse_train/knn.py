@@ -180,7 +180,9 @@ class SessionKnn:
             own = torch.as_tensor(user)
             sim[torch.arange(len(own)), own] = 0.0
         k = min(s["k"], sim.shape[1])
-        top, idx = sim.topk(k, dim=1)
+        # the best k, ties to the earlier sequence (a stable sort), as the recommender does
+        top, idx = torch.sort(sim, dim=1, descending=True, stable=True)
+        top, idx = top[:, :k], idx[:, :k]
         votes = torch.sparse_coo_tensor(torch.stack([torch.arange(hist.shape[0]).repeat_interleave(k), idx.reshape(-1)]), top.reshape(-1), sim.shape).coalesce()
         return torch.sparse.mm(votes, self.matrix).to_dense() + 1e-6 * self.popularity, None
 
