@@ -1,12 +1,13 @@
 /** One catalogue size and scoring graph in its own process, so that its resident memory is its own. */
-import { Scorer, type ScoringGraph } from '../processors/recommender/scorer.ts';
+import { Scorer, type ScoringGraph, type ServedModel } from '../processors/recommender/scorer.ts';
 import { percentile, timeIt } from './machine.ts';
 
 const dir = process.argv[2]!;
 const ms = Number(process.argv[3] ?? 3000);
 const graph = (process.argv[4] ?? 'exact') as ScoringGraph;
+const served = (process.argv[5] ?? 'sequence') as ServedModel;
 const before = process.memoryUsage().rss;
-const scorer = await Scorer.open(dir, { providers: ['cpu'], graph });
+const scorer = await Scorer.open(dir, { providers: ['cpu'], graph, served });
 const loaded = process.memoryUsage().rss;
 const n = scorer.catalogue.size;
 const user = (u: number) => ({
@@ -29,7 +30,7 @@ const peak = process.memoryUsage().rss;
 // How often the two-stage graph returns the float32 graph's top-100: the same tracks, with scores
 // within 1e-4 position by position (tracks whose scores differ by float rounding may swap places).
 let agreement: number | undefined;
-if (scorer.graphFile !== 'scoring.onnx') {
+if (served === 'sequence' && scorer.graphFile !== 'scoring.onnx') {
   const exact = await Scorer.open(dir, { providers: ['cpu'], graph: 'exact' });
   const users = Array.from({ length: 200 }, (_, u) => user(1000 + u));
   let same = 0;
@@ -43,4 +44,4 @@ if (scorer.graphFile !== 'scoring.onnx') {
   }
   agreement = same / users.length;
 }
-console.log(JSON.stringify({ items: n, graph: scorer.graphFile, rssBeforeMiB: before / 2 ** 20, rssLoadedMiB: loaded / 2 ** 20, rssPeakMiB: peak / 2 ** 20, agreement, rows }));
+console.log(JSON.stringify({ items: n, graph: scorer.graphFile, served: scorer.served, rssBeforeMiB: before / 2 ** 20, rssLoadedMiB: loaded / 2 ** 20, rssPeakMiB: peak / 2 ** 20, agreement, rows }));

@@ -44,6 +44,21 @@ for (const t of targets) {
     }
   }
 }
+// Each base model kind over 40,560 tracks: the neighbourhood models alone (tables scored in
+// TypeScript, emotion.onnx for the embedding) and each as a hybrid with the two-stage graph.
+const kindsDir = path.join(ROOT, '.cache', 'bench-models', 'items-40560');
+if (!existsSync(path.join(`${kindsDir}-vsknn`, 'neighbours', 'params.json'))) {
+  process.stderr.write(`building the neighbourhood models of synthetic playlists beside ${kindsDir} ...\n`);
+  execFileSync(existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3', [path.join(ROOT, 'training', 'bench_model.py'), '--items', '40560', '--out', kindsDir, '--neighbours'], { stdio: 'inherit' });
+}
+for (const kind of ['item-knn-recency', 'sknn', 'vsknn']) {
+  for (const served of ['neighbourhood', 'hybrid']) {
+    const run = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench', 'recommender-worker.ts'), `${kindsDir}-${kind}`, String(ms), 'auto', served], { encoding: 'utf8', maxBuffer: 1 << 20 });
+    if (run.status !== 0) throw new Error(`${kind} (${served}): ${run.stderr}`);
+    const r = JSON.parse(run.stdout.trim().split('\n').pop()!) as { items: number; graph: string; rssLoadedMiB: number; rssPeakMiB: number; rows: Array<{ batch: number; perUserMs: number; p99BatchMs: number; rerankPerUserMs: number }> };
+    for (const row of r.rows) rows.push([`${served === 'hybrid' ? `hybrid: ${kind} + graph` : kind} (synthetic playlists)`, r.items.toLocaleString('en'), r.graph, String(row.batch), row.perUserMs.toFixed(2), row.rerankPerUserMs.toFixed(3), row.p99BatchMs.toFixed(1), r.rssLoadedMiB.toFixed(0), r.rssPeakMiB.toFixed(0), '']);
+  }
+}
 /** The first start of a packed model folder: weights.bin and music_emb.f32 rebuilt from weights.q8, in a fresh copy. */
 function firstStartMs(dir: string): number | undefined {
   if (!existsSync(path.join(dir, 'packed.json'))) return undefined;
@@ -59,4 +74,4 @@ function firstStartMs(dir: string): number | undefined {
 }
 const unpackMs = firstStartMs(recommenderOptions.modelDir.default);
 if (unpackMs !== undefined) console.log(`first start of the committed (packed) model: weights rebuilt from weights.q8 in ${unpackMs.toFixed(0)} ms\n`);
-console.log(table(['model', 'tracks', 'graph', 'batch', 'score + rerank, ms per user', 'of which rerank, ms', 'p99 ms per batch', 'RSS loaded, MiB', 'RSS peak, MiB', 'same top-100 as scoring.onnx'], rows));
+console.log(table(['base model', 'tracks', 'graph', 'batch', 'score + rerank, ms per user', 'of which rerank, ms', 'p99 ms per batch', 'RSS loaded, MiB', 'RSS peak, MiB', 'same top-100 as scoring.onnx'], rows));

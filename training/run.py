@@ -156,7 +156,7 @@ def main() -> int:
     ap.add_argument("--stay", type=float, default=0.85, help="simulator: probability that the emotional state stays at each play")
     ap.add_argument("--pop-weight", type=float, default=0.5, help="simulator: weight of the popularity prior in a user's taste")
     ap.add_argument("--batch", type=int, help="training batch size (default by size)")
-    ap.add_argument("--loss", choices=LOSSES, default="softmax", help="training loss of the sequence models: softmax (cross-entropy over the whole catalogue, default) or bpr (the paper's, 4 uniform negatives); BPR-MF always uses bpr")
+    ap.add_argument("--loss", choices=LOSSES, default="sampled", help="training loss of the sequence models: sampled (default: sampled softmax with the logQ correction, 1,024 shared negatives drawn by play count ** 0.75; GRU4Rec and SASRec learn every position of a sequence at once), softmax (cross-entropy over the whole catalogue) or bpr (the paper's, 4 uniform negatives); BPR-MF always uses bpr")
     ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the sequence models (default 1e-3; --tune tries others)")
     ap.add_argument("--tune", nargs="?", const="all", help="tune on the validation split first (seed 0; grids in TUNE_GRID), then train every seed with the best settings: every model, or a comma-separated list (e.g. item-knn,bpr-mf)")
     ap.add_argument("--minutes", type=float, help="time budget of the whole run: every training job gets an equal share of what is left after loading and gets stopped there, keeping its best epoch so far (default: 80 with --interactions, none otherwise)")
@@ -174,11 +174,13 @@ def main() -> int:
     preset = SIZES[size]
     users = args.users or preset["users"]
     seeds = args.seeds or (1 if args.interactions else preset["seeds"])
-    max_epochs = args.max_epochs or preset["max_epochs"]
+    minutes = args.minutes if args.minutes is not None else (80.0 if args.interactions else 0.0)
+    # With a time budget, epochs are capped by it: up to 30 (the sampled loss makes an epoch of
+    # GRU4Rec or SASRec seconds long), each model stopping early on validation.
+    max_epochs = args.max_epochs or (30 if minutes else preset["max_epochs"])
     targets = args.targets_per_user or preset["targets"]
     patience = args.patience or preset["patience"]
     batch = args.batch or preset["batch"]
-    minutes = args.minutes if args.minutes is not None else (80.0 if args.interactions else 0.0)
     out = args.out or os.path.join(ROOT, "models", f"recommender-{size}")
     os.makedirs(out, exist_ok=True)
     torch.set_num_threads(args.threads)
@@ -339,7 +341,7 @@ def main() -> int:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} (CPU), {args.jobs} parallel jobs of {args.threads} thread(s)",
         "minutes": (time.time() - started) / 60,
     }
-    report_md = markdown(results, context)
+    report_md = markdown(results, context, histories)
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write(report_md)
     with open(os.path.join(out, "report.svg"), "w") as f:

@@ -18,21 +18,24 @@ def top_outside_history(scores: torch.Tensor, hist: torch.Tensor, k: int = CANDI
 
 
 def minmax(values: torch.Tensor) -> torch.Tensor:
-    lo = values.min(dim=1, keepdim=True).values
-    hi = values.max(dim=1, keepdim=True).values
+    """Each row to [0, 1] over its finite values (all equal: 0, as the scorer does)."""
+    finite = torch.isfinite(values)
+    lo = torch.where(finite, values, torch.full_like(values, float("inf"))).min(dim=1, keepdim=True).values
+    hi = torch.where(finite, values, torch.full_like(values, -float("inf"))).max(dim=1, keepdim=True).values
     span = hi - lo
-    return (values - lo) / torch.where(span > 0, span, torch.ones_like(span))  # all equal: 0, as the scorer does
+    return (values - lo) / torch.where(span > 0, span, torch.ones_like(span))
 
 
 def fuse(n_items: int, hist, knn_scores, seq_scores, weight: float) -> torch.Tensor:
-    """[batch, items]: the fused score of every candidate, OUTSIDE elsewhere."""
+    """[batch, items]: the fused score of every candidate, OUTSIDE elsewhere. A list shorter than
+    CANDIDATES (a small catalogue) holds its tracks outside the history only."""
     out = torch.zeros(hist.shape[0], n_items)
+    member = torch.zeros(hist.shape[0], n_items, dtype=torch.bool)
     for scores, w in ((knn_scores, 1 - weight), (seq_scores, weight)):
         top, ids = top_outside_history(scores, hist)
-        out.scatter_add_(1, ids, w * minmax(top))
-    member = torch.zeros(hist.shape[0], n_items, dtype=torch.bool)
-    for scores in (knn_scores, seq_scores):
-        member.scatter_(1, top_outside_history(scores, hist)[1], True)
+        finite = torch.isfinite(top)
+        out.scatter_add_(1, ids, torch.where(finite, w * minmax(top), torch.zeros_like(top)))
+        member.scatter_(1, ids, finite | member.gather(1, ids))
     return torch.where(member, out, torch.full_like(out, OUTSIDE))
 
 

@@ -106,10 +106,14 @@ class GRU4Rec(_LinearHead, nn.Module):
         self.out = nn.Linear(128, n_items)
         self.history = N_HISTORY
 
-    def user_vector(self, hist, mask):
+    def user_vectors(self, hist, mask):
+        """The state after every position [B, L, 128]: causal, so each one predicts the next track."""
         hist, mask = recent(hist, mask, self.history)
         h, _ = self.gru(self.item_emb(hist) * mask.unsqueeze(2))
-        return self.drop(h[:, -1])
+        return self.drop(h)
+
+    def user_vector(self, hist, mask):
+        return self.user_vectors(hist, mask)[:, -1]
 
 
 class SASRec(_LinearHead, nn.Module):
@@ -126,13 +130,17 @@ class SASRec(_LinearHead, nn.Module):
         self.register_buffer("causal", torch.triu(torch.full((N_HISTORY, N_HISTORY), float("-inf")), diagonal=1))
         self.history = N_HISTORY
 
-    def user_vector(self, hist, mask):
+    def user_vectors(self, hist, mask):
+        """Every position's output [B, L, d]: causal attention, so each one predicts the next track."""
         hist, mask = recent(hist, mask, self.history)
         positions = torch.arange(hist.shape[1], device=hist.device)
         x = (self.item_emb(hist) + self.pos_emb(positions)) * mask.unsqueeze(2)
         # Left padding: let every position see at least itself so no row is fully masked.
         h = self.blocks(x, mask=self.causal[: hist.shape[1], : hist.shape[1]])
-        return self.norm(h[:, -1])
+        return self.norm(h)
+
+    def user_vector(self, hist, mask):
+        return self.user_vectors(hist, mask)[:, -1]
 
 
 class BPRMF(nn.Module):

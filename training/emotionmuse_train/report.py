@@ -64,7 +64,42 @@ def tuning_lines(context: dict) -> list:
     return lines + [""]
 
 
-def markdown(results: dict, context: dict) -> str:
+def serving_lines(context: dict) -> list:
+    """Which model the recommender serves, chosen on validation, against every other candidate."""
+    serving = context.get("serving")
+    if not serving:
+        return []
+    names = {**KINDS, "hybrid": f"Hybrid ({serving.get('neighbourhood')} candidates + {serving.get('sequence')}, weight {serving.get('weight')})"}
+    ranked = sorted(serving["validation"].items(), key=lambda kv: -kv[1])
+    lines = ["", "## The served model", "",
+             f"Chosen on the validation split, by full-catalogue NDCG@10, among every model the recommender can serve (popularity, "
+             f"BPR-MF and the unpruned baseline item-kNN are not served): **{names.get(serving['model'], serving['model'])}** "
+             f"(`card.json` `serving.kind` = `{serving['kind']}`; the recommender's `--serve auto` follows it).", "",
+             "| model | validation NDCG@10 (full) |", "|---|---|"]
+    lines += [f"| {names.get(k, k)}{' (served)' if k == serving['model'] else ''} | {v:.4f} |" for k, v in ranked]
+    return lines + [""]
+
+
+def profile_lines(histories: dict) -> list:
+    """Where each trained model's epochs went, and how many fit in its share of the budget."""
+    if not histories:
+        return []
+    lines = ["", "## Training time", "", "Per model (seed 0): epochs run, training targets per epoch, and the mean seconds of an epoch by part "
+             "(building batches, forward pass with the loss, backward pass, optimiser step, validation on 2,000 sequences).", "",
+             "| model | epochs | targets / epoch | s / epoch | batches | forward | backward | step | validation | best epoch |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, history in histories.items():
+        kind, seed = key.split("/")
+        if seed != "0" or not history:
+            continue
+        prof = [h.get("profile", {}) for h in history]
+        mean = lambda f: float(np.mean([p.get(f, 0.0) for p in prof]))  # noqa: E731
+        best = max(history, key=lambda h: h["val_ndcg10_full"])["epoch"]
+        lines.append(f"| {KINDS.get(kind, kind)} | {len(history)} | {int(np.mean([h['targets'] for h in history])):,} | {np.mean([h['seconds'] for h in history]):.0f} | "
+                     + " | ".join(f"{mean(f):.1f}" for f in ("batches", "forward", "backward", "step", "validation")) + f" | {best} |")
+    return lines + [""]
+
+
+def markdown(results: dict, context: dict, histories: dict = None) -> str:
     head = "| model | P@10 (full) | R@10 (full) | NDCG@10 (full) | HR@10 (full) | P@10 | R@10 | NDCG@10 | HR@10 |"
     sep = "|" + "---|" * 9
     table = [head, sep] + [f"| {name} | " + " | ".join(cells) + " |" for name, cells in rows_of(results)]
@@ -94,7 +129,9 @@ def markdown(results: dict, context: dict) -> str:
                  "paper's architecture and protocol, not that emotion-aware recommendation helps real listeners, and not how large "
                  "any gain would be on real data. The paper's figures (P@10 0.791, NDCG@10 0.813 on MSD/Last.fm) are not comparable.")
     loss = context.get("loss", "bpr")
-    objective = ("cross-entropy of the next track against the whole catalogue (softmax; BPR-MF keeps BPR with "
+    objective = ("sampled softmax with the logQ correction (1,024 shared negatives drawn by training play count ** 0.75; GRU4Rec and SASRec "
+                 "learn every position of a sequence in one pass, the Bi-LSTMs one target per row; the catalogue-sized output only at evaluation; "
+                 f"BPR-MF keeps BPR with {context['negatives']} uniform negatives)") if loss == "sampled" else ("cross-entropy of the next track against the whole catalogue (softmax; BPR-MF keeps BPR with "
                  f"{context['negatives']} uniform negatives)" if loss == "softmax" else f"BPR with {context['negatives']} uniform negatives per positive")
     lines = [
         "# EmotionMuse recommendation model: report",
@@ -123,6 +160,8 @@ def markdown(results: dict, context: dict) -> str:
         "",
         *findings(results),
         "",
+        *serving_lines(context),
+        *profile_lines(histories or {}),
         "![NDCG@10 per model](report.svg)",
         "",
     ]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.nn import functional as nn_f
 
 from .models import BPRMF, GRU4Rec, N_HISTORY, SASRec, BiLSTMRecommender
 
@@ -99,16 +100,77 @@ def compat_loss(scores: torch.Tensor, candidates, e: torch.Tensor, music_emb: to
     return (1 - torch.nn.functional.cosine_similarity(mixed, e, dim=1)).mean()
 
 
-LOSSES = ("softmax", "bpr")
+LOSSES = ("sampled", "softmax", "bpr")
+CAUSAL = ("gru4rec", "sasrec")  # one pass predicts the next track at every position
+NEGATIVES_SAMPLED = 1024
+
+
+def sampling_distribution(data: Data) -> np.ndarray:
+    """q for the sampled softmax's negatives: training play counts (+1) ** 0.75, normalised."""
+    counts = np.zeros(data.n_items)
+    for seq in data.items:
+        np.add.at(counts, seq[:-2], 1)
+    q = (counts + 1) ** 0.75
+    return q / q.sum()
+
+
+def sampled_loss(model, u, pos, neg, log_q, e=None, music_emb=None, beta=0.0):
+    """Sampled softmax with the logQ correction (Bengio and Senecal; Yi et al., RecSys 2019): the
+    positive against `neg` (shared by the batch, drawn from q), every logit less log(S * q), a
+    negative equal to the row's positive masked. The output rows are gathered as sparse
+    gradients, so the optimiser touches only the sampled tracks. With an emotion embedding `e`,
+    the compatibility term over the same candidates."""
+    w_pos = nn_f.embedding(pos, model.out.weight, sparse=True)
+    w_neg = nn_f.embedding(neg, model.out.weight, sparse=True)
+    logit_pos = (u * w_pos).sum(dim=1) + model.out.bias[pos] - log_q[pos]
+    logit_neg = u @ w_neg.T + model.out.bias[neg] - log_q[neg]
+    logit_neg = logit_neg.masked_fill(neg.unsqueeze(0) == pos.unsqueeze(1), -float("inf"))
+    logits = torch.cat([logit_pos.unsqueeze(1), logit_neg], dim=1)
+    value = nn_f.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long))
+    if e is not None and beta > 0:
+        w = torch.softmax(logits, dim=1)
+        mixed = w[:, :1] * music_emb[pos] + w[:, 1:] @ music_emb[neg]
+        value = value + beta * (1 - nn_f.cosine_similarity(mixed, e, dim=1)).mean()
+    return value
+
+
+def _optimisers(model, lr: float, weight_decay: float, sparse: bool):
+    """Adam; with `sparse`, the catalogue-sized tables (item embedding, output rows) get SparseAdam,
+    which updates only the rows a batch used."""
+    if not sparse:
+        return [torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)]
+    model.item_emb.sparse = True
+    tables = [model.item_emb.weight, model.out.weight]
+    rest = [p for p in model.parameters() if all(p is not t for t in tables)]
+    return [torch.optim.SparseAdam(tables, lr=lr), torch.optim.Adam(rest, lr=lr, weight_decay=weight_decay)]
+
+
+def _training_samples(kind: str, data: Data, rng, targets_per_user: int, loss: str):
+    """(user, end) pairs. Causal models with the sampled loss: one per user, `end` the training
+    part's length (every position of its last window is a target); others: `targets_per_user`
+    positions drawn per user, each predicted from the plays before it."""
+    samples = []
+    for u, seq in enumerate(data.items):
+        train_len = len(seq) - 2
+        if kind in CAUSAL and loss == "sampled":
+            samples.append((u, train_len - 1))  # targets: the training plays after the first
+            continue
+        positions = rng.choice(np.arange(1, train_len), size=min(targets_per_user, train_len - 1), replace=False)
+        samples.extend((u, int(p)) for p in positions)
+    rng.shuffle(samples)
+    return samples
 
 
 def train(kind: str, data: Data, seed: int, max_epochs: int = 12, patience: int = 3, targets_per_user: int = 6,
-          negatives: int = 4, beta: float = 0.1, lr: float = 5e-4, batch: int = 256, loss: str = "softmax", deadline: float = 0.0, history_length: int = N_HISTORY, log=print):
-    """`loss` softmax: cross-entropy of the held-out track against the whole catalogue (what
-    full-catalogue ranking asks for); bpr: the pairwise BPR loss against `negatives` uniform
-    negatives (the paper's). BPR-MF always trains with BPR. Early stopping on the validation
-    split's full-catalogue NDCG@10. `deadline` (a time.time() value, 0 for none): training
-    stops there, mid-epoch if need be, and the best epoch so far is kept."""
+          negatives: int = 4, beta: float = 0.1, lr: float = 5e-4, batch: int = 256, loss: str = "sampled", deadline: float = 0.0, history_length: int = N_HISTORY, log=print):
+    """`loss` sampled (default): sampled softmax with the logQ correction against
+    NEGATIVES_SAMPLED shared negatives, the catalogue-sized output only at evaluation; the
+    causal models (GRU4Rec, SASRec) then learn every position of a sequence in one pass. softmax:
+    cross-entropy against the whole catalogue; bpr: the pairwise BPR loss against `negatives`
+    uniform negatives (the paper's). BPR-MF always trains with BPR. Early stopping on the
+    validation split's full-catalogue NDCG@10. `deadline` (a time.time() value, 0 for none):
+    training stops there, mid-epoch if need be, and the best epoch so far is kept. Each epoch's
+    history entry holds where its time went (`profile`, seconds)."""
     if loss not in LOSSES:
         raise ValueError(f"loss {loss!r}: one of {', '.join(LOSSES)}")
     if kind == "bpr-mf":
@@ -120,28 +182,47 @@ def train(kind: str, data: Data, seed: int, max_epochs: int = 12, patience: int 
     if hasattr(model, "history"):
         model.history = history_length
     weight_decay = 0.0 if kind == "bpr-mf" else 1e-6
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sampled = loss == "sampled"
+    opts = _optimisers(model, lr, weight_decay, sparse=sampled)
+    if sampled:
+        q = sampling_distribution(data)
+        log_q = torch.tensor(np.log(NEGATIVES_SAMPLED * q), dtype=torch.float32)
     best, best_state, bad, history = -1.0, None, 0, []
     for epoch in range(max_epochs):
         started = time.time()
+        profile = {"batches": 0.0, "forward": 0.0, "backward": 0.0, "step": 0.0, "validation": 0.0}
         model.train()
-        samples = []
-        for u, seq in enumerate(data.items):
-            train_len = len(seq) - 2
-            positions = rng.choice(np.arange(1, train_len), size=min(targets_per_user, train_len - 1), replace=False)
-            samples.extend((u, int(p)) for p in positions)
-        rng.shuffle(samples)
+        samples = _training_samples(kind, data, rng, targets_per_user, loss)
+        if sampled:
+            pool = torch.tensor(rng.choice(data.n_items, size=NEGATIVES_SAMPLED * (len(samples) // batch + 1), p=q))
         total, seen, out_of_time = 0.0, 0, False
-        for start in range(0, len(samples), batch):
+        for b, start in enumerate(range(0, len(samples), batch)):
             if deadline and time.time() > deadline:
                 out_of_time = True
                 break
+            t0 = time.time()
             chunk = samples[start:start + batch]
             users = torch.tensor([u for u, _ in chunk])
             hist, mask = history_tensor([data.items[u] for u, _ in chunk], [p for _, p in chunk])
             probs = torch.tensor(np.stack([data.emotions[u][p] for u, p in chunk]))
             pos = torch.tensor([int(data.items[u][p]) for u, p in chunk])
-            if loss == "softmax":
+            t1 = time.time()
+            profile["batches"] += t1 - t0
+            n_targets = len(chunk)
+            if sampled:
+                neg = pool[b * NEGATIVES_SAMPLED:(b + 1) * NEGATIVES_SAMPLED]
+                if kind in CAUSAL:
+                    # the window's next tracks: the input shifted by one, the last target the play at `end`
+                    h = model.user_vectors(hist, mask)
+                    steps = h.shape[1]
+                    nxt = torch.cat([hist[:, -steps + 1:], pos.unsqueeze(1) + 1], dim=1) if steps > 1 else (pos.unsqueeze(1) + 1)
+                    valid = (mask[:, -steps:] > 0) & (nxt > 0)
+                    value = sampled_loss(model, h[valid], nxt[valid] - 1, neg, log_q)
+                    n_targets = int(valid.sum())
+                else:
+                    u, e = (model.user_vector(hist, mask, probs) if kind.startswith("bilstm") else (model.user_vector(hist, mask), None))
+                    value = sampled_loss(model, u, pos, neg, log_q, e, data.music_emb, beta)
+            elif loss == "softmax":
                 candidates = None
                 scores, e = model.score_all(hist, mask, probs, users)
                 value = torch.nn.functional.cross_entropy(scores, pos)
@@ -150,20 +231,31 @@ def train(kind: str, data: Data, seed: int, max_epochs: int = 12, patience: int 
                 candidates = torch.cat([pos.unsqueeze(1), neg], dim=1)
                 scores, e = model.score_items(hist, mask, probs, candidates, users)
                 value = -torch.nn.functional.logsigmoid(scores[:, :1] - scores[:, 1:]).mean()
-            if e is not None and beta > 0:
+            if not sampled and e is not None and beta > 0:
                 value = value + beta * compat_loss(scores, candidates, e, data.music_emb)
-            opt.zero_grad()
+            t2 = time.time()
+            for opt in opts:
+                opt.zero_grad()
             value.backward()
-            opt.step()
-            total += float(value) * len(chunk)
-            seen += len(chunk)
+            t3 = time.time()
+            for opt in opts:
+                opt.step()
+            profile["forward"] += t2 - t1
+            profile["backward"] += t3 - t2
+            profile["step"] += time.time() - t3
+            total += float(value) * n_targets
+            seen += n_targets
         if seen == 0 and best_state is not None:
             break
+        t0 = time.time()
+        model.eval()  # no dropout while validating
         metrics = evaluate(model, data, "val", max_users=2000)
+        profile["validation"] = time.time() - t0
         ndcg = metrics["full"]["ndcg"]
         history.append({"epoch": epoch + 1, "loss": total / max(seen, 1), "targets": seen, "val_ndcg10_full": ndcg,
-                        "val_ndcg10_sampled": metrics["sampled"]["ndcg"], "seconds": time.time() - started})
-        log(f"    {kind} seed {seed} epoch {epoch + 1}{f' (stopped by the time budget after {seen} of {len(samples)} targets)' if out_of_time else ''}: {loss} loss {total / max(seen, 1):.4f}, val NDCG@10 full {ndcg:.4f} (sampled {metrics['sampled']['ndcg']:.4f}), {time.time() - started:.0f}s")
+                        "val_ndcg10_sampled": metrics["sampled"]["ndcg"], "seconds": time.time() - started, "profile": profile})
+        log(f"    {kind} seed {seed} epoch {epoch + 1}{' (stopped by the time budget)' if out_of_time else ''}: {seen} targets, {loss} loss {total / max(seen, 1):.4f}, val NDCG@10 full {ndcg:.4f} (sampled {metrics['sampled']['ndcg']:.4f}), {time.time() - started:.0f}s ("
+            + ", ".join(f"{k} {v:.1f}s" for k, v in profile.items()) + ")")
         if ndcg > best:
             best, bad = ndcg, 0
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -174,6 +266,8 @@ def train(kind: str, data: Data, seed: int, max_epochs: int = 12, patience: int 
         if out_of_time:
             break
     model.load_state_dict(best_state)
+    if hasattr(model, "item_emb"):
+        model.item_emb.sparse = False
     model.eval()
     return model, history
 
