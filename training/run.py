@@ -150,7 +150,7 @@ def main() -> int:
     ap.add_argument("--users", type=int, help="simulated users (default by size)")
     ap.add_argument("--seeds", type=int, help="training seeds (default by size; 1 with --interactions)")
     ap.add_argument("--test-users", type=int, default=20_000, help="test on at most this many sequences, evenly spread (default 20,000), the same for every model")
-    ap.add_argument("--max-epochs", type=int, help="at most this many epochs per model")
+    ap.add_argument("--max-epochs", type=int, help="at most this many epochs per model (default: 30 with a time budget, else by size)")
     ap.add_argument("--targets-per-user", type=int, help="training targets drawn per user and epoch")
     ap.add_argument("--patience", type=int, help="early-stopping patience in epochs")
     ap.add_argument("--stay", type=float, default=0.85, help="simulator: probability that the emotional state stays at each play")

@@ -16,8 +16,13 @@ Every model here exports what the recommender needs to score it without Python
 (`export_tables`): the neighbour table of an item-kNN, or the training sequences of a
 session-kNN. `processors/recommender/neighbours.ts` scores them the same way.
 """
+import warnings
+
 import numpy as np
 import torch
+
+# torch 1.13 calls scatter_reduce "beta"; its "amax" is what SessionKnn needs
+warnings.filterwarnings("ignore", message="scatter_reduce\\(\\) is in beta")
 
 
 def _train_parts(sequences: list) -> list:

@@ -41,16 +41,30 @@ def recent(hist, mask, n: int):
     return (hist, mask) if n >= hist.shape[1] else (hist[:, -n:], mask[:, -n:])
 
 
+def _reversed_steps(x):
+    # (w - 1) - arange(w): torch 1.13 exports a descending arange to ONNX as an empty range
+    return x.index_select(1, (x.shape[1] - 1) - torch.arange(x.shape[1], device=x.device))
+
+
 class BiLSTMRecommender(nn.Module):
     """Item embedding 128; [item || emotion embedding] at each step; Bi-LSTM 128 per direction;
-    additive attention; FC-256/ReLU; scores over the catalogue (FC-|C|)."""
+    additive attention; FC-256/ReLU; scores over the catalogue (FC-|C|).
+
+    The two directions are two LSTMs, each fed the history's tracks before its padding (the
+    forward one reads the left-padded input rotated so that the tracks come first; the backward
+    one reads it from the newest end), so no state at a track has seen padding: the output does
+    not depend on how wide the padded input is. Training and evaluation therefore cut a batch to
+    its longest history, while serving keeps 50 columns and gives the same scores."""
+
+    padding_invariant = True
 
     def __init__(self, n_items: int, emotion: str = "va", dropout: float = 0.3):
         super().__init__()
         self.n_items = n_items
         self.emotion = EmotionPath(emotion) if emotion != "none" else None
         self.item_emb = nn.Embedding(n_items + 1, 128, padding_idx=0)
-        self.lstm = nn.LSTM(128 + (64 if self.emotion else 0), 128, batch_first=True, bidirectional=True)
+        self.lstm_fwd = nn.LSTM(128 + (64 if self.emotion else 0), 128, batch_first=True)
+        self.lstm_bwd = nn.LSTM(128 + (64 if self.emotion else 0), 128, batch_first=True)
         self.drop = nn.Dropout(dropout)
         self.att_w = nn.Linear(256, 128)
         self.att_v = nn.Linear(128, 1, bias=False)
@@ -66,7 +80,15 @@ class BiLSTMRecommender(nn.Module):
             e = self.emotion(probs)
             x = torch.cat([x, e.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=2)
         x = x * mask.unsqueeze(2)
-        h, _ = self.lstm(x)
+        width = x.shape[1]
+        pads = width - mask.sum(dim=1).long()                              # [B] left padding
+        steps = torch.arange(width, device=x.device).unsqueeze(0)
+        rotate = torch.remainder(steps + pads.unsqueeze(1), width)          # tracks first, then padding
+        unrotate = torch.remainder(steps - pads.unsqueeze(1), width)
+        gather = lambda t, idx: t.gather(1, idx.unsqueeze(2).expand(-1, -1, t.shape[2]))  # noqa: E731
+        h_fwd, _ = self.lstm_fwd(gather(x, rotate))
+        h_bwd, _ = self.lstm_bwd(_reversed_steps(x))
+        h = torch.cat([gather(h_fwd, unrotate), _reversed_steps(h_bwd)], dim=2)
         h = self.drop(h)
         logits = self.att_v(torch.tanh(self.att_w(h))).squeeze(2)
         logits = logits.masked_fill(mask == 0, -1e9)

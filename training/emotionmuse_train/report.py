@@ -39,13 +39,20 @@ def findings(results: dict) -> list:
     inputs = sorted([x for x in inputs if x[1] is not None], key=lambda x: -x[1])
     if len(inputs) > 1:
         out.append("- Emotion inputs, best first by full-catalogue NDCG@10: " + ", ".join(f"{n} ({v:.4f})" for n, v in inputs) + ".")
-    base = _ndcg(results, KINDS["bilstm-va"])
-    reranked = [(name, _ndcg(results, name)) for name in results if name.startswith(KINDS["bilstm-va"] + " + reranking")]
-    if base is not None and reranked:
+    bases = sorted({name.split(" + reranking")[0] for name in results if " + reranking, lambda " in name})
+    for base_name in bases:
+        base = _ndcg(results, base_name)
+        reranked = [(name, _ndcg(results, name)) for name in results if name.startswith(base_name + " + reranking")]
+        if base is None or not reranked:
+            continue
         better = [n.rsplit(" ", 1)[-1] for n, v in reranked if v > base + 1e-9]
         values = ", ".join(f"{n.rsplit(' ', 1)[-1]}: {v:.4f}" for n, v in reranked)
-        out.append(f"- Emotion-compatibility reranking of the V-A model (full-catalogue NDCG@10 {base:.4f} without it; by lambda {values}) "
+        out.append(f"- Emotion-compatibility reranking of {base_name} (full-catalogue NDCG@10 {base:.4f} without it; by lambda {values}) "
                    + (f"is higher only at lambda {', '.join(better)}." if better else "is not higher at any lambda tried."))
+    va, plain = _ndcg(results, KINDS["bilstm-va"]), _ndcg(results, KINDS["bilstm"])
+    if va is not None and plain is not None:
+        out.append(f"- Valence-arousal conditioning: the Bi-LSTM with it {va:.4f}, without it {plain:.4f} (full-catalogue NDCG@10): "
+                   + ("higher with it." if va > plain else "not higher with it."))
     best = max(results, key=lambda n: _ndcg(results, n))
     out.append(f"- Best row by full-catalogue NDCG@10: {best} ({_ndcg(results, best):.4f}); popularity: {_ndcg(results, KINDS['popularity']) or 0:.4f}.")
     return out
@@ -151,7 +158,7 @@ def markdown(results: dict, context: dict, histories: dict = None) -> str:
         f"the emotion models add the compatibility term with beta = 0.1.",
         *tuning_lines(context),
         f"- Reranking: final = lambda * preference (min-max over the top-100) + (1 - lambda) * compatibility, compatibility = "
-        f"(1 + cos(music emotion embedding, emotion embedding)) / 2, applied to the V-A model's top 100.",
+        f"(1 + cos(music emotion embedding, emotion embedding)) / 2, applied to the top 100 of the V-A model and of the served model (its candidates, the V-A model's emotion embedding).",
         f"- Machine: {context['machine']}; total time {context['minutes']:.0f} min.",
         "",
         *table,

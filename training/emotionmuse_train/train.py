@@ -70,6 +70,15 @@ def history_tensor(seqs: list, ends: list):
     return hist_t, (hist_t > 0).float()
 
 
+def trimmed(model, hist, mask):
+    """For a model whose scores do not depend on the padding (the Bi-LSTMs), the batch cut to its
+    longest history: the same scores for less work."""
+    if not getattr(model, "padding_invariant", False):
+        return hist, mask
+    width = max(1, int(mask.sum(dim=1).max()))
+    return hist[:, -width:], mask[:, -width:]
+
+
 def build_model(kind: str, n_items: int, n_users: int):
     if kind == "bpr-mf":
         return BPRMF(n_users, n_items)
@@ -145,7 +154,7 @@ def _optimisers(model, lr: float, weight_decay: float, sparse: bool):
     return [torch.optim.SparseAdam(tables, lr=lr), torch.optim.Adam(rest, lr=lr, weight_decay=weight_decay)]
 
 
-def _training_samples(kind: str, data: Data, rng, targets_per_user: int, loss: str):
+def _training_samples(kind: str, data: Data, rng, targets_per_user: int, loss: str, batch: int = 128):
     """(user, end) pairs. Causal models with the sampled loss: one per user, `end` the training
     part's length (every position of its last window is a target); others: `targets_per_user`
     positions drawn per user, each predicted from the plays before it."""
@@ -158,6 +167,14 @@ def _training_samples(kind: str, data: Data, rng, targets_per_user: int, loss: s
         positions = rng.choice(np.arange(1, train_len), size=min(targets_per_user, train_len - 1), replace=False)
         samples.extend((u, int(p)) for p in positions)
     rng.shuffle(samples)
+    if kind.startswith("bilstm"):
+        # Batches of similar history lengths (sorted within shuffled groups of 64 batches, the
+        # batches then shuffled), so that cutting each batch to its longest history saves most.
+        group = 64 * batch
+        samples = [x for g in range(0, len(samples), group) for x in sorted(samples[g:g + group], key=lambda s: min(s[1], N_HISTORY))]
+        batches = [samples[i:i + batch] for i in range(0, len(samples), batch)]
+        rng.shuffle(batches)
+        samples = [x for b in batches for x in b]
     return samples
 
 
@@ -192,7 +209,7 @@ def train(kind: str, data: Data, seed: int, max_epochs: int = 12, patience: int 
         started = time.time()
         profile = {"batches": 0.0, "forward": 0.0, "backward": 0.0, "step": 0.0, "validation": 0.0}
         model.train()
-        samples = _training_samples(kind, data, rng, targets_per_user, loss)
+        samples = _training_samples(kind, data, rng, targets_per_user, loss, batch)
         if sampled:
             pool = torch.tensor(rng.choice(data.n_items, size=NEGATIVES_SAMPLED * (len(samples) // batch + 1), p=q))
         total, seen, out_of_time = 0.0, 0, False
@@ -203,7 +220,7 @@ def train(kind: str, data: Data, seed: int, max_epochs: int = 12, patience: int 
             t0 = time.time()
             chunk = samples[start:start + batch]
             users = torch.tensor([u for u, _ in chunk])
-            hist, mask = history_tensor([data.items[u] for u, _ in chunk], [p for _, p in chunk])
+            hist, mask = trimmed(model, *history_tensor([data.items[u] for u, _ in chunk], [p for _, p in chunk]))
             probs = torch.tensor(np.stack([data.emotions[u][p] for u, p in chunk]))
             pos = torch.tensor([int(data.items[u][p]) for u, p in chunk])
             t1 = time.time()
@@ -301,6 +318,8 @@ def evaluate(model, data: Data, split: str = "test", max_users: int = 0, rerank:
         chunk = users[start:start + 256]
         ends = [len(data.items[u]) - offset for u in chunk]
         hist, mask = history_tensor([data.items[u] for u in chunk], ends)
+        if model is not None:
+            hist, mask = trimmed(getattr(model, "sequence", model), hist, mask)
         probs = torch.tensor(np.stack([data.emotions[u][e] for u, e in zip(chunk, ends)]))
         target = torch.tensor([int(data.items[u][e]) for u, e in zip(chunk, ends)])
         user_t = torch.tensor(chunk)

@@ -123,5 +123,26 @@ class SampledSoftmax(unittest.TestCase):
             self.assertEqual(set(history[0]["profile"]), {"batches", "forward", "backward", "step", "validation"})
 
 
+
+
+
+class PaddingInvariance(unittest.TestCase):
+    def test_the_bilstm_scores_a_history_the_same_at_any_padded_width(self):
+        from emotionmuse_train.models import BiLSTMRecommender  # noqa: PLC0415
+        torch.manual_seed(0)
+        for emotion in ("none", "va"):
+            model = BiLSTMRecommender(60, emotion=emotion).eval()
+            hist = torch.zeros(3, 50, dtype=torch.long)
+            hist[0, -7:] = torch.arange(1, 8)
+            hist[1, -1:] = 9
+            hist[2, :] = torch.arange(1, 51)
+            mask = (hist > 0).float()
+            probs = torch.softmax(torch.randn(3, 7), dim=1)
+            wide = model.score_all(hist, mask, probs)[0]
+            for row, width in ((0, 7), (0, 12), (1, 1)):
+                narrow = model.score_all(hist[row:row + 1, -width:], mask[row:row + 1, -width:], probs[row:row + 1])[0]
+                torch.testing.assert_close(narrow[0], wide[row], rtol=1e-5, atol=1e-5)
+
+
 if __name__ == "__main__":
     unittest.main()
