@@ -248,10 +248,10 @@ describe('recommender processor on the real broker and Redis', () => {
     const reader = await collect(kafka, [topicName(topology, 'recommendations')]);
     const p = await startProcessor('recommender', { EM_TOPIC_PREFIX: prefix, EM_PARTITIONS: '1', EM_REDIS_URL: inject('redisUrl'), EM_REDIS_PREFIX: `${prefix}r:`, EM_RECOMMENDER_MODEL: dir, EM_RECOMMENDER_SERVE: served });
     try {
-      await send(topology, [
-        ...trained.ids.slice(0, 3).map((id, n) => ({ topic: 'listens' as const, value: listen('lg', id, n) })),
-        { topic: 'emotion-changes', value: change('lg', 'happy', Date.now()) },
-      ]);
+      // The listens first, all applied, then the change: its list is scored on those three tracks.
+      await send(topology, trained.ids.slice(0, 3).map((id, n) => ({ topic: 'listens' as const, value: listen('lg', id, n) })));
+      await waitFor('the listens in Redis', async () => (await redis.llen(userKeys(`${prefix}r:`, 'lg').history)) === 3, 60_000);
+      await send(topology, [{ topic: 'emotion-changes', value: change('lg', 'happy', Date.now()) }]);
       await waitFor('the change\'s list', () => lists(reader.records, topology).some((l) => l.trigger === 'EMOTION_CHANGE'), 60_000);
       const list = lists(reader.records, topology).find((l) => l.trigger === 'EMOTION_CHANGE')!;
       // The process says which base model it serves, and the list is the one it gives for this history.
