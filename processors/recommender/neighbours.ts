@@ -88,19 +88,33 @@ export class NeighbourModel {
     return new NeighbourModel(dir, params);
   }
 
+  // Scratch buffers, reused by every call (the recommender scores one user at a time per process).
+  private scores?: Float64Array;
+  private touched?: Int32Array;
+  private sims?: Float64Array;
+  private touchedSessions?: Int32Array;
+
   /** The best `k` tracks outside the history with their scores, best first (ties: lower index). `history`: most recent first. */
   top(history: readonly number[], k = 100): Candidate[] {
-    const scores = this.params.kind === 'item-knn-recency' ? this.itemScores(history) : this.sessionScores(history);
+    const n = this.params.items;
+    this.scores ??= new Float64Array(n);
+    this.touched ??= new Int32Array(n);
+    const count = this.params.kind === 'item-knn-recency' ? this.itemScores(history) : this.sessionScores(history);
+    const scores = this.scores;
     const listened = new Set(history.slice(0, 50));
-    const touched: Candidate[] = [];
-    for (const [index, s] of scores) if (!listened.has(index)) touched.push({ index, preference: s + TIE_BREAK * this.popularity[index]! });
-    touched.sort((a, b) => b.preference - a.preference || a.index - b.index);
-    const out = touched.slice(0, k);
+    const found: Candidate[] = [];
+    for (let t = 0; t < count; t++) {
+      const index = this.touched[t]!;
+      if (!listened.has(index)) found.push({ index, preference: scores[index]! + TIE_BREAK * this.popularity[index]! });
+    }
+    found.sort((a, b) => b.preference - a.preference || a.index - b.index);
+    const out = found.slice(0, k);
     // Too few touched tracks: the rest by popularity alone, as training's tie-break ranks them.
     for (let r = 0; out.length < k && r < this.byPopularity.length; r++) {
       const index = this.byPopularity[r]!;
-      if (!listened.has(index) && !scores.has(index)) out.push({ index, preference: TIE_BREAK * this.popularity[index]! });
+      if (!listened.has(index) && scores[index] === 0) out.push({ index, preference: TIE_BREAK * this.popularity[index]! });
     }
+    for (let t = 0; t < count; t++) scores[this.touched[t]!] = 0;
     return out;
   }
 
@@ -110,35 +124,57 @@ export class NeighbourModel {
     return Array.from({ length: recent }, (_v, d) => [history[d]!, decay ** d] as [number, number]);
   }
 
-  private itemScores(history: readonly number[]): Map<number, number> {
+  /** Adds `value` to a track's score, remembering the tracks touched; returns the new count. */
+  private add(index: number, value: number, count: number): number {
+    const scores = this.scores!;
+    if (scores[index] === 0) this.touched![count++] = index;
+    scores[index]! += value;
+    return count;
+  }
+
+  private itemScores(history: readonly number[]): number {
     const k = this.params.neighbours!;
-    const scores = new Map<number, number>();
+    let count = 0;
     for (const [item, w] of this.weights(history)) {
       for (let j = item * k; j < (item + 1) * k; j++) {
         const other = this.neighbourIds![j]!;
         if (other < 0) break;
-        scores.set(other, (scores.get(other) ?? 0) + w * this.neighbourSims![j]!);
+        count = this.add(other, w * this.neighbourSims![j]!, count);
       }
     }
-    return scores;
+    return count;
   }
 
-  private sessionScores(history: readonly number[]): Map<number, number> {
+  private sessionScores(history: readonly number[]): number {
+    const nSessions = this.sessionOffsets!.length - 1;
+    this.sims ??= new Float64Array(nSessions);
+    this.touchedSessions ??= new Int32Array(nSessions);
+    const sims = this.sims;
     // A track listened twice counts once, at its newest listen's weight.
     const weight = new Map<number, number>();
     for (const [item, w] of this.weights(history)) if (!weight.has(item)) weight.set(item, w * this.idf![item]!);
-    const sims = new Map<number, number>();
+    let touched = 0;
     for (const [item, w] of weight) {
-      for (let j = this.holderOffsets![item]!; j < this.holderOffsets![item + 1]!; j++) sims.set(this.holders![j]!, (sims.get(this.holders![j]!) ?? 0) + w);
+      if (w === 0) continue; // a track every sequence holds (idf 0) makes no neighbour
+      for (let j = this.holderOffsets![item]!; j < this.holderOffsets![item + 1]!; j++) {
+        const s = this.holders![j]!;
+        if (sims[s] === 0) this.touchedSessions![touched++] = s;
+        sims[s]! += w;
+      }
     }
     const norm = Math.sqrt(Math.max(weight.size, 1));
-    const ranked = [...sims].map(([s, v]) => [s, v / norm / Math.sqrt(Math.max(this.sessionOffsets![s + 1]! - this.sessionOffsets![s]!, 1))] as [number, number]);
-    ranked.sort((a, b) => b[1] - a[1] || a[0] - b[0]);
-    const scores = new Map<number, number>();
-    for (const [s, sim] of ranked.slice(0, this.params.k)) {
-      for (let j = this.sessionOffsets![s]!; j < this.sessionOffsets![s + 1]!; j++) scores.set(this.sessionTracks![j]!, (scores.get(this.sessionTracks![j]!) ?? 0) + sim);
+    const ranked: Array<[number, number]> = new Array(touched);
+    for (let t = 0; t < touched; t++) {
+      const s = this.touchedSessions![t]!;
+      ranked[t] = [s, sims[s]! / norm / Math.sqrt(Math.max(this.sessionOffsets![s + 1]! - this.sessionOffsets![s]!, 1))];
+      sims[s] = 0;
     }
-    return scores;
+    ranked.sort((a, b) => b[1] - a[1] || a[0] - b[0]);
+    let count = 0;
+    for (const [s, sim] of ranked.slice(0, this.params.k)) {
+      for (let j = this.sessionOffsets![s]!; j < this.sessionOffsets![s + 1]!; j++) count = this.add(this.sessionTracks![j]!, sim, count);
+    }
+    return count;
   }
 }
 
