@@ -13,6 +13,7 @@ import math
 import multiprocessing
 import os
 import platform
+import shutil
 import sys
 import time
 
@@ -354,6 +355,11 @@ def main() -> int:
         # The folder holds the best sequence model's graph, the best neighbourhood model's tables
         # and the V-A model's emotion path; card.json's "serving" says which of them is served.
         seq_model, nb_model = serving["sequence_model"], serving["neighbourhood_model"]
+        # nothing of an earlier export in the same folder may be served by mistake
+        shutil.rmtree(os.path.join(out, "neighbours"), ignore_errors=True)
+        for stale in ("emotion.onnx", "scoring.onnx", "scoring-int8.onnx", "parity.json"):
+            if os.path.exists(os.path.join(out, stale)):
+                os.remove(os.path.join(out, stale))
         packed = seq_model is not None and (args.pack if args.pack is not None else len(cat) > PACK_ABOVE)
         card["serving"] = context["serving"]
         card["export"] = {}
