@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { accessSync, constants, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -65,7 +65,7 @@ function isCurrent(dir: string, index: PackedIndex): boolean {
   }
 }
 
-/** Copies a packed model folder as a fresh clone holds it: the packed data, its index and the graphs, no rebuilt file and no stamp. */
+/** Copies a packed model folder as a fresh clone holds it: the packed data, its index, the graphs and neighbours/, no rebuilt file and no stamp. */
 export function copyPackedFolder(from: string, to: string): void {
   const index = JSON.parse(readFileSync(path.join(from, INDEX), 'utf8')) as PackedIndex;
   copyModelFiles(from, to, index);
@@ -75,7 +75,10 @@ export function copyPackedFolder(from: string, to: string): void {
 function copyModelFiles(from: string, to: string, index: PackedIndex): void {
   for (const name of readdirSync(from)) {
     if (name === index.data || name in index.files || name === STAMP) continue;
-    if (statSync(path.join(from, name)).isFile()) copyFileSync(path.join(from, name), path.join(to, name));
+    const st = statSync(path.join(from, name));
+    if (st.isFile()) copyFileSync(path.join(from, name), path.join(to, name));
+    // neighbours/: a neighbourhood model's tables, served beside the graph
+    else if (st.isDirectory() && name === 'neighbours') cpSync(path.join(from, name), path.join(to, name), { recursive: true });
   }
 }
 

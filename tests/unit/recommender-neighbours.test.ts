@@ -1,8 +1,10 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fuse, NeighbourModel, type Candidate } from '../../processors/recommender/neighbours.ts';
 import { Scorer } from '../../processors/recommender/scorer.ts';
+import { copyPackedFolder } from '../../processors/recommender/unpack.ts';
 import { logsSmokeModel } from '../support/recommender-models.ts';
 
 interface Case {
@@ -59,6 +61,24 @@ describe('neighbourhood models scored from their exported tables (training smoke
       for (const x of got!.candidates) expect(newestFirst(c.history)).not.toContain(x.index);
     }
     expect(card.serving.weight).toBeGreaterThan(0);
+  });
+});
+
+describe('a packed export copied elsewhere (as into the temporary folder when the model folder is read-only)', () => {
+  it('keeps its neighbourhood model and serves it with the same lists', async () => {
+    const dir = logsSmokeModel();
+    const copy = mkdtempSync(path.join(tmpdir(), 'em-neighbours-'));
+    try {
+      copyPackedFolder(dir, copy);
+      const history = [3, 1, 4];
+      const [a, b] = await Promise.all([dir, copy].map((d) => Scorer.open(d, { providers: ['cpu'], served: 'neighbourhood' })));
+      const [x] = await a!.candidates([{ history, probabilities: [0.1, 0.1, 0.1, 0.4, 0.1, 0.1, 0.1] }]);
+      const [y] = await b!.candidates([{ history, probabilities: [0.1, 0.1, 0.1, 0.4, 0.1, 0.1, 0.1] }]);
+      expect(y!.candidates).toEqual(x!.candidates);
+      expect(Array.from(y!.embedding)).toEqual(Array.from(x!.embedding));
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
+    }
   });
 });
 
