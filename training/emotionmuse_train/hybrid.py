@@ -43,6 +43,8 @@ class Hybrid:
     def __init__(self, neighbourhood, sequence, weight: float):
         self.neighbourhood, self.sequence, self.weight = neighbourhood, sequence, weight
         self.n_items = neighbourhood.n_items
+        # the neighbourhood models read only the history's tracks, so the sequence model decides
+        self.padding_invariant = getattr(sequence, "padding_invariant", False)
 
     def score_all(self, hist, mask, probs, user=None):
         knn, _ = self.neighbourhood.score_all(hist, mask, probs, user)

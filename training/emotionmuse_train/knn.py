@@ -49,28 +49,36 @@ def _weighted(hist: torch.Tensor, n_items: int, recent: int, decay: float) -> to
     return torch.sparse_coo_tensor(torch.stack([rows, items]), w, (hist.shape[0], n_items)).coalesce()
 
 
+def _pair_counts(n_items: int, sequences: list, window: int, forward: float = 1.0):
+    """Every ordered pair of plays at most `window` apart within a sequence's training part,
+    counted as often as it occurs (a pair with b after a counts `forward`, b before a counts 1);
+    vectorised over all sequences at each distance. Returns the rows, columns and counts of the
+    distinct pairs, and each track's play count."""
+    train = _train_parts(sequences)
+    flat = np.concatenate(train) if train else np.zeros(0, dtype=np.int64)
+    owner = np.repeat(np.arange(len(train)), [len(t) for t in train])
+    counts = np.bincount(flat, minlength=n_items).astype(np.float64)
+    keys, weights = [], []
+    for d in range(1, window + 1):
+        same = owner[d:] == owner[:-d]
+        a, b = flat[:-d][same], flat[d:][same]
+        keep = a != b
+        a, b = a[keep], b[keep]
+        keys += [a * n_items + b, b * n_items + a]
+        weights += [np.full(len(a), forward), np.ones(len(a))]
+    if not keys or not sum(len(k) for k in keys):
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0), counts
+    pair, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+    return pair // n_items, pair % n_items, np.bincount(inverse, weights=np.concatenate(weights)), counts
+
+
 class ItemKnn:
     kind = "item-knn"
 
     def __init__(self, n_items: int, sequences: list, window: int = 5, recent: int = 5):
-        train = _train_parts(sequences)
-        flat = np.concatenate(train) if train else np.zeros(0, dtype=np.int64)
-        owner = np.repeat(np.arange(len(train)), [len(t) for t in train])
-        counts = np.bincount(flat, minlength=n_items).astype(np.float64)
-        # Every ordered pair of plays at most `window` apart within a sequence, counted as often
-        # as it occurs; vectorised over all sequences at each distance, each pair a single key.
-        keys = []
-        for d in range(1, window + 1):
-            same = owner[d:] == owner[:-d]
-            a, b = flat[:-d][same], flat[d:][same]
-            keep = a != b
-            keys += [a[keep] * n_items + b[keep], b[keep] * n_items + a[keep]]
-        if keys and sum(len(k) for k in keys):
-            pair, v = np.unique(np.concatenate(keys), return_counts=True)
-            r, c = pair // n_items, pair % n_items
-            v = v / np.sqrt(np.maximum(counts[r], 1) * np.maximum(counts[c], 1))
-        else:
-            r = c = np.zeros(0, dtype=np.int64); v = np.zeros(0)
+        r, c, v, counts = _pair_counts(n_items, sequences, window)
+        v = v / np.sqrt(np.maximum(counts[r], 1) * np.maximum(counts[c], 1))
         self.sim = _sparse(r, c, v, (n_items, n_items))
         self.popularity = torch.tensor(np.log1p(counts), dtype=torch.float32)
         self.n_items = n_items
@@ -94,26 +102,9 @@ class RecencyItemKnn:
 
     def __init__(self, n_items: int, sequences: list, window: int = 10, alpha: float = 0.5, decay: float = 0.8,
                  recent: int = 20, neighbours: int = 100, forward: float = 1.0):
-        train = _train_parts(sequences)
-        flat = np.concatenate(train) if train else np.zeros(0, dtype=np.int64)
-        owner = np.repeat(np.arange(len(train)), [len(t) for t in train])
-        counts = np.bincount(flat, minlength=n_items).astype(np.float64)
-        keys, weights = [], []
-        for d in range(1, window + 1):
-            same = owner[d:] == owner[:-d]
-            a, b = flat[:-d][same], flat[d:][same]
-            keep = a != b
-            a, b = a[keep], b[keep]
-            keys += [a * n_items + b, b * n_items + a]
-            weights += [np.full(len(a), forward), np.ones(len(a))]
-        if keys and sum(len(k) for k in keys):
-            pair, inverse = np.unique(np.concatenate(keys), return_inverse=True)
-            v = np.bincount(inverse, weights=np.concatenate(weights))
-            r, c = pair // n_items, pair % n_items
-            v = v / (np.maximum(counts[r], 1) ** alpha * np.maximum(counts[c], 1) ** (1 - alpha))
-            r, c, v = _prune(r, c, v, neighbours)
-        else:
-            r = c = np.zeros(0, dtype=np.int64); v = np.zeros(0)
+        r, c, v, counts = _pair_counts(n_items, sequences, window, forward)
+        v = v / (np.maximum(counts[r], 1) ** alpha * np.maximum(counts[c], 1) ** (1 - alpha))
+        r, c, v = _prune(r, c, v, neighbours)
         self.rows, self.cols, self.values = r, c, v
         self.sim = _sparse(r, c, v, (n_items, n_items))
         self.popularity = torch.tensor(np.log1p(counts), dtype=torch.float32)

@@ -319,7 +319,7 @@ def evaluate(model, data: Data, split: str = "test", max_users: int = 0, rerank:
         ends = [len(data.items[u]) - offset for u in chunk]
         hist, mask = history_tensor([data.items[u] for u in chunk], ends)
         if model is not None:
-            hist, mask = trimmed(getattr(model, "sequence", model), hist, mask)
+            hist, mask = trimmed(model, hist, mask)
         probs = torch.tensor(np.stack([data.emotions[u][e] for u, e in zip(chunk, ends)]))
         target = torch.tensor([int(data.items[u][e]) for u, e in zip(chunk, ends)])
         user_t = torch.tensor(chunk)
