@@ -60,13 +60,7 @@ def export(model, out_dir: str, n_items: int, version: str, packed_music_emb=Non
         packer.add("music_emb", q, scale, 127)
         packer.region("music_emb.f32", "music_emb", "rows")
     serving = ServingModel(model, k=min(100, n_items), emotion=emotion).eval()
-    rng = np.random.default_rng(3)
-    samples = []
-    for length in (50, 12, 1):
-        hist = np.zeros((1, N_HISTORY), dtype=np.int64)
-        hist[0, -length:] = rng.choice(n_items, size=length, replace=False) + 1
-        probs = rng.dirichlet(np.ones(7)).astype(np.float32)[None]
-        samples.append((hist, (hist > 0).astype(np.float32), probs))
+    samples = _samples(n_items, seed=3)
     path = os.path.join(out_dir, "scoring.onnx")
     h, m, p = (torch.tensor(x) for x in samples[0])
     torch.onnx.export(
